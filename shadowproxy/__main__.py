@@ -1,0 +1,3 @@
+from shadowproxy.cli import main
+
+main()

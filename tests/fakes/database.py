@@ -1,0 +1,1 @@
+"""Fixtures: a real PostgreSQL for the tests (filled in by the store work)."""

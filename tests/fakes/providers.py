@@ -1,0 +1,1 @@
+"""Fixtures: fake providers (filled in by the simulator work)."""
