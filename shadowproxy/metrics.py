@@ -1,0 +1,81 @@
+"""Prometheus metrics (the ``prometheus-client`` library).
+
+With several processes (workers and their mirrors) every process writes its samples
+to ``PROMETHEUS_MULTIPROC_DIR`` and whichever process answers ``/metrics`` aggregates
+them; with one process the default registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+
+_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # A registry of its own, so several instances (tests, workers) never collide.
+        self.registry = registry if registry is not None else CollectorRegistry()
+        kw = {"registry": self.registry}
+        self.requests = Counter(
+            "shadowproxy_requests", "Requests answered to applications",
+            ["api", "status"], **kw,
+        )
+        self.latency = Histogram(
+            "shadowproxy_request_duration_seconds",
+            "User-facing latency, request received to answer done", ["api"],
+            buckets=_LATENCY_BUCKETS, **kw,
+        )
+        self.shadow_outcomes = Counter(
+            "shadowproxy_shadow_outcomes", "Shadow calls by outcome", ["outcome"], **kw
+        )
+        self.shadow_queue = Gauge(
+            "shadowproxy_shadow_queue_depth", "Shadows waiting for a slot",
+            multiprocess_mode="livesum", **kw,
+        )
+        self.shadow_in_flight = Gauge(
+            "shadowproxy_shadow_in_flight", "Shadow calls under way",
+            multiprocess_mode="livesum", **kw,
+        )
+        self.mirror_refused = Counter(
+            "shadowproxy_mirror_refused", "Exchanges not handed to a busy mirror", **kw
+        )
+        self.pairs_written = Counter(
+            "shadowproxy_pairs_written", "Pairs stored in PostgreSQL", **kw
+        )
+        self.pairs_spooled = Counter(
+            "shadowproxy_pairs_spooled", "Pairs written to the disk spool", **kw
+        )
+        self.spool_dropped = Counter(
+            "shadowproxy_spool_dropped", "Pairs lost because the spool was full", **kw
+        )
+        self.db_errors = Counter("shadowproxy_db_errors", "Failed database writes", **kw)
+        self.batch_latency = Histogram(
+            "shadowproxy_writer_batch_seconds", "Time to write one batch of pairs",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5), **kw,
+        )
+        self.spool_bytes = Gauge(
+            "shadowproxy_spool_bytes", "Bytes waiting in the spool",
+            multiprocess_mode="livesum", **kw,
+        )
+
+    def observe_request(self, api: str, status: int, seconds: float) -> None:
+        self.requests.labels(api, str(status)).inc()
+        self.latency.labels(api).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            prom_multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

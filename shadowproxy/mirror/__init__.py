@@ -1,0 +1,1 @@
+"""The mirror: shadow calls, normalisation and recording, away from the user's path."""

@@ -1,0 +1,191 @@
+"""Turn what the proxy captured and what the shadow answered into a :class:`PairRecord`.
+
+Pure functions: bytes and timestamps in, records out. The primary's answer is decoded
+(``content-encoding``) and fed chunk by chunk to the same incremental normaliser a stream
+needs, so time to first token is the capture time of the chunk in which content first
+appeared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.normalized import Normalized
+from shadowproxy.pricing import PriceTable
+from shadowproxy.records import Api, PairRecord, Side
+from shadowproxy.redact import Redactor
+from shadowproxy.wire import anthropic as anthropic_wire
+from shadowproxy.wire import openai as openai_wire
+
+# Inline base64 payloads (images, documents) longer than this are stored as a digest.
+_INLINE_DATA_LIMIT = 1024
+
+
+class StreamNormalizer(Protocol):
+    content_seen: bool
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def finish(self, headers: Mapping[str, str] | None = None) -> Normalized: ...
+
+
+def new_stream_normalizer(api: str) -> StreamNormalizer:
+    if api == Api.ANTHROPIC_MESSAGES:
+        return anthropic_wire.AnthropicStream()
+    return openai_wire.OpenAIStream()
+
+
+class _Decoder:
+    """Incremental ``content-encoding`` decoder; identity when the body is not compressed."""
+
+    def __init__(self, encoding: str | None) -> None:
+        encoding = (encoding or "").strip().lower()
+        self._z: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._z = zlib.decompressobj()
+        self.failed = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._z is None or self.failed:
+            return data
+        try:
+            return bytes(self._z.decompress(data))
+        except Exception:  # a corrupt body is recorded as unparseable, never raised
+            self.failed = True
+            return b""
+
+
+def side_from_normalized(norm: Normalized, *, status: int | None) -> Side:
+    return Side(
+        model=norm.model,
+        status=status,
+        input_tokens=norm.input_tokens,
+        output_tokens=norm.output_tokens,
+        cache_creation_input_tokens=norm.cache_creation_input_tokens,
+        cache_read_input_tokens=norm.cache_read_input_tokens,
+        text=norm.text,
+        tool_calls=[tc.as_json() for tc in norm.tool_calls],
+        stop_reason=norm.stop_reason,
+        error=norm.error,
+        request_id=norm.request_id,
+    )
+
+
+def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
+    """The primary's answer as the user received it, normalised and timed."""
+    latency = (end.ended_at - start.sent_at) * 1000 if end.ended_at else None
+    if end.status is None:
+        return Side(status=None, latency_ms=latency, error=end.error or "no answer")
+    decoder = _Decoder(end.headers.get("content-encoding"))
+    ttft: float | None = None
+    if "text/event-stream" in end.headers.get("content-type", ""):
+        stream = new_stream_normalizer(start.api)
+        for at, chunk in end.chunks:
+            stream.feed(decoder.feed(chunk))
+            if ttft is None and stream.content_seen:
+                ttft = (at - start.sent_at) * 1000
+        norm = stream.finish(end.headers)
+    else:
+        body = b"".join(decoder.feed(chunk) for _, chunk in end.chunks)
+        module = anthropic_wire if start.api == Api.ANTHROPIC_MESSAGES else openai_wire
+        norm = module.normalize_body(end.status, body, end.headers)
+    side = side_from_normalized(norm, status=end.status)
+    side.latency_ms = latency
+    side.ttft_ms = ttft
+    if end.client_disconnected:
+        side.error = side.error or "client disconnected before the answer ended"
+    elif end.error:
+        side.error = end.error
+    elif end.truncated:
+        side.error = side.error or "answer larger than the capture limit; truncated"
+    return side
+
+
+def slim_request(value: Any) -> Any:
+    """Replace large inline base64 payloads by their size and digest: the evidence stays,
+    the table does not fill with images."""
+    if isinstance(value, dict):
+        if value.get("type") == "base64" and isinstance(value.get("data"), str) and len(
+            value["data"]
+        ) > _INLINE_DATA_LIMIT:
+            data = value["data"]
+            digest = hashlib.sha256(data.encode()).hexdigest()[:16]
+            return {**value, "data": f"[base64 {len(data)} chars sha256:{digest}]"}
+        return {k: slim_request(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [slim_request(v) for v in value]
+    if isinstance(value, str) and value.startswith("data:") and len(value) > _INLINE_DATA_LIMIT:
+        head = value.split(",", 1)[0]
+        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+        return f"{head},[{len(value)} chars sha256:{digest}]"
+    return value
+
+
+def _redact_side(side: Side, redactor: Redactor) -> Side:
+    if not redactor:
+        return side
+    if side.text:
+        side.text = redactor.text(side.text)
+    if side.tool_calls:
+        side.tool_calls = redactor.json(side.tool_calls)
+    if side.error:
+        side.error = redactor.text(side.error)
+    return side
+
+
+def _price(side: Side, prices: PriceTable) -> Side:
+    side.cost_usd = prices.cost(
+        side.model, side.input_tokens, side.output_tokens,
+        side.cache_creation_input_tokens, side.cache_read_input_tokens,
+    )
+    return side
+
+
+def build_record(
+    *,
+    start: ExchangeStart,
+    request: Any,
+    stream: bool,
+    primary: Side,
+    shadow: Side,
+    outcome: str,
+    reason: str | None,
+    client_disconnected: bool,
+    redactor: Redactor,
+    prices: PriceTable,
+    replay: Side | None = None,
+) -> PairRecord:
+    stored_request = slim_request(request) if request is not None else None
+    if redactor and stored_request is not None:
+        stored_request = redactor.json(stored_request)
+    if primary.model is None and isinstance(request, dict) and isinstance(
+        request.get("model"), str
+    ):
+        primary.model = request["model"]
+    sides = [primary, shadow] + ([replay] if replay is not None else [])
+    for side in sides:
+        _price(_redact_side(side, redactor), prices)
+    return PairRecord(
+        id=uuid.UUID(start.exchange_id),
+        received_at=datetime.fromtimestamp(start.received_at, UTC),
+        api=start.api,
+        path=start.path,
+        tag=start.tag,
+        stream=stream,
+        request=stored_request,
+        request_sha256=hashlib.sha256(start.body).hexdigest(),
+        primary=primary,
+        shadow=shadow,
+        shadow_outcome=outcome,
+        shadow_reason=redactor.text(reason) if (reason and redactor) else reason,
+        client_disconnected=client_disconnected,
+        replay=replay,
+    )

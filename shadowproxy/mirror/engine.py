@@ -1,0 +1,209 @@
+"""Pairs each primary exchange with its shadow call and emits one record when both settle.
+
+Bounded on purpose: at most ``SHADOW_CONCURRENCY`` calls in flight and ``SHADOW_QUEUE``
+waiting; past that a shadow is ``dropped`` — recorded and counted, never silent. Every
+path through here ends in exactly one record per started exchange (or none when the
+engine is told the exchange was never eligible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.mirror.assemble import build_record, primary_side
+from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
+from shadowproxy.pricing import PriceTable
+from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
+from shadowproxy.redact import Redactor
+from shadowproxy.tasks import spawn
+from shadowproxy.translate import Untranslatable, openai_to_messages, prepare_messages_request
+
+log = logging.getLogger("shadowproxy.mirror")
+
+RecordSink = Callable[[PairRecord], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    start: ExchangeStart
+    request: Any = None
+    stream: bool = False
+    end: ExchangeEnd | None = None
+    shadow: ShadowResult | None = None
+    task: asyncio.Task[None] | None = None
+    created: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class EngineLimits:
+    concurrency: int = 32
+    queue: int = 1000
+    default_max_tokens: int = 4096
+    model: str = "claude-haiku-4-5"
+
+
+class MirrorEngine:
+    def __init__(
+        self,
+        *,
+        caller: ShadowCaller,
+        sink: RecordSink,
+        limits: EngineLimits,
+        redactor: Redactor,
+        prices: PriceTable,
+    ) -> None:
+        self._caller = caller
+        self._sink = sink
+        self._limits = limits
+        self._redactor = redactor
+        self._prices = prices
+        self._sem = asyncio.Semaphore(limits.concurrency)
+        self._pending: dict[str, _Pending] = {}
+        self.waiting = 0
+        self.in_flight = 0
+        self.outcomes: Counter[str] = Counter()
+        self.records = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- events from the proxy ---------------------------------------------------------
+
+    def on_start(self, start: ExchangeStart) -> None:
+        pending = _Pending(start)
+        self._pending[start.exchange_id] = pending
+        try:
+            request = json.loads(start.body)
+        except (ValueError, UnicodeDecodeError):
+            self._settle(pending, ShadowOutcome.SKIPPED, "request body is not valid JSON")
+            return
+        pending.request = request
+        pending.stream = isinstance(request, dict) and request.get("stream") is True
+        try:
+            params = self._translate(start.api, request)
+        except Untranslatable as exc:
+            self._settle(pending, ShadowOutcome.SKIPPED, exc.reason)
+            return
+        if self.in_flight + self.waiting >= self._limits.concurrency + self._limits.queue:
+            self._settle(pending, ShadowOutcome.DROPPED, "shadow queue full (SHADOW_QUEUE)")
+            return
+        headers = {k: v for k, v in start.forward_headers.items()
+                   if start.api == Api.ANTHROPIC_MESSAGES or k == "anthropic-beta"}
+        pending.task = spawn(self._run(pending, params, headers),
+                             name=f"shadow-{start.exchange_id}")
+
+    def on_end(self, end: ExchangeEnd) -> None:
+        pending = self._pending.get(end.exchange_id)
+        if pending is None:
+            log.warning("end of an exchange the mirror never saw started")
+            return
+        pending.end = end
+        self._maybe_emit(pending)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _translate(self, api: str, request: Any) -> dict[str, Any]:
+        if api == Api.ANTHROPIC_MESSAGES:
+            return prepare_messages_request(request, model=self._limits.model)
+        return openai_to_messages(
+            request, model=self._limits.model,
+            default_max_tokens=self._limits.default_max_tokens,
+        )
+
+    def _settle(self, pending: _Pending, outcome: ShadowOutcome, reason: str) -> None:
+        pending.shadow = ShadowResult(Side(error=reason if outcome != "skipped" else None),
+                                      outcome, reason)
+        self._maybe_emit(pending)
+
+    async def _run(
+        self, pending: _Pending, params: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        acquired = False
+        self.waiting += 1
+        try:
+            async with self._sem:
+                acquired = True
+                self.waiting -= 1
+                self.in_flight += 1
+                try:
+                    pending.shadow = await self._caller.call(params, headers)
+                finally:
+                    self.in_flight -= 1
+        except asyncio.CancelledError:
+            if not acquired:
+                self.waiting -= 1
+            if pending.shadow is None:
+                pending.shadow = _unfinished()
+            self._maybe_emit(pending)
+            raise
+        except Exception as exc:  # a bug in our own parsing: record it, keep the loop alive
+            log.exception("shadow call failed unexpectedly")
+            pending.shadow = ShadowResult(Side(error=f"internal: {type(exc).__name__}"),
+                                          ShadowOutcome.ERROR, f"internal: {exc!r}")
+        self._maybe_emit(pending)
+
+    def _maybe_emit(self, pending: _Pending) -> None:
+        if pending.end is None or pending.shadow is None:
+            return
+        if self._pending.pop(pending.start.exchange_id, None) is None:
+            return
+        self._emit(pending, pending.end, pending.shadow)
+
+    def _emit(self, pending: _Pending, end: ExchangeEnd, shadow: ShadowResult) -> None:
+        try:
+            record = build_record(
+                start=pending.start,
+                request=pending.request,
+                stream=pending.stream,
+                primary=primary_side(pending.start, end),
+                shadow=shadow.side,
+                outcome=shadow.outcome.value,
+                reason=shadow.reason,
+                client_disconnected=end.client_disconnected,
+                redactor=self._redactor,
+                prices=self._prices,
+            )
+        except Exception:  # a record we cannot build is a bug: log it, never crash the loop
+            log.exception("could not assemble a pair record")
+            return
+        self.outcomes[shadow.outcome.value] += 1
+        self.records += 1
+        self._sink(record)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let in-flight shadows finish within ``timeout_s``; then cut them short.
+
+        Exchanges whose primary end never arrived (the proxy stopped first) are recorded
+        with what is known.
+        """
+        tasks = [p.task for p in self._pending.values() if p.task and not p.task.done()]
+        if tasks:
+            _done, late = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+        for pending in list(self._pending.values()):
+            if pending.shadow is None:
+                pending.shadow = _unfinished()
+            if pending.end is None:
+                pending.end = ExchangeEnd(
+                    pending.start.exchange_id, status=None, headers={},
+                    ended_at=time.monotonic(),
+                    error="the proxy stopped before the primary answer ended",
+                )
+            self._maybe_emit(pending)
+
+
+def _unfinished() -> ShadowResult:
+    reason = "shadow unfinished at shutdown (GRACE_S)"
+    return ShadowResult(Side(error=reason), ShadowOutcome.TIMEOUT, reason)

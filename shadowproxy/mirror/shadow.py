@@ -1,0 +1,137 @@
+"""The shadow call: one Messages request to Haiku 4.5 through the official anthropic SDK.
+
+Our own policy, not the SDK's defaults (600 s, 2 retries): ``SHADOW_TIMEOUT_S`` bounds the
+whole call including retries, ``SHADOW_MAX_RETRIES`` honours ``retry-after``. SDK
+exceptions are mapped once, here, to a :class:`ShadowResult` — a shadow never raises
+into the mirror.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+
+from shadowproxy.mirror.assemble import side_from_normalized
+from shadowproxy.records import ShadowOutcome, Side
+from shadowproxy.settings import Settings
+from shadowproxy.wire.anthropic import AnthropicStream, normalize_message
+
+# Under the 2.x SDK's default version (2026-10-21) the API rejects temperature/top_p/top_k;
+# the shadow must carry the application's sampling parameters, so it speaks 2023-06-01
+# unless the application named its own version.
+SHADOW_API_VERSION = "2023-06-01"
+_KWARGS = ("model", "max_tokens", "messages")
+
+
+@dataclass(slots=True)
+class ShadowResult:
+    side: Side
+    outcome: ShadowOutcome
+    reason: str | None = None
+
+
+def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
+    """The SDK client for ``SHADOW_PROVIDER``, with retries set by us."""
+    key = settings.shadow_api_key.get_secret_value() if settings.shadow_api_key else None
+    common: dict[str, Any] = {
+        "max_retries": settings.shadow_max_retries,
+        "timeout": settings.shadow_timeout_s,
+    }
+    if settings.shadow_base_url:
+        common["base_url"] = settings.shadow_base_url
+    if settings.shadow_provider == "bedrock":
+        return anthropic.AsyncAnthropicBedrock(
+            aws_region=os.environ.get("AWS_REGION", "us-east-1"), **common
+        )
+    if settings.shadow_provider == "vertex":
+        return anthropic.AsyncAnthropicVertex(
+            region=os.environ.get("CLOUD_ML_REGION", "us-east5"),
+            project_id=os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID"),
+            access_token=key,
+            **common,
+        )
+    return anthropic.AsyncAnthropic(
+        api_key=key or "missing-shadow-key",
+        default_headers={"anthropic-version": SHADOW_API_VERSION},
+        **common,
+    )
+
+
+def _error_text(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and "type" in err:
+            return f"{err.get('type')}: {err.get('message', '')}"
+    return f"HTTP {exc.status_code}: {exc.message}"
+
+
+class ShadowCaller:
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self._client = client if client is not None else make_client(settings)
+        self._timeout = settings.shadow_timeout_s
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def call(self, params: dict[str, Any], headers: dict[str, str]) -> ShadowResult:
+        body = dict(params)
+        stream = bool(body.pop("stream", False))
+        kwargs = {k: body.pop(k) for k in _KWARGS if k in body}
+        started = time.monotonic()
+        side = Side()
+        try:
+            async with asyncio.timeout(self._timeout):
+                if stream:
+                    norm_stream = AnthropicStream()
+                    events = await self._client.messages.create(
+                        **kwargs, stream=True, extra_body=body, extra_headers=headers
+                    )
+                    response = getattr(events, "response", None)
+                    async for event in events:
+                        norm_stream.on_event(event.type, event.to_dict())
+                        if side.ttft_ms is None and norm_stream.content_seen:
+                            side.ttft_ms = (time.monotonic() - started) * 1000
+                    resp_headers = dict(response.headers) if response is not None else {}
+                    norm = norm_stream.finish(resp_headers)
+                    status = response.status_code if response is not None else 200
+                else:
+                    message = await self._client.messages.create(
+                        **kwargs, extra_body=body, extra_headers=headers
+                    )
+                    norm = normalize_message(message.to_dict())
+                    norm.request_id = getattr(message, "_request_id", None)
+                    status = 200
+        except TimeoutError:
+            side.latency_ms = (time.monotonic() - started) * 1000
+            side.error = f"no answer within SHADOW_TIMEOUT_S={self._timeout:g}s"
+            return ShadowResult(side, ShadowOutcome.TIMEOUT, side.error)
+        except anthropic.APITimeoutError:
+            side.latency_ms = (time.monotonic() - started) * 1000
+            side.error = "timed out (SDK)"
+            return ShadowResult(side, ShadowOutcome.TIMEOUT, side.error)
+        except anthropic.APIStatusError as exc:
+            side.latency_ms = (time.monotonic() - started) * 1000
+            side.status = exc.status_code
+            side.error = _error_text(exc)
+            side.request_id = exc.request_id
+            return ShadowResult(side, ShadowOutcome.ERROR, side.error)
+        except anthropic.APIConnectionError as exc:
+            side.latency_ms = (time.monotonic() - started) * 1000
+            side.error = f"connection failed: {exc.message}"
+            return ShadowResult(side, ShadowOutcome.ERROR, side.error)
+        except anthropic.AnthropicError as exc:
+            side.latency_ms = (time.monotonic() - started) * 1000
+            side.error = f"{type(exc).__name__}: {exc}"
+            return ShadowResult(side, ShadowOutcome.ERROR, side.error)
+        result_side = side_from_normalized(norm, status=status)
+        result_side.latency_ms = (time.monotonic() - started) * 1000
+        result_side.ttft_ms = side.ttft_ms
+        if norm.error:
+            return ShadowResult(result_side, ShadowOutcome.ERROR, norm.error)
+        return ShadowResult(result_side, ShadowOutcome.OK)
