@@ -1,0 +1,585 @@
+"""Application requests → the Messages request the shadow sends to Haiku 4.5.
+
+Pure functions over parsed JSON. Anything the shadow cannot ask faithfully (several
+answers, audio, roles or parts with no Messages equivalent, a conversation the API
+would refuse) raises :class:`Untranslatable`, whose ``reason`` the mirror records with
+the ``skipped`` outcome. No other exception leaves this module, whatever the input.
+
+Legacy OpenAI function calling (``functions``, ``function_call``, assistant
+``function_call`` and ``function``-role messages) is translated like tools; a legacy
+call gets a synthetic tool-use id, and a ``function`` message answers the latest legacy
+call of that name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+__all__ = [
+    "SHADOW_MAX_OUTPUT_TOKENS",
+    "Untranslatable",
+    "openai_to_messages",
+    "prepare_messages_request",
+]
+
+SHADOW_MAX_OUTPUT_TOKENS = 64_000  # Haiku 4.5's output limit
+
+JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
+JSON_SCHEMA_INSTRUCTION = (
+    "Respond with a single valid JSON object that conforms to this JSON Schema, "
+    "and nothing else:\n"
+)
+DEFAULT_INPUT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+# The smallest thinking budget the Messages API accepts.
+MIN_THINKING_BUDGET = 1024
+
+_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_TOOL_USE_ID = re.compile(r"[A-Za-z0-9_-]+")
+_NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_SYSTEM_ROLES = ("system", "developer")
+
+
+class Untranslatable(Exception):
+    """The request has no faithful Messages equivalent; ``reason`` says why, for humans."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------- Anthropic → Anthropic
+
+
+def prepare_messages_request(
+    body: Any, *, model: str, max_tokens_limit: int = SHADOW_MAX_OUTPUT_TOKENS
+) -> dict[str, Any]:
+    """The application's own Messages request, retargeted at the shadow model.
+
+    Only what Haiku 4.5 would refuse but the primary model accepts is changed: the
+    output limit, a thinking budget that no longer fits under it, and temperature with
+    top_p. The application's body is not modified.
+    """
+    if not isinstance(body, dict):
+        raise Untranslatable("request body is not a JSON object")
+    if not isinstance(body.get("messages"), list):
+        raise Untranslatable("messages is missing or not a list")
+    max_tokens = body.get("max_tokens")
+    if not _is_int(max_tokens):
+        raise Untranslatable("max_tokens is missing or not an integer")
+    request = dict(body)
+    request["model"] = model
+    request["max_tokens"] = min(max_tokens, max_tokens_limit)
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict):
+        budget = thinking.get("budget_tokens")
+        if _is_int(budget) and budget >= request["max_tokens"]:
+            lowered = request["max_tokens"] - 1
+            if lowered < MIN_THINKING_BUDGET:
+                del request["thinking"]
+            else:
+                request["thinking"] = {**thinking, "budget_tokens": lowered}
+    if request.get("temperature") is not None and request.get("top_p") is not None:
+        del request["top_p"]
+    return request
+
+
+# ------------------------------------------------------------------- OpenAI → Anthropic
+
+
+def openai_to_messages(
+    body: Any,
+    *,
+    model: str,
+    default_max_tokens: int,
+    max_tokens_limit: int = SHADOW_MAX_OUTPUT_TOKENS,
+) -> dict[str, Any]:
+    """An OpenAI Chat Completions request as the Messages request Haiku 4.5 should get."""
+    try:
+        return _translate(
+            body, model=model, default_max_tokens=default_max_tokens, limit=max_tokens_limit
+        )
+    except Untranslatable:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        # A shape this module did not foresee; the mirror must still get a reason.
+        raise Untranslatable(f"malformed request: {type(exc).__name__}: {exc}") from exc
+
+
+def _translate(body: Any, *, model: str, default_max_tokens: int, limit: int) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise Untranslatable("request body is not a JSON object")
+    _refuse_unsupported(body)
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list):
+        raise Untranslatable("messages is missing or not a list")
+
+    conversation = _Conversation()
+    for index, message in enumerate(raw_messages):
+        conversation.add(index, message)
+    turns = conversation.turns()
+
+    request: dict[str, Any] = {
+        "model": model,
+        "max_tokens": _max_tokens(body, default_max_tokens, limit),
+    }
+    system = conversation.system + _format_instruction(body.get("response_format"))
+    if system:
+        request["system"] = "\n\n".join(system)
+    request["messages"] = turns
+    tools = _tools(body)
+    if tools:
+        request["tools"] = tools
+        tool_choice = _tool_choice(body, {tool["name"] for tool in tools})
+        if tool_choice is not None:
+            request["tool_choice"] = tool_choice
+    stop_sequences = _stop_sequences(body.get("stop"))
+    if stop_sequences:
+        request["stop_sequences"] = stop_sequences
+    temperature = _number(body, "temperature")
+    top_p = _number(body, "top_p")
+    if temperature is not None:
+        request["temperature"] = min(max(temperature, 0.0), 1.0)
+    elif top_p is not None:  # Haiku 4.5 refuses both together; temperature wins
+        request["top_p"] = min(max(top_p, 0.0), 1.0)
+    stream = body.get("stream")
+    if stream is not None:
+        if not isinstance(stream, bool):
+            raise Untranslatable("stream is not a boolean")
+        request["stream"] = stream
+    return request
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    n = body.get("n")
+    if n is not None and n != 1:
+        if _is_int(n) and n > 1:
+            raise Untranslatable(f"n={n}: Messages returns one answer")
+        raise Untranslatable(f"n={_show(n)} is not a valid number of choices")
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and "audio" in modalities:
+        raise Untranslatable("audio output (modalities includes audio): Haiku answers in text")
+    if body.get("audio") is not None:
+        raise Untranslatable("audio output (audio parameter): Haiku answers in text")
+
+
+def _max_tokens(body: dict[str, Any], default: int, limit: int) -> int:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not _is_int(value) or value < 1:
+            raise Untranslatable(f"{key}={_show(value)} is not a positive integer")
+        return max(1, min(value, limit))
+    return max(1, min(default, limit))
+
+
+def _number(body: dict[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Untranslatable(f"{key}={_show(value)} is not a number")
+    return float(value)
+
+
+def _stop_sequences(stop: Any) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise Untranslatable("stop is not a string or a list of strings")
+    # The Messages API refuses whitespace-only stop sequences.
+    return [s for s in stops if s.strip()]
+
+
+def _format_instruction(response_format: Any) -> list[str]:
+    """JSON modes become an instruction, not a forced tool, so the answer stays text."""
+    if response_format is None:
+        return []
+    if not isinstance(response_format, dict):
+        raise Untranslatable("response_format is not an object")
+    kind = response_format.get("type")
+    if kind == "text":
+        return []
+    if kind == "json_object":
+        return [JSON_OBJECT_INSTRUCTION]
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if schema is None:
+            return [JSON_OBJECT_INSTRUCTION]
+        return [JSON_SCHEMA_INSTRUCTION + json.dumps(schema, ensure_ascii=False)]
+    raise Untranslatable(f"response_format type {_show(kind)} has no Messages equivalent")
+
+
+# ------------------------------------------------------------------------------- tools
+
+
+def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    tools, functions = body.get("tools"), body.get("functions")
+    if tools is not None and functions is not None:
+        raise Untranslatable("both tools and legacy functions are given")
+    if functions is not None:
+        if not isinstance(functions, list):
+            raise Untranslatable("functions is not a list")
+        return [_tool(function) for function in functions]
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise Untranslatable("tools is not a list")
+    translated = []
+    for tool in tools:
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, dict) else tool
+            raise Untranslatable(f"tool of type {_show(kind)}: only function tools translate")
+        translated.append(_tool(tool.get("function")))
+    return translated
+
+
+def _tool(function: Any) -> dict[str, Any]:
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise Untranslatable("a function tool has no name")
+    tool: dict[str, Any] = {"name": function["name"]}
+    description = function.get("description")
+    if description is not None:
+        if not isinstance(description, str):
+            raise Untranslatable(f"tool {_show(function['name'])}: description is not a string")
+        if description:
+            tool["description"] = description
+    parameters = function.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise Untranslatable(f"tool {_show(function['name'])}: parameters is not an object")
+    if not parameters:
+        tool["input_schema"] = dict(DEFAULT_INPUT_SCHEMA)
+    else:
+        tool["input_schema"] = parameters if "type" in parameters else {
+            "type": "object", **parameters
+        }
+    return tool
+
+
+def _tool_choice(body: dict[str, Any], names: set[str]) -> dict[str, Any] | None:
+    choice = body.get("tool_choice")
+    if choice is None:
+        choice = body.get("function_call")
+    translated: dict[str, Any] | None
+    if choice is None:
+        translated = None
+    elif choice == "auto":
+        translated = {"type": "auto"}
+    elif choice == "required":
+        translated = {"type": "any"}
+    elif choice == "none":
+        translated = {"type": "none"}
+    elif isinstance(choice, dict):
+        name = _chosen_function(choice)
+        if name not in names:
+            raise Untranslatable(f"tool_choice names {_show(name)}, which is not among the tools")
+        translated = {"type": "tool", "name": name}
+    else:
+        raise Untranslatable(f"tool_choice {_show(choice)} has no Messages equivalent")
+
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise Untranslatable("parallel_tool_calls is not a boolean")
+    if parallel is False:
+        translated = translated or {"type": "auto"}
+        if translated["type"] != "none":
+            translated["disable_parallel_tool_use"] = True
+    return translated
+
+
+def _chosen_function(choice: dict[str, Any]) -> str:
+    if "type" not in choice and isinstance(choice.get("name"), str):  # legacy function_call
+        return str(choice["name"])
+    function = choice.get("function")
+    if choice.get("type") == "function" and isinstance(function, dict):
+        name = function.get("name")
+        if isinstance(name, str):
+            return name
+    raise Untranslatable(f"tool_choice {_show(choice)} has no Messages equivalent")
+
+
+# ------------------------------------------------------------------------ conversation
+
+
+@dataclass(slots=True)
+class _Turn:
+    role: str  # "user" | "assistant"
+    blocks: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Conversation:
+    """Collects OpenAI messages into the alternating turns Messages requires."""
+
+    system: list[str] = field(default_factory=list)
+    raw_turns: list[_Turn] = field(default_factory=list)
+    # OpenAI tool_call_id → tool_use id, for the latest assistant message with calls.
+    call_ids: dict[str, str] = field(default_factory=dict)
+    # Legacy function name → tool_use id of its latest call.
+    legacy_calls: dict[str, str] = field(default_factory=dict)
+    used_ids: set[str] = field(default_factory=set)
+
+    def add(self, index: int, message: Any) -> None:
+        if not isinstance(message, dict):
+            raise Untranslatable(f"messages[{index}] is not an object")
+        role = message.get("role")
+        where = f"messages[{index}] ({role})"
+        if role in _SYSTEM_ROLES:
+            text = _plain_text(message.get("content"), where)
+            if text.strip():
+                self.system.append(text)
+        elif role == "user":
+            self.raw_turns.append(_Turn("user", _user_blocks(message.get("content"), where)))
+        elif role == "assistant":
+            self.raw_turns.append(_Turn("assistant", self._assistant_blocks(index, message)))
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in self.call_ids:
+                raise Untranslatable(f"{where}: tool_call_id {_show(call_id)} answers no tool call")
+            result = _tool_result(self.call_ids[call_id], message.get("content"), where)
+            self.raw_turns.append(_Turn("user", [result]))
+        elif role == "function":
+            name = message.get("name")
+            if not isinstance(name, str) or name not in self.legacy_calls:
+                raise Untranslatable(f"{where}: answers no function_call named {_show(name)}")
+            result = _tool_result(self.legacy_calls[name], message.get("content"), where)
+            self.raw_turns.append(_Turn("user", [result]))
+        else:
+            raise Untranslatable(
+                f"messages[{index}]: role {_show(role)} has no Messages equivalent"
+            )
+
+    def _assistant_blocks(self, index: int, message: dict[str, Any]) -> list[dict[str, Any]]:
+        where = f"messages[{index}] (assistant)"
+        if message.get("audio") is not None:
+            raise Untranslatable(f"{where}: refers to an earlier audio answer")
+        blocks = _text_blocks(message.get("content"), where, part_types=("text", "refusal"))
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None:
+            if not isinstance(tool_calls, list):
+                raise Untranslatable(f"{where}: tool_calls is not a list")
+            if tool_calls:
+                self.call_ids = {}
+            for call in tool_calls:
+                blocks.append(self._tool_use(call, where))
+        legacy = message.get("function_call")
+        if legacy is not None:
+            block = _tool_use_block(f"call_legacy_{index}", legacy, where)
+            block["id"] = self._fresh_id(block["id"])
+            self.legacy_calls[block["name"]] = block["id"]
+            blocks.append(block)
+        return blocks
+
+    def _tool_use(self, call: Any, where: str) -> dict[str, Any]:
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+            raise Untranslatable(f"{where}: a tool call has no id")
+        if call.get("type", "function") != "function":
+            raise Untranslatable(f"{where}: tool call of type {_show(call.get('type'))}")
+        raw_id = call["id"]
+        if raw_id in self.call_ids:
+            raise Untranslatable(f"{where}: tool call id {_show(raw_id)} appears twice")
+        block = _tool_use_block(raw_id, call.get("function"), where)
+        block["id"] = self._fresh_id(block["id"])
+        self.call_ids[raw_id] = block["id"]
+        return block
+
+    def _fresh_id(self, candidate: str) -> str:
+        """Messages wants unique tool-use ids; OpenAI-compatible servers may reuse them."""
+        unique, counter = candidate, 1
+        while unique in self.used_ids:
+            counter += 1
+            unique = f"{candidate}_{counter}"
+        self.used_ids.add(unique)
+        return unique
+
+    def turns(self) -> list[dict[str, Any]]:
+        turns: list[_Turn] = []
+        for turn in self.raw_turns:
+            if not turn.blocks:
+                continue
+            if turns and turns[-1].role == turn.role:
+                turns[-1].blocks.extend(turn.blocks)
+            else:
+                turns.append(_Turn(turn.role, list(turn.blocks)))
+        for turn in turns:
+            if turn.role == "user":  # tool results must open their turn
+                turn.blocks.sort(key=lambda block: block["type"] != "tool_result")
+        _trim_prefill(turns)
+        if not turns:
+            raise Untranslatable("no user or assistant messages to send")
+        _check_tool_pairing(turns)
+        return [{"role": turn.role, "content": turn.blocks} for turn in turns]
+
+
+def _trim_prefill(turns: list[_Turn]) -> None:
+    """A final assistant turn is a prefill; the API refuses one ending in whitespace."""
+    if not turns or turns[-1].role != "assistant":
+        return
+    blocks = turns[-1].blocks
+    if blocks and blocks[-1]["type"] == "text":
+        text = blocks[-1]["text"].rstrip()
+        if text:
+            blocks[-1] = {"type": "text", "text": text}
+        else:
+            blocks.pop()
+    if not blocks:
+        turns.pop()
+
+
+def _check_tool_pairing(turns: list[_Turn]) -> None:
+    """Every tool_use is answered in the very next turn, and only those are answered."""
+    for position, turn in enumerate(turns):
+        if turn.role == "assistant":
+            asked = {b["id"] for b in turn.blocks if b["type"] == "tool_use"}
+            following = turns[position + 1] if position + 1 < len(turns) else None
+            answered = (
+                {b["tool_use_id"] for b in following.blocks if b["type"] == "tool_result"}
+                if following is not None
+                else set()
+            )
+            if asked - answered:
+                raise Untranslatable(f"tool calls {sorted(asked - answered)} have no tool result")
+        else:
+            previous = turns[position - 1] if position > 0 else None
+            asked = (
+                {b["id"] for b in previous.blocks if b["type"] == "tool_use"}
+                if previous is not None
+                else set()
+            )
+            results = [b["tool_use_id"] for b in turn.blocks if b["type"] == "tool_result"]
+            if any(r not in asked for r in results) or len(set(results)) != len(results):
+                raise Untranslatable("a tool result does not follow its tool call")
+
+
+def _tool_use_block(raw_id: str, function: Any, where: str) -> dict[str, Any]:
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise Untranslatable(f"{where}: a tool call has no function name")
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            parsed: Any = {}  # no-argument calls are sometimes sent as ""
+        else:
+            try:
+                parsed = json.loads(arguments)
+            except (ValueError, RecursionError) as exc:
+                raise Untranslatable(
+                    f"{where}: arguments of {_show(function['name'])} are not JSON"
+                ) from exc
+    else:
+        parsed = arguments
+    if not isinstance(parsed, dict):
+        raise Untranslatable(f"{where}: arguments of {_show(function['name'])} are not an object")
+    return {"type": "tool_use", "id": _tool_use_id(raw_id), "name": function["name"],
+            "input": parsed}
+
+
+def _tool_use_id(raw_id: str) -> str:
+    """Messages ids match ``[A-Za-z0-9_-]+``; other servers' ids are mapped stably."""
+    if _TOOL_USE_ID.fullmatch(raw_id):
+        return raw_id
+    digest = hashlib.sha256(raw_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{_NOT_ID_CHARS.sub('_', raw_id)}_{digest}"
+
+
+def _tool_result(tool_use_id: str, content: Any, where: str) -> dict[str, Any]:
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id}
+    if isinstance(content, str):
+        if content.strip():
+            result["content"] = content
+    elif content is not None:
+        blocks = _text_blocks(content, where, part_types=("text",))
+        if blocks:
+            result["content"] = blocks
+    return result
+
+
+# ------------------------------------------------------------------------------ content
+
+
+def _plain_text(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(b["text"] for b in _text_blocks(content, where, part_types=("text",)))
+
+
+def _text_blocks(
+    content: Any, where: str, *, part_types: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Text (and refusal) parts as text blocks; blank ones dropped (the API refuses them)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return _text_block(content)
+    if not isinstance(content, list):
+        raise Untranslatable(f"{where}: content is not a string or a list of parts")
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in part_types:
+            raise Untranslatable(f"{where}: {_show(kind)} content parts are not supported here")
+        text = part.get(kind)
+        if not isinstance(text, str):
+            raise Untranslatable(f"{where}: {kind} part has no text")
+        blocks.extend(_text_block(text))
+    return blocks
+
+
+def _text_block(text: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": text}] if text.strip() else []
+
+
+def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return _text_block(content)
+    if not isinstance(content, list):
+        raise Untranslatable(f"{where}: content is not a string or a list of parts")
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            blocks.extend(_text_blocks([part], where, part_types=("text",)))
+        elif kind == "image_url":
+            blocks.append(_image_block(part.get("image_url"), where))
+        elif kind == "input_audio":
+            raise Untranslatable(f"{where}: audio input has no Messages equivalent")
+        else:
+            raise Untranslatable(f"{where}: content part of type {_show(kind)} is not supported")
+    return blocks
+
+
+def _image_block(image_url: Any, where: str) -> dict[str, Any]:
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    if not isinstance(url, str):
+        raise Untranslatable(f"{where}: image_url has no url")
+    if url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    if url.startswith("data:"):
+        header, comma, data = url.partition(",")
+        media_type, *params = header.removeprefix("data:").split(";")
+        media_type = media_type.strip().lower()
+        if not comma or "base64" not in params:
+            raise Untranslatable(f"{where}: image data URL is not base64")
+        if media_type not in _IMAGE_MEDIA_TYPES:
+            raise Untranslatable(f"{where}: image type {_show(media_type)} is not supported")
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    raise Untranslatable(f"{where}: image URL scheme is not https or data:")
+
+
+def _show(value: Any) -> str:
+    """A value for a human-readable reason, short even when the value is huge."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
