@@ -8,6 +8,7 @@ line and exit 2.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -188,10 +189,23 @@ def _describe(error: Any) -> str:
     return f"{ENV_PREFIX}{name.upper()}: {msg}"
 
 
+def _unknown_environment() -> str | None:
+    """A misspelt ``SHADOWPROXY_*`` variable would otherwise be ignored in silence."""
+    for key in os.environ:
+        if key.startswith(ENV_PREFIX) and not key.startswith(f"{ENV_PREFIX}TEST_"):
+            name = key.removeprefix(ENV_PREFIX).lower()
+            if name not in Settings.model_fields:
+                return f"{key}: unknown setting (see the settings table in the README)"
+    return None
+
+
 def load_settings(
     config: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> Settings:
     """Build settings from env, an optional TOML file and flag overrides (in that order)."""
+    unknown = _unknown_environment()
+    if unknown:
+        raise SettingsError(unknown)
     values: dict[str, Any] = _read_toml(config) if config else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
