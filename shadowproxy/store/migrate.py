@@ -1,0 +1,86 @@
+"""Apply the static Alembic migrations from inside a running event loop.
+
+Alembic's commands are synchronous and its async ``env.py`` would start a loop of its
+own, which cannot nest inside ``serve``'s. So we open the async connection here and
+run the command on it via ``run_sync``; ``env.py`` picks the connection up from
+``config.attributes``. The script directory ships as ``shadowproxy._migrations`` in an
+installed package and is the top-level ``migrations/`` directory in a source checkout.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import shadowproxy
+
+
+def asyncpg_url(url: str) -> str:
+    """The SQLAlchemy form of a PostgreSQL URL, whatever form the user gave."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise ValueError("not a PostgreSQL URL (postgresql+asyncpg://…)")
+
+
+@contextmanager
+def script_location() -> Iterator[Path]:
+    """The Alembic script directory, installed or in a source checkout."""
+    try:
+        resource = importlib.resources.files("shadowproxy._migrations")
+    except ModuleNotFoundError:
+        checkout = Path(shadowproxy.__file__).resolve().parent.parent / "migrations"
+        if not (checkout / "env.py").is_file():
+            raise
+        yield checkout
+        return
+    with importlib.resources.as_file(resource) as path:
+        yield path
+
+
+def _config(location: Path, url: str, connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    config.attributes["url"] = url
+    config.attributes["connection"] = connection
+    return config
+
+
+async def _run(url: str, action: Callable[[Config], None]) -> None:
+    url = asyncpg_url(url)
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        with script_location() as location:
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda sync: action(_config(location, url, sync)))
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    await _run(url, lambda config: command.upgrade(config, revision))
+
+
+async def downgrade(url: str, revision: str) -> None:
+    await _run(url, lambda config: command.downgrade(config, revision))
+
+
+async def current(url: str) -> str | None:
+    """The revision the database is at; None when it was never migrated."""
+    engine = create_async_engine(asyncpg_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()

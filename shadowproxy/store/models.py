@@ -1,0 +1,169 @@
+"""The comparison schema as typed SQLAlchemy models.
+
+The migrations in ``migrations/versions`` are written by hand and must match these
+models exactly (a test compares them with Alembic's autogenerate diff); the models exist
+so that the drift check, the writer's column list and the offline readers (``diff``,
+``report``, ``export``) share one definition. The analyst view ``comparisons`` is
+created by a migration, not here: it is SQL for people, not a mapped class.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shadowproxy.records import PairRecord
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Pair(Base):
+    """One mirrored exchange: both answers (and the optional replay) side by side.
+
+    Side columns are all nullable: a side that never answered has none of them.
+    """
+
+    __tablename__ = "pairs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    api: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    tag: Mapped[str | None] = mapped_column(Text)
+    stream: Mapped[bool] = mapped_column(Boolean)
+    request: Mapped[Any | None] = mapped_column(JSONB)
+    request_sha256: Mapped[str] = mapped_column(Text)
+    shadow_outcome: Mapped[str] = mapped_column(Text)
+    shadow_reason: Mapped[str | None] = mapped_column(Text)
+    client_disconnected: Mapped[bool] = mapped_column(Boolean)
+    # primary side (the current provider)
+    primary_model: Mapped[str | None] = mapped_column(Text)
+    primary_status: Mapped[int | None] = mapped_column(Integer)
+    primary_latency_ms: Mapped[float | None] = mapped_column(Double)
+    primary_ttft_ms: Mapped[float | None] = mapped_column(Double)
+    primary_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    primary_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    primary_cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    primary_cache_read_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    primary_cost_usd: Mapped[float | None] = mapped_column(Double)
+    primary_text: Mapped[str | None] = mapped_column(Text)
+    primary_tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    primary_stop_reason: Mapped[str | None] = mapped_column(Text)
+    primary_error: Mapped[str | None] = mapped_column(Text)
+    primary_request_id: Mapped[str | None] = mapped_column(Text)
+    # shadow side (Claude Haiku 4.5)
+    shadow_model: Mapped[str | None] = mapped_column(Text)
+    shadow_status: Mapped[int | None] = mapped_column(Integer)
+    shadow_latency_ms: Mapped[float | None] = mapped_column(Double)
+    shadow_ttft_ms: Mapped[float | None] = mapped_column(Double)
+    shadow_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    shadow_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    shadow_cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    shadow_cache_read_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    shadow_cost_usd: Mapped[float | None] = mapped_column(Double)
+    shadow_text: Mapped[str | None] = mapped_column(Text)
+    shadow_tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    shadow_stop_reason: Mapped[str | None] = mapped_column(Text)
+    shadow_error: Mapped[str | None] = mapped_column(Text)
+    shadow_request_id: Mapped[str | None] = mapped_column(Text)
+    # replay side (the primary asked again: the noise floor)
+    replay_model: Mapped[str | None] = mapped_column(Text)
+    replay_status: Mapped[int | None] = mapped_column(Integer)
+    replay_latency_ms: Mapped[float | None] = mapped_column(Double)
+    replay_ttft_ms: Mapped[float | None] = mapped_column(Double)
+    replay_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    replay_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    replay_cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    replay_cache_read_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    replay_cost_usd: Mapped[float | None] = mapped_column(Double)
+    replay_text: Mapped[str | None] = mapped_column(Text)
+    replay_tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    replay_stop_reason: Mapped[str | None] = mapped_column(Text)
+    replay_error: Mapped[str | None] = mapped_column(Text)
+    replay_request_id: Mapped[str | None] = mapped_column(Text)
+    stored_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index(None, "received_at"),
+        Index(None, "tag", "received_at"),
+        Index(None, "shadow_outcome"),
+    )
+
+
+class Score(Base):
+    """What ``shadowproxy diff`` concluded about one pair."""
+
+    __tablename__ = "scores"
+
+    pair_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("pairs.id", ondelete="CASCADE"), primary_key=True
+    )
+    scored_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    exact_match: Mapped[bool] = mapped_column(Boolean)
+    text_similarity: Mapped[float] = mapped_column(Double)
+    tool_call_match: Mapped[bool] = mapped_column(Boolean)
+    stop_reason_match: Mapped[bool] = mapped_column(Boolean)
+    json_match: Mapped[bool | None] = mapped_column(Boolean)
+    refusal: Mapped[bool] = mapped_column(Boolean)
+    length_ratio: Mapped[float | None] = mapped_column(Double)
+    agree: Mapped[bool] = mapped_column(Boolean)
+    replay_agree: Mapped[bool | None] = mapped_column(Boolean)
+    replay_text_similarity: Mapped[float | None] = mapped_column(Double)
+    replay_tool_call_match: Mapped[bool | None] = mapped_column(Boolean)
+
+
+def _record_columns() -> tuple[str, ...]:
+    """The keys of ``PairRecord.to_row()``: what the writer inserts, in its order."""
+    from shadowproxy.records import Side
+
+    probe = PairRecord(
+        id=uuid.UUID(int=0), received_at=datetime.min, api="", path="", tag=None,
+        stream=False, request=None, request_sha256="", primary=Side(), shadow=Side(),
+        shadow_outcome="",
+    )
+    return tuple(probe.to_row())
+
+
+PAIR_COLUMNS: tuple[str, ...] = _record_columns()
+JSONB_COLUMNS: frozenset[str] = frozenset(
+    c.name for c in Pair.__table__.columns if isinstance(c.type, JSONB)
+)
+SCORE_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in Score.__table__.columns if c.name != "pair_id"
+)
+
+# A Side field added to records.py without a column here would be silently dropped by
+# the writer; fail at import time instead.
+_unmapped = set(PAIR_COLUMNS) - {c.name for c in Pair.__table__.columns}
+if _unmapped:
+    raise RuntimeError(f"PairRecord fields without a pairs column: {sorted(_unmapped)}")

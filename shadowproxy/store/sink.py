@@ -1,0 +1,192 @@
+"""The database end of the writer: one asyncpg connection, idempotent batch inserts.
+
+A batch is COPied (binary) straight into ``pairs`` in one transaction: COPY is several
+times faster than a multi-row INSERT for 53-column rows. When a pair in it is already
+stored (a replay after a crash or a timeout that did commit), the COPY fails as a whole
+and the batch takes the slow route: COPY into a per-connection temporary table, then
+``INSERT … SELECT … ON CONFLICT (id) DO NOTHING``. Either way, writing a batch twice
+stores each pair once.
+asyncpg is used directly, not through SQLAlchemy: this is the one hot path, and it needs
+COPY.
+
+Errors are mapped once, here, into two kinds the writer acts on differently:
+:class:`StoreUnavailable` (spool and retry later) and :class:`PairRejected` (this data
+can never be stored; retrying would wedge the spool forever).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+import asyncpg
+
+from shadowproxy.records import PairRecord, Side
+from shadowproxy.store.models import JSONB_COLUMNS, PAIR_COLUMNS
+
+_STAGING = "pairs_incoming"
+_COLUMN_LIST = ", ".join(PAIR_COLUMNS)
+_CREATE_STAGING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
+    f"(LIKE pairs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MOVE = (
+    f"INSERT INTO pairs ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
+    "ON CONFLICT (id) DO NOTHING"
+)
+
+
+class StoreError(Exception):
+    """A batch did not reach the database.
+
+    ::
+
+        StoreError
+        ├── StoreUnavailable   connection refused/lost, timeout, schema missing: retry
+        └── PairRejected       the data itself is invalid: retrying cannot help
+    """
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class PairRejected(StoreError):
+    pass
+
+
+def asyncpg_dsn(url: str) -> str:
+    """asyncpg speaks plain ``postgresql://``; our settings use SQLAlchemy's form."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _scrub(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL; a model may still write one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_SIDE_FIELDS = tuple(f.name for f in fields(Side))
+_side_values = operator.attrgetter(*_SIDE_FIELDS)
+_NO_SIDE = (None,) * len(_SIDE_FIELDS)
+_TOOL_CALLS = _SIDE_FIELDS.index("tool_calls")
+_HEAD = (
+    "id", "received_at", "api", "path", "tag", "stream", "request", "request_sha256",
+    "shadow_outcome", "shadow_reason", "client_disconnected",
+)
+_record_head = operator.attrgetter(*_HEAD)
+_REQUEST = _HEAD.index("request")
+if _HEAD + tuple(
+    f"{prefix}_{name}" for prefix in ("primary", "shadow", "replay") for name in _SIDE_FIELDS
+) != PAIR_COLUMNS:
+    raise RuntimeError("pair_row's column order no longer matches PairRecord.to_row()")
+_JSONB_INDEXES = frozenset(i for i, c in enumerate(PAIR_COLUMNS) if c in JSONB_COLUMNS)
+
+
+def pair_row(record: PairRecord, *, scrub: bool = False) -> tuple[Any, ...]:
+    """The record as a COPY row in :data:`PAIR_COLUMNS` order (``to_row()``'s order).
+
+    Built with attrgetters rather than ``to_row()``: this runs for every pair and is
+    the writer's main CPU cost. ``scrub`` replaces NUL characters, which PostgreSQL
+    refuses; it is only needed for the rare batch the database rejected.
+    """
+    row = list(_record_head(record))
+    if row[_REQUEST] is not None:
+        row[_REQUEST] = _encode_json(row[_REQUEST])
+    for side in (record.primary, record.shadow, record.replay):
+        if side is None:
+            row.extend(_NO_SIDE)
+            continue
+        values = list(_side_values(side))
+        if values[_TOOL_CALLS] is not None:
+            values[_TOOL_CALLS] = _encode_json(values[_TOOL_CALLS])
+        row.extend(values)
+    if scrub:
+        row = [_scrub_cell(value, index in _JSONB_INDEXES) for index, value in enumerate(row)]
+    return tuple(row)
+
+
+def _scrub_cell(value: Any, is_json: bool) -> Any:
+    if not isinstance(value, str):
+        return value
+    if is_json:
+        return _encode_json(_scrub(json.loads(value))) if "\\u0000" in value else value
+    return _scrub(value)
+
+
+class PairSink:
+    """Owns the connection; reconnects lazily after a failure."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self._dsn = asyncpg_dsn(url)
+        self._timeout_s = timeout_s
+        self._conn: asyncpg.Connection | None = None
+
+    async def connect(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=self._timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailable(f"cannot connect: {exc}") from exc
+        try:
+            await conn.execute(_CREATE_STAGING, timeout=self._timeout_s)
+        except BaseException as exc:
+            conn.terminate()
+            if isinstance(exc, Exception):
+                raise StoreUnavailable(f"cannot prepare the connection: {exc}") from exc
+            raise
+        self._conn = conn
+
+    async def write(self, records: Sequence[PairRecord], *, scrub: bool = False) -> int:
+        """Store the batch in one transaction; return how many pairs were new."""
+        await self.connect()
+        assert self._conn is not None
+        try:
+            rows = [pair_row(r, scrub=scrub) for r in records]
+        except (TypeError, ValueError) as exc:
+            raise PairRejected(str(exc)) from exc
+        try:
+            return await self._insert(self._conn, rows)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+                TypeError, ValueError) as exc:
+            raise PairRejected(str(exc)) from exc
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.close()
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _insert(self, conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> int:
+        # Fast path: straight COPY. It fails as a whole on a pair already stored (a
+        # replay), and then the staging route skips exactly the known ones.
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "pairs", records=rows, columns=PAIR_COLUMNS, timeout=self._timeout_s
+                )
+            return len(rows)
+        except asyncpg.UniqueViolationError:
+            pass
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                _STAGING, records=rows, columns=PAIR_COLUMNS, timeout=self._timeout_s
+            )
+            status = await conn.execute(_MOVE, timeout=self._timeout_s)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.close(timeout=1.0)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            conn.terminate()
