@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import re
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,8 +80,9 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     settings = settings_from(ctx, **flags)
     settings.require_primary_url()
     from shadowproxy.logs import setup_logging
-    from shadowproxy.serve import run_serve
+    from shadowproxy.serve import prepare_metrics_dir, run_serve
 
+    prepare_metrics_dir(settings.data_dir)
     setup_logging(settings)
     sys.exit(run_async(run_serve(settings, migrate=not no_migrate)))
 
@@ -99,6 +103,165 @@ def migrate(ctx: click.Context) -> None:
 
     run_async(go())
     click.echo("shadowproxy: database is at the latest migration")
+
+
+def with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work(url)`` against ``DATABASE_URL``, or the embedded server in ``DATA_DIR``
+    (started for the command and stopped after, unless a running ``serve`` owns it)."""
+    if settings.database_url is not None:
+        return run_async(work(settings.database_url.get_secret_value()))
+    pgdata = settings.data_dir / "pg"
+    if not pgdata.exists():
+        fail(f"SHADOWPROXY_DATABASE_URL: not set, and no embedded database in {pgdata} "
+             "(run serve or demo first)")
+    from shadowproxy.store.embedded import EmbeddedPostgres
+
+    was_running = (pgdata / "postmaster.pid").exists()
+    embedded = EmbeddedPostgres()
+    url = embedded.start(settings.data_dir)
+    try:
+        return run_async(work(url))
+    finally:
+        if not was_running:
+            embedded.stop()
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``--since`` takes an ISO date/time or a relative age like ``24h``, ``7d``, ``30m``."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return datetime.now(UTC) - timedelta(seconds=float(match[1]) * unit)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an ISO date/time nor an age like 24h or 7d"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+@settings_errors_exit_2
+def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
+    """Score every stored pair not yet scored (resumable)."""
+    from shadowproxy.diff import run_diff
+
+    summary = with_database(
+        settings_from(ctx),
+        lambda url: run_diff(url, batch_size=batch_size, progress=not no_progress),
+    )
+    click.echo(f"shadowproxy: scored {summary.scored} pairs "
+               f"({summary.agreed} agree) in {summary.seconds:.1f}s")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="File to write (default: report.html, or stdout for JSON).")
+@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
+              show_default=True)
+@click.option("--since", default=None, help="ISO date/time or an age: 24h, 7d.")
+@click.option("--tag", default=None, help="Only this tag.")
+@click.option("--policy", type=click.Path(path_type=Path), default=None,
+              help="Show this gate policy's verdict at the top of the HTML report.")
+@click.pass_context
+@settings_errors_exit_2
+def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
+           tag: str | None, policy: Path | None) -> None:
+    """Write the evidence: one self-contained HTML file, or JSON for machines."""
+    from shadowproxy.gate import PolicyError, evaluate, load_policy
+    from shadowproxy.report import build_report
+    from shadowproxy.report_html import render_html
+
+    after = parse_since(since)
+    data = with_database(settings_from(ctx),
+                         lambda url: build_report(url, since=after, tag=tag))
+    if fmt == "json":
+        text = json.dumps(data, indent=2, default=str)
+        if out is None:
+            click.echo(text)
+        else:
+            out.write_text(text + "\n")
+            click.echo(f"shadowproxy: wrote {out}")
+        return
+    gate_result = None
+    if policy is not None:
+        try:
+            gate_result = evaluate(data, load_policy(policy))
+        except PolicyError as exc:
+            fail(str(exc))
+    target = out or Path("report.html")
+    target.write_text(render_html(data, gate_result), encoding="utf-8")
+    click.echo(f"shadowproxy: wrote {target.resolve()}")
+
+
+@cli.command()
+@click.option("--policy", type=click.Path(path_type=Path), required=True,
+              help="TOML gate policy.")
+@click.option("--since", default=None, help="ISO date/time or an age: 24h, 7d.")
+@click.option("--tag", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.pass_context
+@settings_errors_exit_2
+def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
+         as_json: bool) -> None:
+    """Pass (exit 0), fail (1) or not enough data (2) against a policy."""
+    from shadowproxy.gate import PolicyError, evaluate, format_table, load_policy
+    from shadowproxy.report import build_report
+
+    try:
+        rules = load_policy(policy)
+    except PolicyError as exc:
+        fail(str(exc))
+        return
+    after = parse_since(since)
+    data = with_database(settings_from(ctx),
+                         lambda url: build_report(url, since=after, tag=tag))
+    result = evaluate(data, rules)
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_table(result))
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]),
+              default="jsonl", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="File to write (default: stdout).")
+@click.option("--since", default=None, help="ISO date/time or an age: 24h, 7d.")
+@click.pass_context
+@settings_errors_exit_2
+def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) -> None:
+    """Write pairs (the comparisons view) as CSV, JSON Lines or Parquet."""
+    from shadowproxy.export import export_pairs
+
+    after = parse_since(since)
+    count = with_database(
+        settings_from(ctx),
+        lambda url: export_pairs(url, fmt=fmt, out=out or sys.stdout,  # type: ignore[arg-type]
+                                 since=after),
+    )
+    if out is not None:
+        click.echo(f"shadowproxy: wrote {count} pairs to {out}", err=True)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("shadowproxy-demo.html"),
+              show_default=True, help="Where to write the report.")
+@click.option("--requests", "total", type=click.IntRange(10, 5000), default=300,
+              show_default=True)
+@click.pass_context
+@settings_errors_exit_2
+def demo(ctx: click.Context, out: Path, total: int) -> None:
+    """Offline, no keys: simulated providers, a real proxy, scores and a report."""
+    settings = settings_from(ctx)
+    from shadowproxy.demo import run_demo
+
+    sys.exit(run_async(run_demo(settings.data_dir / "demo", out, total)))
 
 
 def main() -> None:

@@ -26,47 +26,57 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # A registry of its own, so several instances (tests, workers) never collide.
         self.registry = registry if registry is not None else CollectorRegistry()
-        kw = {"registry": self.registry}
+        reg = self.registry
         self.requests = Counter(
             "shadowproxy_requests", "Requests answered to applications",
-            ["api", "status"], **kw,
+            ["api", "status"], registry=reg,
         )
         self.latency = Histogram(
             "shadowproxy_request_duration_seconds",
             "User-facing latency, request received to answer done", ["api"],
-            buckets=_LATENCY_BUCKETS, **kw,
+            buckets=_LATENCY_BUCKETS, registry=reg,
         )
         self.shadow_outcomes = Counter(
-            "shadowproxy_shadow_outcomes", "Shadow calls by outcome", ["outcome"], **kw
+            "shadowproxy_shadow_outcomes", "Shadow calls by outcome", ["outcome"], registry=reg
         )
         self.shadow_queue = Gauge(
             "shadowproxy_shadow_queue_depth", "Shadows waiting for a slot",
-            multiprocess_mode="livesum", **kw,
+            multiprocess_mode="livesum", registry=reg,
         )
         self.shadow_in_flight = Gauge(
             "shadowproxy_shadow_in_flight", "Shadow calls under way",
-            multiprocess_mode="livesum", **kw,
+            multiprocess_mode="livesum", registry=reg,
         )
         self.mirror_refused = Counter(
-            "shadowproxy_mirror_refused", "Exchanges not handed to a busy mirror", **kw
+            "shadowproxy_mirror_refused", "Exchanges not handed to a busy mirror", registry=reg
         )
         self.pairs_written = Counter(
-            "shadowproxy_pairs_written", "Pairs stored in PostgreSQL", **kw
+            "shadowproxy_pairs_written", "Pairs stored in PostgreSQL", registry=reg
         )
         self.pairs_spooled = Counter(
-            "shadowproxy_pairs_spooled", "Pairs written to the disk spool", **kw
+            "shadowproxy_pairs_spooled", "Pairs written to the disk spool", registry=reg
         )
         self.spool_dropped = Counter(
-            "shadowproxy_spool_dropped", "Pairs lost because the spool was full", **kw
+            "shadowproxy_spool_dropped", "Pairs lost because the spool was full", registry=reg
         )
-        self.db_errors = Counter("shadowproxy_db_errors", "Failed database writes", **kw)
+        self.db_errors = Counter("shadowproxy_db_errors", "Failed database writes", registry=reg)
         self.batch_latency = Histogram(
             "shadowproxy_writer_batch_seconds", "Time to write one batch of pairs",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5), **kw,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5), registry=reg,
         )
         self.spool_bytes = Gauge(
             "shadowproxy_spool_bytes", "Bytes waiting in the spool",
-            multiprocess_mode="livesum", **kw,
+            multiprocess_mode="livesum", registry=reg,
+        )
+
+        self.database_up = Gauge(
+            "shadowproxy_database_up", "1 while the mirror can write to PostgreSQL",
+            multiprocess_mode="liveall", registry=reg,
+        )
+        self.proxy_overhead = Histogram(
+            "shadowproxy_added_latency_seconds",
+            "Time the proxy adds: user-facing latency minus the upstream exchange",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05), registry=reg,
         )
 
     def observe_request(self, api: str, status: int, seconds: float) -> None:
@@ -76,6 +86,6 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            prom_multiprocess.MultiProcessCollector(registry)
+            prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -74,6 +74,7 @@ class Proxy:
         sample_rate: float = 1.0,
         replay_rate: float = 0.0,
         observe: Callable[[str, int, float], None] | None = None,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         base = URL(primary_url)
         self._origin = str(base.origin())
@@ -85,6 +86,7 @@ class Proxy:
         self._sample_rate = sample_rate
         self._replay_rate = replay_rate
         self._observe = observe
+        self._on_refused = on_refused
         self.stats = ProxyStats()
 
     def upstream_url(self, raw_path: str) -> URL:
@@ -156,6 +158,8 @@ class Proxy:
                 self.stats.mirrored += 1
             else:
                 self.stats.mirror_refused += 1
+                if self._on_refused is not None:
+                    self._on_refused()
                 exchange_id = None
 
         self.stats.in_flight += 1

@@ -1,23 +1,42 @@
-"""``shadowproxy serve``: database, migrations, mirror process, listeners, graceful stop."""
+"""``shadowproxy serve``: database, migrations, workers (each with its mirror process),
+the admin listener, and the graceful stop.
+
+One worker runs in this process. With ``--workers N`` this process supervises N worker
+processes that share the port through SO_REUSEPORT and serves the admin listener
+itself; every process writes its metrics to ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``
+adds them up.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
+import shutil
+import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
-from shadowproxy.metrics import Metrics
-from shadowproxy.mirror.process import MirrorProcess
-from shadowproxy.server import Deadline, Listener, admin_app, make_proxy_app, wait_for_stop_signal
 from shadowproxy.settings import Settings
-from shadowproxy.store.embedded import EmbeddedPostgres
-from shadowproxy.store.migrate import upgrade
 
 log = logging.getLogger("shadowproxy.serve")
+Announce = Callable[[str], None]
+
+
+def prepare_metrics_dir(data_dir: Path) -> None:
+    """Must run before prometheus_client is imported: it picks its storage at import."""
+    path = data_dir / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 @asynccontextmanager
@@ -27,8 +46,10 @@ async def database(settings: Settings) -> AsyncIterator[Settings]:
     if settings.database_url is not None:
         yield settings
         return
+    from shadowproxy.store.embedded import EmbeddedPostgres
+
     embedded = EmbeddedPostgres()
-    url = await asyncio.to_thread(embedded.start, settings.data_dir / "pg")
+    url = await asyncio.to_thread(embedded.start, settings.data_dir)
     log.info("embedded PostgreSQL in %s", settings.data_dir / "pg")
     try:
         yield settings.model_copy(update={"database_url": SecretStr(url)})
@@ -36,59 +57,187 @@ async def database(settings: Settings) -> AsyncIterator[Settings]:
         await asyncio.to_thread(embedded.stop)
 
 
-async def run_serve(
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+async def run_serve(settings: Settings, *, migrate: bool = True,
+                    announce: Announce = _print) -> int:
+    settings.require_primary_url()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with database(settings) as resolved:
+        assert resolved.database_url is not None
+        if migrate:
+            from shadowproxy.store.migrate import upgrade
+
+            await upgrade(resolved.database_url.get_secret_value())
+        if resolved.workers == 1:
+            return await run_worker(resolved, worker=0, admin=True, announce=announce)
+        return await supervise(resolved, announce=announce)
+
+
+def _admin_token(settings: Settings) -> str | None:
+    return settings.admin_token.get_secret_value() if settings.admin_token else None
+
+
+async def run_worker(
     settings: Settings,
     *,
-    migrate: bool = True,
-    announce: Callable[[str], None] = lambda line: print(line, flush=True),
+    worker: int,
+    admin: bool,
+    announce: Announce = _print,
+    sock: socket.socket | None = None,
 ) -> int:
+    """One proxy worker and its mirror process, until SIGTERM/SIGINT."""
+    from shadowproxy.metrics import Metrics
+    from shadowproxy.mirror.process import MirrorProcess
+    from shadowproxy.readiness import Readiness
+    from shadowproxy.server import (
+        Deadline,
+        Listener,
+        admin_app,
+        make_proxy_app,
+        wait_for_stop_signal,
+    )
+
     primary_url = settings.require_primary_url()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with database(settings) as settings:
-        assert settings.database_url is not None
-        if migrate:
-            await upgrade(settings.database_url.get_secret_value())
-        metrics = Metrics()
-        mirror = MirrorProcess(settings)
-        link = await mirror.start()
-        proxy = Listener(
-            make_proxy_app(
-                primary_url=primary_url, mirror=link, tag_header=settings.tag_header,
-                max_body_bytes=settings.max_body_bytes, sample_rate=settings.sample_rate,
-                replay_rate=settings.replay_rate,
-                connect_timeout_s=settings.upstream_connect_timeout_s,
-                read_timeout_s=settings.upstream_timeout_s, observe=metrics.observe_request,
-            ),
-            grace_s=settings.grace_s,
+    assert settings.database_url is not None
+    metrics = Metrics()
+    mirror = MirrorProcess(settings, worker)
+    link = await mirror.start()
+    proxy = Listener(
+        make_proxy_app(
+            primary_url=primary_url, mirror=link, tag_header=settings.tag_header,
+            max_body_bytes=settings.max_body_bytes, sample_rate=settings.sample_rate,
+            replay_rate=settings.replay_rate,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            read_timeout_s=settings.upstream_timeout_s, observe=metrics.observe_request,
+            on_refused=metrics.mirror_refused.inc,
+        ),
+        grace_s=settings.grace_s,
+    )
+    admin_listener: Listener | None = None
+    if admin:
+        ready = Readiness(
+            settings.database_url.get_secret_value(), settings.data_dir,
+            lambda: {"ready": mirror.alive, "mirror_pid": mirror.pid, "workers": 1},
         )
-
-        async def ready() -> dict[str, object]:
-            return {"ready": True, "mirror_pid": mirror.pid}
-
-        admin = Listener(
-            admin_app(
-                ready=ready, metrics=metrics.render,
-                token=settings.admin_token.get_secret_value() if settings.admin_token else None,
-            ),
+        admin_listener = Listener(
+            admin_app(ready=ready, metrics=metrics.render, token=_admin_token(settings)),
             grace_s=1.0,
         )
-        try:
-            port = await proxy.start(settings.host, settings.port)
-            admin_port = await admin.start(settings.admin_host, settings.admin_port)
-        except OSError as exc:
-            await mirror.stop(0)
-            print(f"shadowproxy: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        announce(
-            f"shadowproxy: proxy on http://{settings.host}:{port} -> {primary_url}; "
-            f"admin on http://{settings.admin_host}:{admin_port}"
-        )
-        signame = await wait_for_stop_signal()
-        log.info("%s: stopping; in-flight requests have %.0fs", signame, settings.grace_s)
-        deadline = Deadline(settings.grace_s)
-        await proxy.stop()
-        code = await mirror.stop(deadline.left())
-        await admin.stop()
-        if code not in (0, None):
-            log.warning("mirror process exited with %s", code)
+    try:
+        port = await proxy.start(settings.host, settings.port, sock=sock)
+        admin_port = (await admin_listener.start(settings.admin_host, settings.admin_port)
+                      if admin_listener else None)
+    except OSError as exc:
+        await mirror.stop(0)
+        print(f"shadowproxy: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    announce(
+        f"shadowproxy: proxy on http://{settings.host}:{port} -> {primary_url}; "
+        + (f"admin on http://{settings.admin_host}:{admin_port}" if admin_port
+           else f"worker {worker}")
+    )
+    signame = await wait_for_stop_signal()
+    log.info("%s: stopping; in-flight requests have %.0fs", signame, settings.grace_s)
+    deadline = Deadline(settings.grace_s)
+    await proxy.stop()
+    code = await mirror.stop(deadline.left())
+    if admin_listener is not None:
+        await admin_listener.stop()
+    if code not in (0, None):
+        log.warning("mirror process exited with %s", code)
     return 0
+
+
+# -- several workers ------------------------------------------------------------------
+
+
+def worker_payload(settings: Settings) -> dict[str, Any]:
+    from shadowproxy.mirror.process import settings_payload
+
+    return settings_payload(settings)
+
+
+class WorkerProcess:
+    def __init__(self, index: int, port: int, settings: Settings) -> None:
+        self.index = index
+        self._port = port
+        self._settings = settings
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shadowproxy.serve", str(self.index), str(self._port),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(worker_payload(self._settings)).encode())
+        self.proc.stdin.close()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        if b"proxy on" not in line:
+            raise RuntimeError(f"worker {self.index} did not start: {line!r}")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+
+async def supervise(settings: Settings, *, announce: Announce = _print) -> int:
+    from shadowproxy.metrics import Metrics
+    from shadowproxy.readiness import Readiness
+    from shadowproxy.server import Listener, admin_app, reuse_port_socket, wait_for_stop_signal
+
+    assert settings.database_url is not None
+    # Hold the port (bound, not listening) so port 0 resolves once for every worker.
+    holder = reuse_port_socket(settings.host, settings.port, listen=False)
+    port = int(holder.getsockname()[1])
+    workers = [WorkerProcess(i, port, settings) for i in range(settings.workers)]
+    await asyncio.gather(*(w.start() for w in workers))
+    metrics = Metrics()
+    ready = Readiness(
+        settings.database_url.get_secret_value(), settings.data_dir,
+        lambda: {"ready": all(w.alive for w in workers),
+                 "workers": sum(w.alive for w in workers)},
+    )
+    admin = Listener(admin_app(ready=ready, metrics=metrics.render,
+                               token=_admin_token(settings)), grace_s=1.0)
+    admin_port = await admin.start(settings.admin_host, settings.admin_port)
+    announce(
+        f"shadowproxy: proxy on http://{settings.host}:{port} -> {settings.primary_url}; "
+        f"admin on http://{settings.admin_host}:{admin_port} ({len(workers)} workers)"
+    )
+    await wait_for_stop_signal()
+    for w in workers:
+        if w.alive and w.proc is not None:
+            w.proc.send_signal(signal.SIGTERM)
+    for w in workers:
+        if w.proc is not None:
+            try:
+                await asyncio.wait_for(w.proc.wait(), settings.grace_s + 45)
+            except TimeoutError:
+                w.proc.kill()
+                await w.proc.wait()
+    await admin.stop()
+    holder.close()
+    return 0
+
+
+def _worker_main() -> None:
+    """``python -m shadowproxy.serve INDEX PORT``: one worker under a supervisor."""
+    index, port = int(sys.argv[1]), int(sys.argv[2])
+    settings = Settings(**json.loads(sys.stdin.read()))
+    from shadowproxy.logs import setup_logging
+    from shadowproxy.server import reuse_port_socket
+
+    setup_logging(settings, process=f"worker-{index}")
+    sock = reuse_port_socket(settings.host, port)
+    from shadowproxy.cli import run_async
+
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(run_async(run_worker(settings, worker=index, admin=False, sock=sock)))
+
+
+if __name__ == "__main__":
+    _worker_main()

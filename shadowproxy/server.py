@@ -56,6 +56,7 @@ def make_proxy_app(
     connect_timeout_s: float = 10.0,
     read_timeout_s: float = 600.0,
     observe: Observe | None = None,
+    on_refused: Callable[[], None] | None = None,
 ) -> web.Application:
     """The proxy application. Every method and path goes to the proxy, including the
     ones no router would match (absolute-form targets, CONNECT), so it can refuse them."""
@@ -73,7 +74,7 @@ def make_proxy_app(
         app[PROXY] = Proxy(
             primary_url=primary_url, session=session, mirror=mirror, tag_header=tag_header,
             max_body_bytes=max_body_bytes, sample_rate=sample_rate, replay_rate=replay_rate,
-            observe=observe,
+            observe=observe, on_refused=on_refused,
         )
         yield
         await session.close()
@@ -83,14 +84,15 @@ def make_proxy_app(
     return app
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening socket several worker processes can share (SO_REUSEPORT)."""
+def reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A socket several worker processes can each bind to one port (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    if listen:
+        sock.listen(1024)
     sock.setblocking(False)
     return sock
 
@@ -120,17 +122,20 @@ class Listener:
 
 
 async def wait_for_stop_signal() -> str:
+    """The first SIGTERM/SIGINT starts the graceful stop; later ones are logged and
+    ignored so a second signal cannot cut the grace period short."""
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stopped.done():
+            log.warning("%s ignored: already stopping gracefully", sig.name)
+        else:
+            stopped.set_result(sig.name)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(
-            sig, lambda s=sig: stopped.done() or stopped.set_result(signal.Signals(s).name)
-        )
-    try:
-        return await stopped
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, on_signal, sig)
+    return await stopped
 
 
 def admin_app(

@@ -11,28 +11,20 @@ from __future__ import annotations
 import hashlib
 import uuid
 import zlib
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from shadowproxy.capture import ExchangeEnd, ExchangeStart
 from shadowproxy.normalized import Normalized
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, Side
 from shadowproxy.redact import Redactor
+from shadowproxy.wire import StreamNormalizer
 from shadowproxy.wire import anthropic as anthropic_wire
 from shadowproxy.wire import openai as openai_wire
 
 # Inline base64 payloads (images, documents) longer than this are stored as a digest.
 _INLINE_DATA_LIMIT = 1024
-
-
-class StreamNormalizer(Protocol):
-    content_seen: bool
-
-    def feed(self, chunk: bytes) -> None: ...
-
-    def finish(self, headers: Mapping[str, str] | None = None) -> Normalized: ...
 
 
 def new_stream_normalizer(api: str) -> StreamNormalizer:
@@ -101,7 +93,7 @@ def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
     side.latency_ms = latency
     side.ttft_ms = ttft
     if end.client_disconnected:
-        side.error = side.error or "client disconnected before the answer ended"
+        side.error = "client disconnected before the answer ended"
     elif end.error:
         side.error = end.error
     elif end.truncated:

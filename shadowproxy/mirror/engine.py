@@ -98,6 +98,7 @@ class MirrorEngine:
             return
         headers = {k: v for k, v in start.forward_headers.items()
                    if start.api == Api.ANTHROPIC_MESSAGES or k == "anthropic-beta"}
+        self.waiting += 1  # counted now: several starts can arrive before any task runs
         pending.task = spawn(self._run(pending, params, headers),
                              name=f"shadow-{start.exchange_id}")
 
@@ -128,7 +129,6 @@ class MirrorEngine:
         self, pending: _Pending, params: dict[str, Any], headers: dict[str, str]
     ) -> None:
         acquired = False
-        self.waiting += 1
         try:
             async with self._sem:
                 acquired = True

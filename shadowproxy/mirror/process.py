@@ -25,7 +25,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
+from shadowproxy.mirror.exporter import MirrorExporter
 from shadowproxy.mirror.link import CLOSE, END, START, SocketMirrorLink, read_frame
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
@@ -33,6 +35,7 @@ from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
 from shadowproxy.store.spool import Spool
 from shadowproxy.store.writer import PairWriter
+from shadowproxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("shadowproxy.mirror")
 
@@ -85,6 +88,7 @@ async def run_mirror(
     )
     if stats_hook is not None:
         stats_hook(engine, writer)
+    exporter = spawn(MirrorExporter(Metrics(), engine, writer).run(), name="mirror-metrics")
     grace = asyncio.get_running_loop().create_future()
 
     async def serve_connection(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -113,6 +117,7 @@ async def run_mirror(
     await engine.drain(max(0.0, deadline - loop.time()))
     await writer.close(max(1.0, deadline - loop.time()))
     await caller.close()
+    await cancel_and_wait(exporter)
 
 
 class MirrorProcess:
@@ -144,6 +149,10 @@ class MirrorProcess:
         return self.link
 
     @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
@@ -158,6 +167,10 @@ class MirrorProcess:
         except TimeoutError:
             self._proc.kill()
             code = await self._proc.wait()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(self._proc.pid)  # type: ignore[no-untyped-call]
         with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
             os.rmdir(self._dir)

@@ -51,7 +51,7 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
     if settings.shadow_provider == "vertex":
         return anthropic.AsyncAnthropicVertex(
             region=os.environ.get("CLOUD_ML_REGION", "us-east5"),
-            project_id=os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID"),
+            project_id=os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID", "shadowproxy"),
             access_token=key,
             **common,
         )

@@ -1,0 +1,54 @@
+"""Copies the mirror's plain counters into Prometheus metrics once a second.
+
+The engine and the writer keep ints (cheap, no library on their hot paths); this task
+turns their growth into counter increments and their levels into gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from shadowproxy.metrics import Metrics
+from shadowproxy.mirror.engine import MirrorEngine
+from shadowproxy.store.writer import PairWriter
+
+
+class MirrorExporter:
+    def __init__(self, metrics: Metrics, engine: MirrorEngine, writer: PairWriter) -> None:
+        self._m = metrics
+        self._engine = engine
+        self._writer = writer
+        self._seen: dict[str, int] = {}
+
+    def _grow(self, key: str, value: int) -> int:
+        delta = value - self._seen.get(key, 0)
+        self._seen[key] = value
+        return max(delta, 0)
+
+    def export(self) -> None:
+        m, e, w = self._m, self._engine, self._writer
+        for outcome, count in list(e.outcomes.items()):
+            if delta := self._grow(f"outcome:{outcome}", count):
+                m.shadow_outcomes.labels(outcome).inc(delta)
+        m.shadow_queue.set(e.waiting)
+        m.shadow_in_flight.set(e.in_flight)
+        if written := self._grow("written", w.written):
+            m.pairs_written.inc(written)
+            if w.last_batch_latency_s is not None:  # a sample of the latest batch
+                m.batch_latency.observe(w.last_batch_latency_s)
+        for key, metric, value in (
+            ("spooled", m.pairs_spooled, w.spooled),
+            ("spool_dropped", m.spool_dropped, w.spool_dropped + w.overflow_dropped),
+            ("db_errors", m.db_errors, w.db_errors),
+        ):
+            if delta := self._grow(key, value):
+                metric.inc(delta)
+        m.spool_bytes.set(w.spool.size_bytes)
+        m.database_up.set(1 if w.database_up else 0)
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                self.export()
+                await asyncio.sleep(interval_s)
