@@ -309,7 +309,7 @@ class Redactor:
         """Build from ``secrets``, ``email``, ``phone``, ``card`` and ``re:PATTERN``."""
         passes: list[_Pass] = []
         min_length = 1 << 30
-        builtins = set()
+        named: set[str] = set()
         customs: list[_Pass] = []
         for name in names:
             if name.startswith("re:"):
@@ -319,14 +319,14 @@ class Redactor:
                     raise ValueError(f"redactor {name!r} does not compile: {exc}") from exc
                 min_length = 1
             elif name in BUILTIN_REDACTORS:
-                builtins.add(name)
+                named.add(name)
             elif name != "none":
                 raise ValueError(f"unknown redactor {name!r}")
         for name, (rules, shortest) in _BUILTINS.items():
-            if name in builtins:
+            if name in named:
                 passes += rules
                 min_length = min(min_length, shortest)
-        return cls(passes + customs, min_length, "secrets" in builtins)
+        return cls(passes + customs, min_length, "secrets" in named)
 
     def __bool__(self) -> bool:
         return bool(self._passes)
