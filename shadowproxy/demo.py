@@ -155,8 +155,11 @@ async def reset(db_url: str) -> None:
         await conn.close()
 
 
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
 async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
-    say = lambda msg: print(f"demo: {msg}", flush=True)  # noqa: E731
     started = time.monotonic()
     embedded = EmbeddedPostgres()
     say(f"starting the embedded PostgreSQL in {data_dir / 'pg'}")

@@ -19,11 +19,11 @@ import anthropic
 import openai
 import pytest
 from aiohttp.test_utils import TestServer
-from shadowproxy.pricing import PriceTable
 
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.link import InlineMirrorLink
 from shadowproxy.mirror.shadow import ShadowCaller
+from shadowproxy.pricing import PriceTable
 from shadowproxy.records import PairRecord
 from shadowproxy.redact import Redactor
 from shadowproxy.server import make_proxy_app
