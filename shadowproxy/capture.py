@@ -22,7 +22,10 @@ class ExchangeStart:
     forward_headers: dict[str, str]
     received_at: float  # wall clock, time.time()
     sent_at: float  # monotonic, when the primary request was sent
-    replay: bool = False  # also ask the primary a second time (noise floor)
+    # Ask the primary a second time (noise floor, REPLAY_RATE). Only then does the
+    # application's full header set travel to the mirror — in memory, never stored.
+    replay_headers: dict[str, str] | None = None
+    query: str = ""
 
 
 @dataclass(slots=True)

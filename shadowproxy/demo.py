@@ -73,7 +73,7 @@ async def start_serve(sim_url: str, data_dir: Path, db_url: str) -> tuple[Any, s
         "SHADOWPROXY_SHADOW_API_KEY": "sk-ant-demo-shadow-key",
         "SHADOWPROXY_DATABASE_URL": db_url, "SHADOWPROXY_DATA_DIR": str(data_dir),
         "SHADOWPROXY_PORT": "0", "SHADOWPROXY_ADMIN_PORT": "0",
-        "SHADOWPROXY_LOG_LEVEL": "WARNING",
+        "SHADOWPROXY_LOG_LEVEL": "WARNING", "SHADOWPROXY_WORKERS": "1",
     })
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shadowproxy", "serve", "--no-migrate", env=env,

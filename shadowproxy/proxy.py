@@ -152,8 +152,10 @@ class Proxy:
                 },
                 received_at=time.time(),
                 sent_at=started,
-                replay=self._replay_rate > 0 and random.random() < self._replay_rate,
             )
+            if self._replay_rate > 0 and random.random() < self._replay_rate:
+                start.replay_headers = dict(headers)
+                start.query = request.query_string
             if self._mirror.start(start):
                 self.stats.mirrored += 1
             else:

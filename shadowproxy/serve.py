@@ -71,6 +71,8 @@ async def run_serve(settings: Settings, *, migrate: bool = True,
             from shadowproxy.store.migrate import upgrade
 
             await upgrade(resolved.database_url.get_secret_value())
+        if resolved.workers is None:
+            resolved = resolved.model_copy(update={"workers": os.cpu_count() or 1})
         if resolved.workers == 1:
             return await run_worker(resolved, worker=0, admin=True, announce=announce)
         return await supervise(resolved, announce=announce)
@@ -193,7 +195,7 @@ async def supervise(settings: Settings, *, announce: Announce = _print) -> int:
     # Hold the port (bound, not listening) so port 0 resolves once for every worker.
     holder = reuse_port_socket(settings.host, settings.port, listen=False)
     port = int(holder.getsockname()[1])
-    workers = [WorkerProcess(i, port, settings) for i in range(settings.workers)]
+    workers = [WorkerProcess(i, port, settings) for i in range(settings.workers or 1)]
     await asyncio.gather(*(w.start() for w in workers))
     metrics = Metrics()
     ready = Readiness(

@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     spool_max_mb: float = Field(512.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    workers: int = Field(1, ge=1, le=256)
+    # None: one worker per core.
+    workers: int | None = Field(None, ge=1, le=256)
 
     @field_validator("primary_url", "shadow_base_url")
     @classmethod

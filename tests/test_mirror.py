@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.link import InlineMirrorLink
+from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import PairRecord
@@ -95,21 +96,24 @@ async def rig(
         arrived.set()
 
     caller = ShadowCaller(settings)
+    replayer = Replayer(simulator.url, concurrency=4, timeout_s=10)
     engine = MirrorEngine(
         caller=caller, sink=sink,
         limits=EngineLimits(concurrency=settings.shadow_concurrency,
                             queue=settings.shadow_queue, model=settings.shadow_model),
         redactor=Redactor.from_names(settings.redactors), prices=PriceTable.load(),
+        replayer=replayer,
     )
     app = make_proxy_app(
         primary_url=simulator.url, mirror=InlineMirrorLink(engine),
         tag_header=settings.tag_header, max_body_bytes=settings.max_body_bytes,
-        sample_rate=settings.sample_rate,
+        sample_rate=settings.sample_rate, replay_rate=settings.replay_rate,
     )
     server: TestServer = await aiohttp_server(app)
     yield Rig(f"http://{server.host}:{server.port}", simulator, engine, records, arrived)
     await engine.drain(1)
     await caller.close()
+    await replayer.close()
 
 
 def assert_no_app_credentials(rig: Rig) -> None:
@@ -333,3 +337,36 @@ async def test_non_mirrored_paths_leave_no_record(rig: Rig) -> None:
     assert models.data
     await asyncio.sleep(0.2)
     assert rig.records == []
+
+
+@pytest.mark.parametrize("rig_overrides", [{"replay_rate": 1.0}])
+async def test_replay_asks_the_primary_again_with_the_applications_own_headers(
+    rig: Rig,
+) -> None:
+    await rig.openai().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "same question twice"}],
+        extra_headers={"x-shadow-tag": "faq"})
+    (record,) = await rig.wait_records(1)
+    primary_calls = [r for r in rig.simulator.received if r.path == "/v1/chat/completions"]
+    assert len(primary_calls) == 2
+    assert all(r.headers["authorization"] == f"Bearer {APP_KEY}" for r in primary_calls)
+    assert all("x-shadow-tag" not in r.headers for r in primary_calls)
+    assert record.replay is not None
+    assert record.replay.text == record.primary.text and record.replay.status == 200
+    assert record.replay.latency_ms is not None
+
+
+async def test_anthropic_tool_call_is_mirrored_with_tools_and_tool_choice(rig: Rig) -> None:
+    tools = [{"name": "search", "description": "Search the docs",
+              "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}]
+    message = await rig.anthropic().messages.create(
+        model="claude-sonnet-4-6", max_tokens=200, tools=tools,  # type: ignore[arg-type]
+        tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "look it up #tool"}],
+    )
+    assert message.stop_reason == "tool_use"
+    (record,) = await rig.wait_records(1)
+    body = rig.shadow_requests()[0].json
+    assert body["tools"] == tools and body["tool_choice"] == {"type": "any"}
+    assert record.shadow.tool_calls == record.primary.tool_calls == [
+        {"name": "search", "arguments": {"query": "look it up #tool"}}]

@@ -19,6 +19,7 @@ from typing import Any
 
 from shadowproxy.capture import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.assemble import build_record, primary_side
+from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
@@ -39,6 +40,8 @@ class _Pending:
     end: ExchangeEnd | None = None
     shadow: ShadowResult | None = None
     task: asyncio.Task[None] | None = None
+    replay_task: asyncio.Task[None] | None = None
+    replay: Side | None = None
     created: float = field(default_factory=time.monotonic)
 
 
@@ -59,8 +62,10 @@ class MirrorEngine:
         limits: EngineLimits,
         redactor: Redactor,
         prices: PriceTable,
+        replayer: Replayer | None = None,
     ) -> None:
         self._caller = caller
+        self._replayer = replayer
         self._sink = sink
         self._limits = limits
         self._redactor = redactor
@@ -81,6 +86,9 @@ class MirrorEngine:
     def on_start(self, start: ExchangeStart) -> None:
         pending = _Pending(start)
         self._pending[start.exchange_id] = pending
+        if start.replay_headers is not None and self._replayer is not None:
+            pending.replay_task = spawn(self._replay(pending),
+                                        name=f"replay-{start.exchange_id}")
         try:
             request = json.loads(start.body)
         except (ValueError, UnicodeDecodeError):
@@ -151,8 +159,20 @@ class MirrorEngine:
                                           ShadowOutcome.ERROR, f"internal: {exc!r}")
         self._maybe_emit(pending)
 
+    async def _replay(self, pending: _Pending) -> None:
+        assert self._replayer is not None
+        try:
+            pending.replay = await self._replayer.replay(pending.start)
+        except asyncio.CancelledError:
+            pending.replay = Side(error="replay unfinished at shutdown")
+            raise
+        finally:
+            pending.start.replay_headers = None  # the application's credentials go now
+            pending.replay_task = None
+            self._maybe_emit(pending)
+
     def _maybe_emit(self, pending: _Pending) -> None:
-        if pending.end is None or pending.shadow is None:
+        if pending.end is None or pending.shadow is None or pending.replay_task is not None:
             return
         if self._pending.pop(pending.start.exchange_id, None) is None:
             return
@@ -171,6 +191,7 @@ class MirrorEngine:
                 client_disconnected=end.client_disconnected,
                 redactor=self._redactor,
                 prices=self._prices,
+                replay=pending.replay,
             )
         except Exception:  # a record we cannot build is a bug: log it, never crash the loop
             log.exception("could not assemble a pair record")
@@ -178,6 +199,12 @@ class MirrorEngine:
         self.outcomes[shadow.outcome.value] += 1
         self.records += 1
         self._sink(record)
+        level = logging.DEBUG if shadow.outcome == ShadowOutcome.OK else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "pair recorded: api=%s tag=%s primary=%s shadow=%s%s",
+                    record.api, record.tag, record.primary.status, shadow.outcome.value,
+                    f" ({shadow.reason})" if shadow.reason else "",
+                    extra={"exchange_id": str(record.id)})
 
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight shadows finish within ``timeout_s``; then cut them short.
@@ -185,7 +212,8 @@ class MirrorEngine:
         Exchanges whose primary end never arrived (the proxy stopped first) are recorded
         with what is known.
         """
-        tasks = [p.task for p in self._pending.values() if p.task and not p.task.done()]
+        tasks = [t for p in self._pending.values() for t in (p.task, p.replay_task)
+                 if t is not None and not t.done()]
         if tasks:
             _done, late = await asyncio.wait(tasks, timeout=timeout_s)
             for task in late:

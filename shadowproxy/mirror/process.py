@@ -29,10 +29,12 @@ from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
 from shadowproxy.mirror.link import CLOSE, END, START, SocketMirrorLink, read_frame
+from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
 from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
+from shadowproxy.store.retention import RetentionTask
 from shadowproxy.store.spool import Spool
 from shadowproxy.store.writer import PairWriter
 from shadowproxy.tasks import cancel_and_wait, spawn
@@ -79,16 +81,28 @@ async def run_mirror(
     writer = PairWriter(settings.database_url.get_secret_value(), spool)
     await writer.start()
     caller = ShadowCaller(settings)
+    replayer = (
+        Replayer(settings.primary_url, concurrency=settings.shadow_concurrency,
+                 timeout_s=settings.upstream_timeout_s)
+        if settings.replay_rate > 0 and settings.primary_url else None
+    )
     engine = MirrorEngine(
         caller=caller,
         sink=writer.submit,
         limits=engine_limits(settings),
         redactor=Redactor.from_names(settings.redactors),
         prices=PriceTable.load(settings.prices_file),
+        replayer=replayer,
     )
     if stats_hook is not None:
         stats_hook(engine, writer)
     exporter = spawn(MirrorExporter(Metrics(), engine, writer).run(), name="mirror-metrics")
+    # One retention job per deployment process group: worker 0's mirror runs it.
+    retention = (RetentionTask(settings.database_url.get_secret_value(),
+                               settings.retention_days)
+                 if worker == 0 and settings.retention_days > 0 else None)
+    if retention is not None:
+        retention.start()
     grace = asyncio.get_running_loop().create_future()
 
     async def serve_connection(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -117,7 +131,11 @@ async def run_mirror(
     await engine.drain(max(0.0, deadline - loop.time()))
     await writer.close(max(1.0, deadline - loop.time()))
     await caller.close()
+    if replayer is not None:
+        await replayer.close()
     await cancel_and_wait(exporter)
+    if retention is not None:
+        await retention.stop()
 
 
 class MirrorProcess:

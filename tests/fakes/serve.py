@@ -40,6 +40,7 @@ def serve_env(tmp_path: Path, **settings: Any) -> dict[str, str]:
         "SHADOWPROXY_PORT": "0", "SHADOWPROXY_ADMIN_PORT": "0",
         "SHADOWPROXY_DATA_DIR": str(tmp_path / "data"),
         "SHADOWPROXY_SHADOW_MAX_RETRIES": "0",
+        "SHADOWPROXY_WORKERS": "1",
     })
     env.update({f"SHADOWPROXY_{k.upper()}": str(v) for k, v in settings.items()})
     return env
