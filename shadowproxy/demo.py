@@ -122,7 +122,7 @@ async def one_request(case: UseCase, i: int, rng: random.Random, proxy: str) -> 
 
 async def send_traffic(proxy: str, total: int, seed: int) -> None:
     rng = random.Random(seed)
-    sem = asyncio.Semaphore(24)
+    sem = asyncio.Semaphore(12)
 
     async def guarded(case: UseCase, i: int) -> None:
         async with sem:

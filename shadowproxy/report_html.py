@@ -86,6 +86,10 @@ def _cdf_chart(title: str, cdf: dict[str, list[list[float]]]) -> Markup | None:
         js=[], disable_xml_declaration=True, show_dots=False, width=500, height=300,
         explicit_size=True, title=title, x_title="ms", y_title="share of requests",
         range=(0, 1), legend_at_bottom=True, truncate_legend=-1,
+        # Few, whole-number x labels: the default crowds and truncates them ("10..").
+        x_labels_major_count=6, show_minor_x_labels=False, truncate_label=-1,
+        x_value_formatter=lambda v: f"{v:,.0f}",
+        value_formatter=lambda v: f"{v:.0%}",
     )
     for side in ("primary", "shadow"):
         chart.add(side, [tuple(point) for point in cdf.get(side, [])])

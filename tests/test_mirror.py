@@ -29,6 +29,7 @@ from shadowproxy.records import PairRecord
 from shadowproxy.redact import Redactor
 from shadowproxy.server import make_proxy_app
 from shadowproxy.settings import Settings
+from shadowproxy.simulator import SimulatorConfig
 from tests.fakes.providers import SimulatedProvider
 
 APP_KEY = "sk-app-secret-0123456789"
@@ -370,3 +371,25 @@ async def test_anthropic_tool_call_is_mirrored_with_tools_and_tool_choice(rig: R
     assert body["tools"] == tools and body["tool_choice"] == {"type": "any"}
     assert record.shadow.tool_calls == record.primary.tool_calls == [
         {"name": "search", "arguments": {"query": "look it up #tool"}}]
+
+
+@pytest.mark.parametrize(
+    "simulator_config",
+    [SimulatorConfig(latency_s=0.2, chunk_interval_s=0.05, text_chunks=6)],
+)
+async def test_ttft_and_latency_are_measured_from_send_to_first_content_and_last_byte(
+    rig: Rig,
+) -> None:
+    stream = await rig.openai().chat.completions.create(
+        model="gpt-4o", stream=True, messages=[{"role": "user", "content": "time me"}])
+    async for _ in stream:
+        pass
+    (record,) = await rig.wait_records(1)
+    primary, shadow = record.primary, record.shadow
+    assert primary.ttft_ms is not None and primary.latency_ms is not None
+    # 200 ms before the first event; the role chunk (no content) comes before the first
+    # content piece, one chunk interval later; then six pieces and the closing chunks.
+    assert 240 <= primary.ttft_ms < 400, primary.ttft_ms
+    assert primary.latency_ms - primary.ttft_ms >= 5 * 50 - 10
+    assert shadow.ttft_ms is not None and shadow.latency_ms is not None
+    assert 200 <= shadow.ttft_ms < shadow.latency_ms
