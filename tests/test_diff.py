@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shadowproxy.diff import run_diff, score_row
 from shadowproxy.records import ShadowOutcome, Side
 from tests.fakes.database import make_pair
-from tests.test_report import store, traffic
+from tests.fakes.traffic import store, traffic
 
 
 async def fetch(url: str, sql: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import pytest
 
 from shadowproxy.diff import run_diff
 from shadowproxy.export import export_pairs
-from tests.test_report import START, store, traffic
+from tests.fakes.traffic import START, store, traffic
 
 EXPECTED = 30 + 11  # comparable pairs plus timeouts, drops, failures, a skipped one
 

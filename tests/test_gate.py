@@ -139,7 +139,7 @@ def test_table_and_json_say_the_same_thing() -> None:
 async def test_policy_around_the_truth_decides_on_real_traffic(database_url: str) -> None:
     from shadowproxy.diff import run_diff
     from shadowproxy.report import build_report
-    from tests.test_report import seeded
+    from tests.fakes.traffic import seeded
 
     await seeded(database_url)
     await run_diff(database_url, progress=False)
