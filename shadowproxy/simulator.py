@@ -26,17 +26,29 @@ Scripting, per request:
 
 The headers reach only the primary (the proxy never forwards them to the shadow); the
 prompt tags are for the shadow, so they apply only to ``claude-haiku*`` models.
+
+Claude on Vertex AI (``/projects/P/locations/R/publishers/anthropic/models/M:rawPredict``
+and ``:streamRawPredict``) and on Amazon Bedrock (``/model/M/invoke`` and
+``/model/M/invoke-with-response-stream``) give the same answers, with each platform's
+auth, body rules and, for Bedrock's stream, AWS event-stream framing.
+
+``SimulatorConfig(deterministic=True)`` derives ids, request ids and ``created`` from the
+request, so the same request gets the same bytes: what a relay test compares against.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import gzip
+import hashlib
 import json
 import re
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +77,9 @@ class SimulatorConfig:
     # Overrides latency_s for claude-haiku* models: one simulator, fast primary, slow shadow.
     shadow_latency_s: float | None = None
     record: bool = True
+    # Ids, request ids and ``created`` derived from the request, so the same request gets
+    # byte-identical answers: what a test needs to prove a relay changed nothing.
+    deterministic: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -286,6 +301,41 @@ def _new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:24]
 
 
+_EPOCH = 1_750_000_000  # deterministic ``created`` values land near mid-2025
+
+
+class IdSource:
+    """Where one answer's ids and timestamp come from.
+
+    Unseeded: random ids and the clock, like a real provider. Seeded with the request:
+    the n-th id of an answer is a hash of (request, n), so answering the same request
+    twice gives the same bytes.
+    """
+
+    def __init__(self, seed: bytes | None = None) -> None:
+        self._seed = seed
+        self._issued = 0
+
+    @classmethod
+    def for_request(cls, method: str, path: str, body: bytes) -> IdSource:
+        return cls(hashlib.sha256(b"%s %s\n%s" % (method.encode(), path.encode(), body)).digest())
+
+    def new(self, prefix: str) -> str:
+        if self._seed is None:
+            return _new_id(prefix)
+        self._issued += 1
+        digest = hashlib.sha256(self._seed + self._issued.to_bytes(4, "big")).hexdigest()
+        return prefix + digest[:24]
+
+    def now(self) -> int:
+        if self._seed is None:
+            return int(time.time())
+        return _EPOCH + int.from_bytes(self._seed[:3], "big")
+
+
+_UNSEEDED = IdSource()
+
+
 def _dumps(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
@@ -293,14 +343,21 @@ def _dumps(payload: Any) -> str:
 # --- shared HTTP plumbing -----------------------------------------------------------
 
 
-async def _receive(request: web.Request) -> Any:
-    """Read and parse the body, recording the request when the app records."""
+async def _receive(request: web.Request) -> tuple[Any, IdSource]:
+    """Read and parse the body, recording the request when the app records.
+
+    Also returns the source of the answer's ids, seeded with the request when the
+    simulator is deterministic.
+    """
     body = await request.read()
     try:
         parsed = json.loads(body) if body else None
     except ValueError:
         parsed = None
-    if request.app[CONFIG].record:
+    config = request.app[CONFIG]
+    seeded = config.deterministic
+    ids = IdSource.for_request(request.method, request.path, body) if seeded else IdSource()
+    if config.record:
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             key = name.lower()
@@ -310,7 +367,7 @@ async def _receive(request: web.Request) -> Any:
                 request.method, request.path, request.query_string, headers, body, parsed
             )
         )
-    return parsed
+    return parsed, ids
 
 
 def _json_response(
@@ -331,11 +388,16 @@ async def _pause(seconds: float) -> None:
 
 
 async def _stream(
-    request: web.Request, events: list[bytes], interval_s: float, headers: Mapping[str, str]
+    request: web.Request,
+    events: list[bytes],
+    interval_s: float,
+    headers: Mapping[str, str],
+    *,
+    content_type: str = "text/event-stream; charset=utf-8",
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
-            "content-type": "text/event-stream; charset=utf-8",
+            "content-type": content_type,
             "cache-control": "no-cache",
             **headers,
         }
@@ -377,9 +439,11 @@ def anthropic_error_type(status: int) -> str:
     return _ANTHROPIC_ERROR_TYPES.get(status, default)
 
 
-def _anthropic_error(request: web.Request, status: int, message: str | None = None) -> web.Response:
+def _anthropic_error(
+    request: web.Request, ids: IdSource, status: int, message: str | None = None
+) -> web.Response:
     error_type = anthropic_error_type(status)
-    request_id = _new_id("req_sim")
+    request_id = ids.new("req_sim")
     retryable = status in (408, 409, 429) or status >= 500
     headers = {"request-id": request_id, "x-should-retry": "true" if retryable else "false"}
     if status in _RETRY_AFTER_STATUSES:
@@ -470,7 +534,9 @@ def _signature(answer: Answer) -> str:
     return "sim" + uuid.uuid5(uuid.NAMESPACE_OID, answer.thinking or "").hex
 
 
-def anthropic_message(answer: Answer, model: str, message_id: str) -> dict[str, Any]:
+def anthropic_message(
+    answer: Answer, model: str, message_id: str, *, ids: IdSource = _UNSEEDED
+) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if answer.thinking is not None:
         content.append(
@@ -482,7 +548,7 @@ def anthropic_message(answer: Answer, model: str, message_id: str) -> dict[str, 
         content.append(
             {
                 "type": "tool_use",
-                "id": _new_id("toolu_01"),
+                "id": ids.new("toolu_01"),
                 "name": answer.tool_use.name,
                 "input": answer.tool_use.input,
             }
@@ -507,7 +573,7 @@ def _event(name: str, payload: dict[str, Any], *, pad: int = 0) -> bytes:
 
 
 def _anthropic_blocks(
-    answer: Answer, chunks: int
+    answer: Answer, chunks: int, ids: IdSource
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Each content block as (its content_block_start, its deltas)."""
     blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
@@ -523,7 +589,7 @@ def _anthropic_blocks(
     if answer.tool_use is not None:
         start = {
             "type": "tool_use",
-            "id": _new_id("toolu_01"),
+            "id": ids.new("toolu_01"),
             "name": answer.tool_use.name,
             "input": {},
         }
@@ -532,32 +598,48 @@ def _anthropic_blocks(
     return blocks
 
 
-def anthropic_events(
-    answer: Answer, model: str, message_id: str, *, chunks: int, midstream_error: bool
-) -> list[bytes]:
+@dataclass(slots=True, frozen=True)
+class StreamEvent:
+    """One Messages stream event before framing: SSE for Anthropic and Vertex, AWS
+    event-stream for Bedrock."""
+
+    name: str
+    payload: dict[str, Any]
+    pad: int = 0  # spaces real SSE streams put before the closing brace
+
+
+def anthropic_stream(
+    answer: Answer,
+    model: str,
+    message_id: str,
+    *,
+    chunks: int,
+    midstream_error: bool,
+    ids: IdSource = _UNSEEDED,
+) -> list[StreamEvent]:
     start_message = {
-        **anthropic_message(answer, model, message_id),
+        **anthropic_message(answer, model, message_id, ids=ids),
         "content": [],
         "stop_reason": None,
         "usage": _anthropic_usage(answer, 1),
     }
     events = [
-        _event("message_start", {"type": "message_start", "message": start_message}),
-        _event("ping", {"type": "ping"}, pad=3),
+        StreamEvent("message_start", {"type": "message_start", "message": start_message}),
+        StreamEvent("ping", {"type": "ping"}, pad=3),
     ]
-    blocks = _anthropic_blocks(answer, chunks)
+    blocks = _anthropic_blocks(answer, chunks, ids)
     fail_after = min(2, sum(len(deltas) for _, deltas in blocks)) if midstream_error else -1
     sent = 0
     for index, (block, deltas) in enumerate(blocks):
         events.append(
-            _event(
+            StreamEvent(
                 "content_block_start",
                 {"type": "content_block_start", "index": index, "content_block": block},
             )
         )
         for delta in deltas:
             events.append(
-                _event(
+                StreamEvent(
                     "content_block_delta",
                     {"type": "content_block_delta", "index": index, "delta": delta},
                 )
@@ -567,15 +649,17 @@ def anthropic_events(
                 error = {
                     "type": "error",
                     "error": {"type": "overloaded_error", "message": "Overloaded"},
-                    "request_id": _new_id("req_sim"),
+                    "request_id": ids.new("req_sim"),
                 }
-                events.append(_event("error", error))
+                events.append(StreamEvent("error", error))
                 return events
         events.append(
-            _event("content_block_stop", {"type": "content_block_stop", "index": index}, pad=12)
+            StreamEvent(
+                "content_block_stop", {"type": "content_block_stop", "index": index}, pad=12
+            )
         )
     events.append(
-        _event(
+        StreamEvent(
             "message_delta",
             {
                 "type": "message_delta",
@@ -584,28 +668,42 @@ def anthropic_events(
             },
         )
     )
-    events.append(_event("message_stop", {"type": "message_stop"}, pad=15))
+    events.append(StreamEvent("message_stop", {"type": "message_stop"}, pad=15))
     return events
 
 
-async def handle_messages(request: web.Request) -> web.StreamResponse:
-    body = await _receive(request)
-    headers = request.headers
-    if not _has_anthropic_credentials(headers):
-        return _anthropic_error(request, 401, "invalid x-api-key")
-    version = headers.get("anthropic-version")
-    if version is None:
-        return _anthropic_error(request, 400, "anthropic-version: header is required")
-    if version not in ANTHROPIC_VERSIONS:
-        return _anthropic_error(request, 400, f"anthropic-version: invalid version {version!r}")
-    if problem := anthropic_problem(body, version):
-        return _anthropic_error(request, 400, problem)
-    model: str = body["model"]
+def anthropic_events(
+    answer: Answer,
+    model: str,
+    message_id: str,
+    *,
+    chunks: int,
+    midstream_error: bool,
+    ids: IdSource = _UNSEEDED,
+) -> list[bytes]:
+    """The stream as Anthropic's server-sent events."""
+    stream = anthropic_stream(
+        answer, model, message_id, chunks=chunks, midstream_error=midstream_error, ids=ids
+    )
+    return [_event(e.name, e.payload, pad=e.pad) for e in stream]
+
+
+@dataclass(slots=True, frozen=True)
+class Turn:
+    """What the simulated Claude does with one valid Messages request, on any platform."""
+
+    answer: Answer
+    controls: Controls
+    model: str  # the dated model id the answer names
+
+
+async def messages_turn(request: web.Request, body: Mapping[str, Any], model: str) -> Turn | int:
+    """The answer after any scripted delay, or the scripted error status."""
     prompt = anthropic_prompt(body)
-    controls = read_controls(headers, prompt, model, request.app[CONFIG])
+    controls = read_controls(request.headers, prompt, model, request.app[CONFIG])
     await _pause(controls.delay_s)
     if controls.error_status is not None:
-        return _anthropic_error(request, controls.error_status)
+        return controls.error_status
     tool_mode, forced_tool = _anthropic_tool_choice(body)
     thinking = body.get("thinking")
     answer = compose_answer(
@@ -617,19 +715,237 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         thinking=isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"),
         max_tokens=body["max_tokens"],
     )
-    served_model = MODEL_ALIASES.get(model, model)
-    message_id = _new_id("msg_01")
-    reply_headers = {"request-id": _new_id("req_sim")}
+    return Turn(answer, controls, MODEL_ALIASES.get(model, model))
+
+
+async def handle_messages(request: web.Request) -> web.StreamResponse:
+    body, ids = await _receive(request)
+    headers = request.headers
+    if not _has_anthropic_credentials(headers):
+        return _anthropic_error(request, ids, 401, "invalid x-api-key")
+    version = headers.get("anthropic-version")
+    if version is None:
+        return _anthropic_error(request, ids, 400, "anthropic-version: header is required")
+    if version not in ANTHROPIC_VERSIONS:
+        invalid = f"anthropic-version: invalid version {version!r}"
+        return _anthropic_error(request, ids, 400, invalid)
+    if problem := anthropic_problem(body, version):
+        return _anthropic_error(request, ids, 400, problem)
+    turn = await messages_turn(request, body, body["model"])
+    if isinstance(turn, int):
+        return _anthropic_error(request, ids, turn)
+    message_id = ids.new("msg_01")
+    reply_headers = {"request-id": ids.new("req_sim")}
     if body.get("stream"):
         events = anthropic_events(
-            answer,
-            served_model,
+            turn.answer,
+            turn.model,
             message_id,
-            chunks=controls.chunks,
-            midstream_error=controls.midstream_error,
+            chunks=turn.controls.chunks,
+            midstream_error=turn.controls.midstream_error,
+            ids=ids,
         )
-        return await _stream(request, events, controls.chunk_interval_s, reply_headers)
-    message = anthropic_message(answer, served_model, message_id)
+        return await _stream(request, events, turn.controls.chunk_interval_s, reply_headers)
+    message = anthropic_message(turn.answer, turn.model, message_id, ids=ids)
+    return _json_response(request, message, headers=reply_headers)
+
+
+# --- Claude on Vertex AI and Amazon Bedrock -------------------------------------------
+#
+# Same answers as /v1/messages; the model moves into the URL, the version into the body
+# (``anthropic_version``), and auth is the platform's. Bedrock frames its stream as AWS
+# event-stream messages, not server-sent events.
+
+VERTEX_VERSION = "vertex-2023-10-16"
+BEDROCK_VERSION = "bedrock-2023-05-31"
+_VERTEX_VERSIONS = (VERTEX_VERSION, *ANTHROPIC_VERSIONS)
+_BEDROCK_VERSIONS = (BEDROCK_VERSION, *ANTHROPIC_VERSIONS)
+
+
+def cloud_model_name(model_id: str) -> str:
+    """The Claude model a Bedrock or Vertex model id names.
+
+    ``us.anthropic.claude-haiku-4-5-20251001-v1:0`` (Bedrock) and
+    ``claude-haiku-4-5@20251001`` (Vertex) are both ``claude-haiku-4-5-20251001``, so the
+    prompt tags and the answer's ``model`` work as on the first-party API.
+    """
+    name = model_id.rpartition("anthropic.")[2]
+    name = re.sub(r"-v\d+(?::\d+)?$", "", name)
+    return name.replace("@", "-")
+
+
+def cloud_problem(body: Any, model: str, versions: Sequence[str]) -> str | None:
+    """Why Bedrock or Vertex would reject this Messages body with a 400, or None."""
+    if not isinstance(body, dict):
+        return "There was an error parsing the body: expected a JSON object"
+    if "model" in body:
+        return "model: Extra inputs are not permitted"
+    version = body.get("anthropic_version")
+    if version is None:
+        return "anthropic_version: Field required"
+    if version not in versions:
+        return f"anthropic_version: invalid version {version!r}"
+    rules = SAMPLING_FREE_VERSION if version == SAMPLING_FREE_VERSION else ANTHROPIC_VERSIONS[0]
+    return anthropic_problem({**body, "model": model}, rules)
+
+
+def _google_error(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    body = {"error": {"code": status, "message": message, "status": code}}
+    return _json_response(request, body, status=status, headers={})
+
+
+async def handle_vertex(request: web.Request) -> web.StreamResponse:
+    body, ids = await _receive(request)
+    model_id, _, method = request.match_info["target"].rpartition(":")
+    if not model_id or method not in ("rawPredict", "streamRawPredict"):
+        return _google_error(
+            request, 404, "NOT_FOUND", f"Method not found: {request.match_info['target']}"
+        )
+    if not _has_bearer(request.headers):
+        return _google_error(
+            request,
+            401,
+            "UNAUTHENTICATED",
+            "Request is missing required authentication credential. Expected OAuth 2 access "
+            "token, login cookie or other valid authentication credential.",
+        )
+    model = cloud_model_name(model_id)
+    if problem := cloud_problem(body, model, _VERTEX_VERSIONS):
+        return _anthropic_error(request, ids, 400, problem)
+    turn = await messages_turn(request, body, model)
+    if isinstance(turn, int):
+        return _anthropic_error(request, ids, turn)
+    message_id = ids.new("msg_vrtx_01")
+    if method == "streamRawPredict":
+        events = anthropic_events(
+            turn.answer,
+            turn.model,
+            message_id,
+            chunks=turn.controls.chunks,
+            midstream_error=turn.controls.midstream_error,
+            ids=ids,
+        )
+        return await _stream(request, events, turn.controls.chunk_interval_s, {})
+    message = anthropic_message(turn.answer, turn.model, message_id, ids=ids)
+    return _json_response(request, message, headers={})
+
+
+_BEDROCK_ERRORS = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+    529: "ServiceUnavailableException",
+}
+_EVENT_STREAM_STRING = 7  # header value type: a UTF-8 string with a 2-byte length
+
+
+def _event_stream_headers(headers: Mapping[str, str]) -> bytes:
+    out = bytearray()
+    for name, value in headers.items():
+        name_bytes, value_bytes = name.encode(), value.encode()
+        out += struct.pack("!B", len(name_bytes)) + name_bytes
+        out += struct.pack("!BH", _EVENT_STREAM_STRING, len(value_bytes)) + value_bytes
+    return bytes(out)
+
+
+def event_stream_message(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message: a prelude (total and header lengths, their CRC32),
+    the headers, the payload, and a CRC32 of all that precedes it."""
+    header_bytes = _event_stream_headers(headers)
+    total = 12 + len(header_bytes) + len(payload) + 4
+    prelude = struct.pack("!II", total, len(header_bytes))
+    prelude += struct.pack("!I", zlib.crc32(prelude))
+    message = prelude + header_bytes + payload
+    return message + struct.pack("!I", zlib.crc32(message))
+
+
+def bedrock_frame(event: StreamEvent, answer: Answer) -> bytes:
+    """A Messages stream event as Bedrock sends it: a ``chunk`` whose ``bytes`` carry the
+    event's JSON, or an exception message for a stream that fails after HTTP 200."""
+    if event.name == "error":
+        message = event.payload["error"]["message"]
+        return event_stream_message(
+            {
+                ":exception-type": "serviceUnavailableException",
+                ":content-type": "application/json",
+                ":message-type": "exception",
+            },
+            _dumps({"message": message}).encode(),
+        )
+    payload = event.payload
+    if event.name == "message_stop":
+        payload = {
+            **payload,
+            "amazon-bedrock-invocationMetrics": {
+                "inputTokenCount": answer.input_tokens,
+                "outputTokenCount": answer.output_tokens,
+                "invocationLatency": 0,
+                "firstByteLatency": 0,
+            },
+        }
+    chunk = {"bytes": base64.b64encode(_dumps(payload).encode()).decode()}
+    return event_stream_message(
+        {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"},
+        _dumps(chunk).encode(),
+    )
+
+
+def _bedrock_error(
+    request: web.Request, ids: IdSource, status: int, message: str | None = None
+) -> web.Response:
+    default = "InternalServerException" if status >= 500 else "ValidationException"
+    error_type = _BEDROCK_ERRORS.get(status, default)
+    headers = {
+        "x-amzn-requestid": ids.new(""),
+        "x-amzn-errortype": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+    }
+    body = {"message": message or f"Simulated {error_type}"}
+    return _json_response(request, body, status=status, headers=headers)
+
+
+async def handle_bedrock(request: web.Request) -> web.StreamResponse:
+    body, ids = await _receive(request)
+    if not request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 "):
+        return _bedrock_error(request, ids, 403, "Missing Authentication Token")
+    model = cloud_model_name(request.match_info["model"])
+    if problem := cloud_problem(body, model, _BEDROCK_VERSIONS):
+        return _bedrock_error(request, ids, 400, problem)
+    turn = await messages_turn(request, body, model)
+    if isinstance(turn, int):
+        return _bedrock_error(request, ids, turn)
+    message_id = ids.new("msg_bdrk_01")
+    answer = turn.answer
+    reply_headers = {
+        "x-amzn-requestid": ids.new(""),
+        "x-amzn-bedrock-input-token-count": str(answer.input_tokens),
+        "x-amzn-bedrock-output-token-count": str(answer.output_tokens),
+    }
+    if request.match_info["action"] == "invoke-with-response-stream":
+        stream = anthropic_stream(
+            answer,
+            turn.model,
+            message_id,
+            chunks=turn.controls.chunks,
+            midstream_error=turn.controls.midstream_error,
+            ids=ids,
+        )
+        frames = [bedrock_frame(event, answer) for event in stream]
+        return await _stream(
+            request,
+            frames,
+            turn.controls.chunk_interval_s,
+            {
+                "x-amzn-requestid": reply_headers["x-amzn-requestid"],
+                "x-amzn-bedrock-content-type": "application/json",
+            },
+            content_type="application/vnd.amazon.eventstream",
+        )
+    message = anthropic_message(answer, turn.model, message_id, ids=ids)
     return _json_response(request, message, headers=reply_headers)
 
 
@@ -670,12 +986,13 @@ def _openai_error_body(
 
 def _openai_error(
     request: web.Request,
+    ids: IdSource,
     status: int,
     message: str | None = None,
     param: str | None = None,
     code: str | None = None,
 ) -> web.Response:
-    headers = {"x-request-id": _new_id("req_")}
+    headers = {"x-request-id": ids.new("req_")}
     if status in _RETRY_AFTER_STATUSES:
         headers["retry-after"] = "0"
     body = _openai_error_body(status, message, param, code)
@@ -761,7 +1078,9 @@ def _openai_usage(answer: Answer) -> dict[str, Any]:
     }
 
 
-def openai_completion(answer: Answer, model: str, completion_id: str) -> dict[str, Any]:
+def openai_completion(
+    answer: Answer, model: str, completion_id: str, *, ids: IdSource = _UNSEEDED
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": answer.text if answer.tool_use is None else None,
@@ -771,7 +1090,7 @@ def openai_completion(answer: Answer, model: str, completion_id: str) -> dict[st
     if answer.tool_use is not None:
         message["tool_calls"] = [
             {
-                "id": _new_id("call_"),
+                "id": ids.new("call_"),
                 "type": "function",
                 "function": {
                     "name": answer.tool_use.name,
@@ -782,7 +1101,7 @@ def openai_completion(answer: Answer, model: str, completion_id: str) -> dict[st
     return {
         "id": completion_id,
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": ids.now(),
         "model": model,
         "choices": [
             {
@@ -810,11 +1129,12 @@ def openai_chunks(
     chunks: int,
     include_usage: bool,
     midstream_error: bool,
+    ids: IdSource = _UNSEEDED,
 ) -> list[bytes]:
     base = {
         "id": completion_id,
         "object": "chat.completion.chunk",
-        "created": int(time.time()),
+        "created": ids.now(),
         "model": model,
         "service_tier": "default",
         "system_fingerprint": _SYSTEM_FINGERPRINT,
@@ -831,7 +1151,7 @@ def openai_chunks(
     if answer.tool_use is not None:
         opening = {
             "index": 0,
-            "id": _new_id("call_"),
+            "id": ids.new("call_"),
             "type": "function",
             "function": {"name": answer.tool_use.name, "arguments": ""},
         }
@@ -862,24 +1182,25 @@ def _has_bearer(headers: Mapping[str, str]) -> bool:
 
 
 async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
-    body = await _receive(request)
+    body, ids = await _receive(request)
     headers = request.headers
     if not _has_bearer(headers):
         return _openai_error(
             request,
+            ids,
             401,
             "You didn't provide an API key. You need to provide your API key in an "
             "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
         )
     if problem := openai_problem(body):
         message, param, code = problem
-        return _openai_error(request, 400, message, param, code)
+        return _openai_error(request, ids, 400, message, param, code)
     model: str = body["model"]
     prompt = openai_prompt(body)
     controls = read_controls(headers, prompt, model, request.app[CONFIG])
     await _pause(controls.delay_s)
     if controls.error_status is not None:
-        return _openai_error(request, controls.error_status)
+        return _openai_error(request, ids, controls.error_status)
     tool_mode, forced_tool = _openai_tool_choice(body)
     response_format = body.get("response_format")
     answer = compose_answer(
@@ -892,8 +1213,8 @@ async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
         and response_format.get("type") in ("json_object", "json_schema"),
         max_tokens=_openai_max_tokens(body),
     )
-    completion_id = _new_id("chatcmpl-")
-    reply_headers = {"x-request-id": _new_id("req_")}
+    completion_id = ids.new("chatcmpl-")
+    reply_headers = {"x-request-id": ids.new("req_")}
     if body.get("stream"):
         options = body.get("stream_options")
         events = openai_chunks(
@@ -903,9 +1224,10 @@ async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
             chunks=controls.chunks,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
             midstream_error=controls.midstream_error,
+            ids=ids,
         )
         return await _stream(request, events, controls.chunk_interval_s, reply_headers)
-    completion = openai_completion(answer, model, completion_id)
+    completion = openai_completion(answer, model, completion_id, ids=ids)
     return _json_response(request, completion, headers=reply_headers)
 
 
@@ -916,7 +1238,7 @@ _ANTHROPIC_MODELS = ("claude-haiku-4-5-20251001", "claude-sonnet-4-6")
 
 
 async def handle_models(request: web.Request) -> web.Response:
-    await _receive(request)
+    _, ids = await _receive(request)
     if "anthropic-version" in request.headers:
         data: list[dict[str, Any]] = [
             {"type": "model", "id": m, "display_name": m, "created_at": "2025-10-01T00:00:00Z"}
@@ -928,19 +1250,19 @@ async def handle_models(request: web.Request) -> web.Response:
             "first_id": data[0]["id"],
             "last_id": data[-1]["id"],
         }
-        return _json_response(request, listing, headers={"request-id": _new_id("req_sim")})
+        return _json_response(request, listing, headers={"request-id": ids.new("req_sim")})
     data = [
         {"id": m, "object": "model", "created": 1721172741, "owned_by": "system"}
         for m in _OPENAI_MODELS
     ]
     return _json_response(
-        request, {"object": "list", "data": data}, headers={"x-request-id": _new_id("req_")}
+        request, {"object": "list", "data": data}, headers={"x-request-id": ids.new("req_")}
     )
 
 
 async def handle_echo(request: web.Request) -> web.Response:
     """Describes the request it got, so passthrough tests see what arrived upstream."""
-    await _receive(request)
+    _, ids = await _receive(request)
     body = await request.read()
     description = {
         "method": request.method,
@@ -951,13 +1273,13 @@ async def handle_echo(request: web.Request) -> web.Response:
         "headers": {k.lower(): v for k, v in request.headers.items()},
         "body_length": len(body),
     }
-    return _json_response(request, description, headers={"x-request-id": _new_id("req_")})
+    return _json_response(request, description, headers={"x-request-id": ids.new("req_")})
 
 
 async def handle_unknown(request: web.Request) -> web.Response:
-    await _receive(request)
+    _, ids = await _receive(request)
     message = f"Invalid URL ({request.method} {request.path})"
-    return _openai_error(request, 404, message, code="unknown_url")
+    return _openai_error(request, ids, 404, message, code="unknown_url")
 
 
 def make_app(config: SimulatorConfig | None = None) -> web.Application:
@@ -967,6 +1289,13 @@ def make_app(config: SimulatorConfig | None = None) -> web.Application:
     app.router.add_post("/v1/messages", handle_messages)
     app.router.add_post("/v1/chat/completions", handle_chat_completions)
     app.router.add_get("/v1/models", handle_models)
+    app.router.add_post(
+        "/projects/{project}/locations/{region}/publishers/anthropic/models/{target}",
+        handle_vertex,
+    )
+    app.router.add_post(
+        r"/model/{model}/{action:invoke|invoke-with-response-stream}", handle_bedrock
+    )
     app.router.add_route("*", "/echo/{tail:.*}", handle_echo)
     app.router.add_route("*", "/{tail:.*}", handle_unknown)
     return app

@@ -3,6 +3,7 @@ simulator says, and reject what they should, the proxy's tests stand on real wir
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -631,3 +632,167 @@ async def test_chunk_interval_paces_the_stream(simulator: SimulatedProvider) -> 
     # role chunk, 4 content chunks, finish chunk, [DONE]: six 30 ms gaps
     assert arrivals[-1] - arrivals[0] >= 6 * 0.03 * 0.9
     assert len(arrivals) >= 4
+
+
+# --- Claude on Vertex AI and Amazon Bedrock -------------------------------------------
+
+VERTEX_PATH = "/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5@20251001"
+BEDROCK_PATH = "/model/us.anthropic.claude-haiku-4-5-20251001-v1:0"
+SIGV4 = {"authorization": "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-west-2/bedrock/x"}
+PLATFORM_BODY: Any = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 64}
+
+
+async def post(url: str, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.post(url, json=body, headers=headers) as response,
+    ):
+        headers_out = {k.lower(): v for k, v in response.headers.items()}
+        return response.status, headers_out, await response.read()
+
+
+async def test_vertex_answers_like_the_messages_api_with_the_model_from_the_url(
+    simulator: SimulatedProvider,
+) -> None:
+    body = {**PLATFORM_BODY, "messages": user("hello vertex")}
+    status, _, message = await raw_post(
+        f"{simulator.url}{VERTEX_PATH}:rawPredict", body, {"authorization": "Bearer ya29.t"}
+    )
+    assert status == 200
+    assert message["model"] == HAIKU_DATED
+    assert message["content"] == [{"type": "text", "text": "Answer to: hello vertex"}]
+
+    lines = await sse_lines(
+        f"{simulator.url}{VERTEX_PATH}:streamRawPredict",
+        {**body, "stream": True},
+        {"authorization": "Bearer ya29.t"},
+    )
+    assert lines[0] == "event: message_start"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "complaint"),
+    [
+        ({**PLATFORM_BODY, "model": HAIKU}, {"authorization": "Bearer t"}, 400, "model"),
+        ({"max_tokens": 64}, {"authorization": "Bearer t"}, 400, "anthropic_version"),
+        (PLATFORM_BODY, {"x-api-key": "sk-ant"}, 401, "UNAUTHENTICATED"),
+    ],
+    ids=["model-in-body", "no-version", "no-bearer"],
+)
+async def test_vertex_rejects_what_vertex_rejects(
+    simulator: SimulatedProvider, body: Any, headers: dict[str, str], status: int, complaint: str
+) -> None:
+    got, _, error = await raw_post(
+        f"{simulator.url}{VERTEX_PATH}:rawPredict", {**body, "messages": user("x")}, headers
+    )
+    assert got == status
+    assert complaint in json.dumps(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "complaint"),
+    [
+        ({**PLATFORM_BODY, "model": HAIKU}, SIGV4, 400, "model"),
+        ({"max_tokens": 64}, SIGV4, 400, "anthropic_version"),
+        (PLATFORM_BODY, {"authorization": "Bearer t"}, 403, "Missing Authentication Token"),
+    ],
+    ids=["model-in-body", "no-version", "no-sigv4"],
+)
+async def test_bedrock_rejects_what_bedrock_rejects(
+    simulator: SimulatedProvider, body: Any, headers: dict[str, str], status: int, complaint: str
+) -> None:
+    body = {**body, "messages": user("x")}
+    if "anthropic_version" in body:
+        body["anthropic_version"] = "bedrock-2023-05-31"
+    url = f"{simulator.url}{BEDROCK_PATH}/invoke"
+    got, reply_headers, error = await raw_post(url, body, headers)
+    assert got == status
+    assert complaint in error["message"]
+    assert "x-amzn-errortype" in reply_headers
+
+
+async def test_bedrock_stream_is_aws_event_stream_carrying_the_messages_events(
+    simulator: SimulatedProvider,
+) -> None:
+    from botocore.eventstream import EventStreamBuffer  # checks both CRCs of every message
+
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": user("hi")}
+    status, headers, raw = await post(
+        f"{simulator.url}{BEDROCK_PATH}/invoke-with-response-stream",
+        body,
+        {**SIGV4, "x-sim-chunks": "1"},
+    )
+    assert status == 200
+    assert headers["content-type"] == "application/vnd.amazon.eventstream"
+    buffer = EventStreamBuffer()
+    buffer.add_data(raw)
+    messages = list(buffer)
+    chunk_headers = {":content-type": "application/json", ":event-type": "chunk"}
+    assert all(m.headers == {**chunk_headers, ":message-type": "event"} for m in messages)
+    events = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in messages]
+    assert [e["type"] for e in events] == [
+        "message_start", "ping", "content_block_start", "content_block_delta",
+        "content_block_stop", "message_delta", "message_stop",
+    ]  # fmt: skip
+    assert events[3]["delta"]["text"] == "Answer to: hi"
+    assert events[-1]["amazon-bedrock-invocationMetrics"]["outputTokenCount"] == 3
+
+
+# --- deterministic answers --------------------------------------------------------------
+
+
+@pytest.fixture
+async def deterministic_url(aiohttp_server: Callable[[Any], Awaitable[TestServer]]) -> str:
+    server = await aiohttp_server(make_app(SimulatorConfig(deterministic=True)))
+    return f"http://{server.host}:{server.port}"
+
+
+OPENAI_TOOL_BODY: Any = {"model": "gpt-4o", "tools": [OPENAI_SEARCH_TOOL]}
+CLAUDE_TOOL_BODY: Any = {"model": HAIKU, "max_tokens": 200, "tools": [SEARCH_TOOL]}
+DETERMINISTIC_CASES = [
+    ("/v1/messages", CLAUDE_TOOL_BODY, ANTHROPIC_HEADERS),
+    ("/v1/chat/completions", OPENAI_TOOL_BODY, {"authorization": "Bearer k"}),
+    (
+        f"{BEDROCK_PATH}/invoke-with-response-stream",
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200, "tools": [SEARCH_TOOL]},
+        SIGV4,
+    ),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize(
+    ("path", "body", "headers"), DETERMINISTIC_CASES, ids=["anthropic", "openai", "bedrock"]
+)
+async def test_deterministic_answers_repeat_byte_for_byte(
+    deterministic_url: str, path: str, body: Any, headers: dict[str, str], stream: bool
+) -> None:
+    request = {**body, "messages": user("look it up #tool")}
+    if "invoke" in path:  # Bedrock says stream in the URL, not the body
+        path = path if stream else path.removesuffix("-with-response-stream")
+    elif stream:
+        request["stream"] = True
+    if "stream_options" not in request and "chat" in path and stream:
+        request["stream_options"] = {"include_usage": True}
+    headers = {**headers, "accept-encoding": "gzip"}
+
+    first = await post(f"{deterministic_url}{path}", request, headers)
+    second = await post(f"{deterministic_url}{path}", request, headers)
+    other = await post(
+        f"{deterministic_url}{path}", {**request, "messages": user("another #tool")}, headers
+    )
+
+    assert first[0] == 200
+    assert first == second  # status, headers (request ids included) and body bytes
+    assert first[2] != other[2]
+
+
+async def test_ids_differ_per_request_unless_deterministic(simulator: SimulatedProvider) -> None:
+    body = {"model": "gpt-4o", "messages": user("same")}
+    headers = {"authorization": "Bearer k"}
+    _, first_headers, first = await raw_post(f"{simulator.url}/v1/chat/completions", body, headers)
+    _, second_headers, second = await raw_post(
+        f"{simulator.url}/v1/chat/completions", body, headers
+    )
+    assert first["id"] != second["id"]
+    assert first_headers["x-request-id"] != second_headers["x-request-id"]

@@ -25,6 +25,9 @@ from shadowproxy.wire.anthropic import AnthropicStream, normalize_message
 # the shadow must carry the application's sampling parameters, so it speaks 2023-06-01
 # unless the application named its own version.
 SHADOW_API_VERSION = "2023-06-01"
+# Bedrock and Vertex take the version as ``anthropic_version`` in the body, where the SDK's
+# default is 2026-10-21 as well; their own dated versions keep the sampling parameters.
+PLATFORM_API_VERSIONS = {"bedrock": "bedrock-2023-05-31", "vertex": "vertex-2023-10-16"}
 _KWARGS = ("model", "max_tokens", "messages")
 
 
@@ -63,11 +66,16 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
 
 
 def _error_text(exc: anthropic.APIStatusError) -> str:
+    """``type: message`` from Anthropic's error shape; Bedrock's ``{"message"}`` with its
+    ``x-amzn-errortype``; otherwise the status and the SDK's description."""
     body = exc.body
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and "type" in err:
             return f"{err.get('type')}: {err.get('message', '')}"
+        if isinstance(body.get("message"), str):
+            kind = exc.response.headers.get("x-amzn-errortype", f"HTTP {exc.status_code}")
+            return f"{kind.split(':', 1)[0]}: {body['message']}"
     return f"HTTP {exc.status_code}: {exc.message}"
 
 
@@ -75,12 +83,14 @@ class ShadowCaller:
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self._client = client if client is not None else make_client(settings)
         self._timeout = settings.shadow_timeout_s
+        version = PLATFORM_API_VERSIONS.get(settings.shadow_provider)
+        self._body_defaults = {"anthropic_version": version} if version else {}
 
     async def close(self) -> None:
         await self._client.close()
 
     async def call(self, params: dict[str, Any], headers: dict[str, str]) -> ShadowResult:
-        body = dict(params)
+        body = {**self._body_defaults, **params}
         stream = bool(body.pop("stream", False))
         kwargs = {k: body.pop(k) for k in _KWARGS if k in body}
         started = time.monotonic()
@@ -119,7 +129,7 @@ class ShadowCaller:
             side.latency_ms = (time.monotonic() - started) * 1000
             side.status = exc.status_code
             side.error = _error_text(exc)
-            side.request_id = exc.request_id
+            side.request_id = exc.request_id or exc.response.headers.get("x-amzn-requestid")
             return ShadowResult(side, ShadowOutcome.ERROR, side.error)
         except anthropic.APIConnectionError as exc:
             side.latency_ms = (time.monotonic() - started) * 1000
