@@ -7,6 +7,7 @@ them; with one process the default registry is used.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -69,14 +70,20 @@ class Metrics:
             multiprocess_mode="livesum", registry=reg,
         )
 
-        self.database_up = Gauge(
-            "shadowproxy_database_up", "1 while the mirror can write to PostgreSQL",
-            multiprocess_mode="liveall", registry=reg,
-        )
         self.proxy_overhead = Histogram(
             "shadowproxy_added_latency_seconds",
             "Time the proxy adds: user-facing latency minus the upstream exchange",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05), registry=reg,
+        )
+
+    @functools.cached_property
+    def database_up(self) -> Gauge:
+        """Created on first use, which only a mirror process makes: in multiprocess mode
+        a gauge writes a 0 for its process as soon as it exists, so a proxy or supervisor
+        that merely built it would report the database down for ever."""
+        return Gauge(
+            "shadowproxy_database_up", "1 while the mirror can write to PostgreSQL",
+            multiprocess_mode="liveall", registry=self.registry,
         )
 
     def observe_request(self, api: str, status: int, seconds: float) -> None:

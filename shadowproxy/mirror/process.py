@@ -96,7 +96,8 @@ async def run_mirror(
     )
     if stats_hook is not None:
         stats_hook(engine, writer)
-    exporter = spawn(MirrorExporter(Metrics(), engine, writer).run(), name="mirror-metrics")
+    exporting = MirrorExporter(Metrics(), engine, writer)
+    exporter = spawn(exporting.run(), name="mirror-metrics")
     # One retention job per deployment process group: worker 0's mirror runs it.
     retention = (RetentionTask(settings.database_url.get_secret_value(),
                                settings.retention_days)
@@ -134,6 +135,7 @@ async def run_mirror(
     if replayer is not None:
         await replayer.close()
     await cancel_and_wait(exporter)
+    exporting.export()  # what the drain wrote or spooled in the last second
     if retention is not None:
         await retention.stop()
 
