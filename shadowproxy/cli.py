@@ -80,11 +80,14 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     settings = settings_from(ctx, **flags)
     settings.require_primary_url()
     from shadowproxy.logs import setup_logging
-    from shadowproxy.serve import prepare_metrics_dir, run_serve
+    from shadowproxy.serve import MigrationFailed, prepare_metrics_dir, run_serve
 
     prepare_metrics_dir(settings.data_dir)
     setup_logging(settings)
-    sys.exit(run_async(run_serve(settings, migrate=not no_migrate)))
+    try:
+        sys.exit(run_async(run_serve(settings, migrate=not no_migrate)))
+    except MigrationFailed as exc:
+        fail(str(exc), code=1)
 
 
 @cli.command()

@@ -28,6 +28,8 @@ class Metrics:
         # A registry of its own, so several instances (tests, workers) never collide.
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
+        self._request_children: dict[tuple[str, int], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
         self.requests = Counter(
             "shadowproxy_requests", "Requests answered to applications",
             ["api", "status"], registry=reg,
@@ -87,8 +89,16 @@ class Metrics:
         )
 
     def observe_request(self, api: str, status: int, seconds: float) -> None:
-        self.requests.labels(api, str(status)).inc()
-        self.latency.labels(api).observe(seconds)
+        # Called on every request: label lookups are cached (they cost more than inc()).
+        key = (api, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(api, str(status))
+        histogram = self._latency_children.get(api)
+        if histogram is None:
+            histogram = self._latency_children[api] = self.latency.labels(api)
+        counter.inc()
+        histogram.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

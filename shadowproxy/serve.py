@@ -57,6 +57,25 @@ async def database(settings: Settings) -> AsyncIterator[Settings]:
         await asyncio.to_thread(embedded.stop)
 
 
+async def migrate_in_child(database_url: str) -> None:
+    """Apply migrations in a short-lived child: Alembic and SQLAlchemy then never load
+    into the long-running proxy process (tens of MB it would keep for nothing)."""
+    env = {**os.environ, "SHADOWPROXY_DATABASE_URL": database_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shadowproxy", "migrate", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise MigrationFailed(err.decode(errors="replace").strip().splitlines()[-1:] or
+                              [f"exit {proc.returncode}"])
+
+
+class MigrationFailed(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("migrations failed: " + " ".join(lines))
+
+
 def _print(line: str) -> None:
     print(line, flush=True)
 
@@ -68,9 +87,7 @@ async def run_serve(settings: Settings, *, migrate: bool = True,
     async with database(settings) as resolved:
         assert resolved.database_url is not None
         if migrate:
-            from shadowproxy.store.migrate import upgrade
-
-            await upgrade(resolved.database_url.get_secret_value())
+            await migrate_in_child(resolved.database_url.get_secret_value())
         if resolved.workers is None:
             resolved = resolved.model_copy(update={"workers": os.cpu_count() or 1})
         if resolved.workers == 1:
@@ -92,7 +109,7 @@ async def run_worker(
 ) -> int:
     """One proxy worker and its mirror process, until SIGTERM/SIGINT."""
     from shadowproxy.metrics import Metrics
-    from shadowproxy.mirror.process import MirrorProcess
+    from shadowproxy.mirror.handle import MirrorProcess
     from shadowproxy.readiness import Readiness
     from shadowproxy.server import (
         Deadline,
@@ -157,7 +174,7 @@ async def run_worker(
 
 
 def worker_payload(settings: Settings) -> dict[str, Any]:
-    from shadowproxy.mirror.process import settings_payload
+    from shadowproxy.mirror.handle import settings_payload
 
     return settings_payload(settings)
 

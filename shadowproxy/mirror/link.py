@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import pickle
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shadowproxy.capture import ExchangeEnd, ExchangeStart
-from shadowproxy.mirror.engine import MirrorEngine
+
+if TYPE_CHECKING:
+    from shadowproxy.mirror.engine import MirrorEngine
 
 FRAME_HEADER = struct.Struct("!I")
 START, END, CLOSE = "start", "end", "close"
