@@ -88,7 +88,7 @@ class Metrics:
             multiprocess_mode="liveall", registry=self.registry,
         )
 
-    def observe_request(self, api: str, status: int, seconds: float) -> None:
+    def observe_request(self, api: str, status: int, seconds: float, added: float) -> None:
         # Called on every request: label lookups are cached (they cost more than inc()).
         key = (api, status)
         counter = self._request_children.get(key)
@@ -99,6 +99,7 @@ class Metrics:
             histogram = self._latency_children[api] = self.latency.labels(api)
         counter.inc()
         histogram.observe(seconds)
+        self.proxy_overhead.observe(added)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

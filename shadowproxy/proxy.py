@@ -73,7 +73,7 @@ class Proxy:
         max_body_bytes: int,
         sample_rate: float = 1.0,
         replay_rate: float = 0.0,
-        observe: Callable[[str, int, float], None] | None = None,
+        observe: Callable[[str, int, float, float], None] | None = None,
         on_refused: Callable[[], None] | None = None,
     ) -> None:
         base = URL(primary_url)
@@ -118,6 +118,7 @@ class Proxy:
         return headers, tag
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
         self.stats.requests += 1
         if request.method == "CONNECT":
             return self._error(request, 405, "CONNECT is not supported: this is not an open proxy")
@@ -164,14 +165,18 @@ class Proxy:
                     self._on_refused()
                 exchange_id = None
 
+        end = ExchangeEnd(exchange_id or "", status=None, headers={})
         self.stats.in_flight += 1
         try:
-            response = await self._relay(request, raw_path, headers, body, exchange_id, started)
+            response = await self._relay(request, raw_path, headers, body, end)
         finally:
             self.stats.in_flight -= 1
         if self._observe is not None:
+            done = time.monotonic()
+            # What the proxy added: the user's wait minus the upstream exchange itself.
+            upstream = (end.ended_at - started) if end.ended_at else 0.0
             self._observe(api.value if api else "other", response.status,
-                          time.monotonic() - started)
+                          done - received, max(0.0, done - received - upstream))
         return response
 
     def _too_large_message(self) -> str:
@@ -183,10 +188,8 @@ class Proxy:
         raw_path: str,
         headers: CIMultiDict[str],
         body: bytes,
-        exchange_id: str | None,
-        started: float,
+        end: ExchangeEnd,
     ) -> web.StreamResponse:
-        end = ExchangeEnd(exchange_id or "", status=None, headers={})
         try:
             return await self._exchange(request, raw_path, headers, body, end)
         except asyncio.CancelledError:
@@ -196,8 +199,8 @@ class Proxy:
             self.stats.client_disconnects += 1
             raise
         finally:
-            if exchange_id is not None and self._mirror is not None:
-                end.ended_at = end.ended_at or time.monotonic()
+            end.ended_at = end.ended_at or time.monotonic()
+            if end.exchange_id and self._mirror is not None:
                 self._mirror.end(end)
 
     async def _exchange(
@@ -248,10 +251,9 @@ class Proxy:
                     end.error = f"upstream failed mid-answer: {type(exc).__name__}"
                     return self._error(request, 504 if isinstance(exc, TimeoutError) else 502,
                                        "the upstream provider failed while answering")
+                end.ended_at = time.monotonic()
                 if capture:
-                    t = time.monotonic()
-                    end.chunks.append((t, data))
-                    end.ended_at = t
+                    end.chunks.append((end.ended_at, data))
                 return web.Response(
                     status=upstream.status, reason=upstream.reason, headers=out_headers,
                     body=data,

@@ -25,7 +25,7 @@ from shadowproxy.proxy import MirrorLink, Proxy
 log = logging.getLogger("shadowproxy.server")
 
 PROXY: web.AppKey[Proxy] = web.AppKey("proxy", Proxy)
-Observe = Callable[[str, int, float], None]
+Observe = Callable[[str, int, float, float], None]
 
 
 def make_upstream_session(

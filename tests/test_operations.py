@@ -129,6 +129,11 @@ async def test_metrics_count_the_traffic_and_only_admin_paths_need_the_token(
     assert sample(samples, "shadowproxy_pairs_written_total") == n
     assert sample(samples, "shadowproxy_request_duration_seconds_count", api="openai.chat") == n
     assert sample(samples, "shadowproxy_pairs_spooled_total") == 0
+    # The proxy's own share of each request is measured, and it is a small part of it.
+    assert sample(samples, "shadowproxy_added_latency_seconds_count") == n
+    added = sample(samples, "shadowproxy_added_latency_seconds_sum")
+    total = sample(samples, "shadowproxy_request_duration_seconds_sum", api="openai.chat")
+    assert 0 < added < total
     # One sample per live mirror process (a "liveall" gauge carries its pid).
     assert [v for (name, _), v in samples.items() if name == "shadowproxy_database_up"] == [1]
 

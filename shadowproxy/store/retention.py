@@ -88,9 +88,10 @@ class RetentionTask:
         while True:
             try:
                 deleted = await delete_expired(self._target, self.retention_days, self.batch)
-            except Exception:
+            except Exception as exc:
                 # An outage is the writer's problem to report; retention just tries later.
-                log.warning("retention run failed", exc_info=True)
+                log.warning("retention run failed, will retry: %s: %s",
+                            type(exc).__name__, exc)
             else:
                 self.deleted += deleted
                 if deleted:
