@@ -189,6 +189,21 @@ def nginx(primary: str) -> Iterator[str]:
                 proc.wait(10)
 
 
+@contextlib.contextmanager
+def bare_aiohttp(primary: str) -> Iterator[str]:
+    """bench/bare_aiohttp.py in front of ``primary``: aiohttp's own floor."""
+    port = free_port()
+    script = Path(__file__).with_name("bare_aiohttp.py")
+    proc = subprocess.Popen([PY, str(script), primary, str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 # -- what /proc says about a process tree -----------------------------------------------
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -37,6 +37,7 @@ from bench.harness import (
     Samples,
     Served,
     Simulated,
+    bare_aiohttp,
     burst,
     children,
     closed_loop,
@@ -446,6 +447,18 @@ def rss_lines(row: Row) -> list[Line]:
     return lines
 
 
+async def bare_passthrough(db: str, opts: Options) -> Row:
+    """The same load as ``passthrough``, through a bare aiohttp relay: aiohttp's floor."""
+    with simulator() as sim, bare_aiohttp(sim.url) as front:
+        res, pacing = await open_loop({"direct": sim.url, "bare": front}, rate=200,
+                                      duration=opts.duration)
+    return compare(res, proxy="bare") | {"pacing": pacing.as_dict()}
+
+
+def bare_lines(row: Row) -> list[Line]:
+    return latency_lines(row, "bare aiohttp relay, 200 req/s", {})
+
+
 async def nginx_passthrough(db: str, opts: Options) -> Row:
     """The same load as ``passthrough``, through a minimal nginx ``proxy_pass``."""
     if nginx_binary() is None:
@@ -478,6 +491,7 @@ SCENARIOS: dict[str, Scenario] = {
     "slow_shadow_40x": Scenario(slow_shadow_40x, slow_shadow_40x_lines),
     "ttft": Scenario(ttft, ttft_lines),
     "rss": Scenario(rss, rss_lines, once=True),
+    "bare": Scenario(bare_passthrough, bare_lines),
     "nginx": Scenario(nginx_passthrough, nginx_lines),
 }
 
