@@ -31,6 +31,7 @@ from shadowproxy.report_html import render_html
 from shadowproxy.simulator import SimulatorConfig, make_app
 from shadowproxy.store.embedded import EmbeddedPostgres
 from shadowproxy.store.migrate import upgrade
+from shadowproxy.store.sink import asyncpg_dsn
 
 DEMO_POLICY = Policy(
     min_pairs=20, min_agreement=0.80, min_tool_call_match=0.60,
@@ -133,7 +134,7 @@ async def send_traffic(proxy: str, total: int, seed: int) -> None:
 
 
 async def wait_for_pairs(db_url: str, n: int, timeout_s: float = 30) -> int:
-    conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
         deadline = time.monotonic() + timeout_s
         count = 0
@@ -148,7 +149,7 @@ async def wait_for_pairs(db_url: str, n: int, timeout_s: float = 30) -> int:
 
 
 async def reset(db_url: str) -> None:
-    conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
         await conn.execute("TRUNCATE pairs CASCADE")
     finally:

@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from shadowproxy.store.sink import asyncpg_dsn
+
 _CACHE_S = 2.0
 
 
@@ -26,7 +28,7 @@ class Readiness:
     def __init__(
         self, database_url: str, data_dir: Path, serving: Callable[[], dict[str, Any]]
     ) -> None:
-        self._dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+        self._dsn = asyncpg_dsn(database_url)
         self._data_dir = data_dir
         self._serving = serving
         self._db: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import openai
 
+from shadowproxy.store.sink import asyncpg_dsn
 from tests.fakes.database import TestPostgres
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve
@@ -35,7 +36,7 @@ class StoredPairs:
 
 
 async def stored_pairs(database_url: str) -> StoredPairs:
-    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         row = await conn.fetchrow(
             "SELECT count(*), count(DISTINCT id), count(DISTINCT request_sha256) FROM pairs")

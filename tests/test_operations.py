@@ -17,6 +17,7 @@ import asyncpg
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
+from shadowproxy.store.sink import asyncpg_dsn
 from tests.fakes.database import TestPostgres
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve
@@ -52,7 +53,7 @@ async def spread(clients: list[openai.AsyncOpenAI], count: int, concurrency: int
 
 async def stored_pairs(database_url: str, expected: int, timeout: float = 20) -> tuple[int, int]:
     """(rows, distinct ids) once ``expected`` rows are in, or when time runs out."""
-    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -142,7 +143,7 @@ async def test_readyz_stays_ready_and_reports_the_database_through_an_outage(
     tmp_path: Path, simulator: SimulatedProvider, database_url: str,
     postgres_server: TestPostgres,
 ) -> None:
-    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         head = await conn.fetchval("SELECT version_num FROM alembic_version")
     finally:

@@ -10,6 +10,7 @@ import asyncpg
 
 from shadowproxy.diff import run_diff
 from shadowproxy.settings import Settings
+from shadowproxy.store.sink import asyncpg_dsn
 from tests.fakes.traffic import seeded
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -24,7 +25,7 @@ async def test_the_analyst_queries_run_on_the_comparisons_view(database_url: str
     await run_diff(database_url, progress=False)
     queries = sql_examples()
     assert len(queries) >= 3
-    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         # The seeded pairs are from March 2026: let "the last week" include them.
         per_tag = await conn.fetch(queries[0].replace("interval '7 days'", "interval '10 years'"))

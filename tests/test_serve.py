@@ -15,6 +15,7 @@ import asyncpg
 import openai
 import pytest
 
+from shadowproxy.store.sink import asyncpg_dsn
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve
 
@@ -22,12 +23,8 @@ APP_KEY = "sk-app-live-key-ABCDEF0123456789"
 SHADOW_KEY = "sk-ant-shadow-key-ZYXWVU9876543210"
 
 
-def plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
 async def wait_pairs(database_url: str, n: int, timeout: float = 20) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(plain(database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -40,7 +37,7 @@ async def wait_pairs(database_url: str, n: int, timeout: float = 20) -> list[asy
 
 
 async def dump_all_tables(database_url: str) -> str:
-    conn = await asyncpg.connect(plain(database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
