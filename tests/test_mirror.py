@@ -101,7 +101,8 @@ async def rig(
     engine = MirrorEngine(
         caller=caller, sink=sink,
         limits=EngineLimits(concurrency=settings.shadow_concurrency,
-                            queue=settings.shadow_queue, model=settings.shadow_model),
+                            queue=settings.shadow_queue, model=settings.shadow_model,
+                            timeout_s=settings.shadow_timeout_s),
         redactor=Redactor.from_names(settings.redactors), prices=PriceTable.load(),
         replayer=replayer,
     )
@@ -393,3 +394,18 @@ async def test_ttft_and_latency_are_measured_from_send_to_first_content_and_last
     assert primary.latency_ms - primary.ttft_ms >= 5 * 50 - 10
     assert shadow.ttft_ms is not None and shadow.latency_ms is not None
     assert 200 <= shadow.ttft_ms < shadow.latency_ms
+
+
+@pytest.mark.parametrize("rig_overrides", [{"shadow_concurrency": 1, "shadow_timeout_s": 0.6}])
+async def test_shadow_timeout_bounds_the_wait_for_a_slot_too(rig: Rig) -> None:
+    client = rig.openai()
+    await asyncio.gather(*[
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": f"q{i} #slow=2000"}])
+        for i in range(3)
+    ])
+    records = await rig.wait_records(3)
+    assert [r.shadow_outcome for r in records] == ["timeout"] * 3
+    waited = [r for r in records if "waited for a free" in (r.shadow_reason or "")]
+    assert len(waited) == 2  # one held the only slot; two never got one
+    assert rig.engine.waiting == 0 and rig.engine.in_flight == 0

@@ -51,6 +51,9 @@ class EngineLimits:
     queue: int = 1000
     default_max_tokens: int = 4096
     model: str = "claude-haiku-4-5"
+    # Bounds the wait for a slot and the call together: a shadow that sat in the queue
+    # for the whole budget is a timeout, not a call started late.
+    timeout_s: float = 120.0
 
 
 class MirrorEngine:
@@ -138,7 +141,7 @@ class MirrorEngine:
     ) -> None:
         acquired = False
         try:
-            async with self._sem:
+            async with asyncio.timeout(self._limits.timeout_s), self._sem:
                 acquired = True
                 self.waiting -= 1
                 self.in_flight += 1
@@ -146,6 +149,12 @@ class MirrorEngine:
                     pending.shadow = await self._caller.call(params, headers)
                 finally:
                     self.in_flight -= 1
+        except TimeoutError:
+            if not acquired:
+                self.waiting -= 1
+            reason = (f"no answer within SHADOW_TIMEOUT_S={self._limits.timeout_s:g}s"
+                      + ("" if acquired else " (waited for a free SHADOW_CONCURRENCY slot)"))
+            pending.shadow = ShadowResult(Side(error=reason), ShadowOutcome.TIMEOUT, reason)
         except asyncio.CancelledError:
             if not acquired:
                 self.waiting -= 1

@@ -43,6 +43,7 @@ def engine_limits(settings: Settings) -> EngineLimits:
         queue=settings.shadow_queue,
         default_max_tokens=settings.shadow_default_max_tokens,
         model=settings.shadow_model,
+        timeout_s=settings.shadow_timeout_s,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import httpx2  # the anthropic SDK's HTTP client
 
 from shadowproxy.mirror.assemble import side_from_normalized
 from shadowproxy.records import ShadowOutcome, Side
@@ -44,6 +45,14 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
     common: dict[str, Any] = {
         "max_retries": settings.shadow_max_retries,
         "timeout": settings.shadow_timeout_s,
+        # The SDK's pool stops at 1,000 connections; past that, shadows would wait for a
+        # connection and spend their timeout there. One connection per allowed shadow.
+        "http_client": anthropic.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(
+                max_connections=max(settings.shadow_concurrency, 1),
+                max_keepalive_connections=min(settings.shadow_concurrency, 100),
+            ),
+        ),
     }
     if settings.shadow_base_url:
         common["base_url"] = settings.shadow_base_url
