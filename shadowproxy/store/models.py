@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shadowproxy.records import PairRecord
+from shadowproxy.store.columns import JSONB_COLUMNS, PAIR_COLUMNS
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -142,22 +142,11 @@ class Score(Base):
     replay_tool_call_match: Mapped[bool | None] = mapped_column(Boolean)
 
 
-def _record_columns() -> tuple[str, ...]:
-    """The keys of ``PairRecord.to_row()``: what the writer inserts, in its order."""
-    from shadowproxy.records import Side
-
-    probe = PairRecord(
-        id=uuid.UUID(int=0), received_at=datetime.min, api="", path="", tag=None,
-        stream=False, request=None, request_sha256="", primary=Side(), shadow=Side(),
-        shadow_outcome="",
-    )
-    return tuple(probe.to_row())
-
-
-PAIR_COLUMNS: tuple[str, ...] = _record_columns()
-JSONB_COLUMNS: frozenset[str] = frozenset(
+if frozenset(
     c.name for c in Pair.__table__.columns if isinstance(c.type, JSONB)
-)
+) != JSONB_COLUMNS:
+    raise RuntimeError("store/columns.py's JSONB_COLUMNS disagree with the pairs table")
+
 SCORE_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in Score.__table__.columns if c.name != "pair_id"
 )

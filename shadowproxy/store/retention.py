@@ -4,6 +4,10 @@ One ``DELETE … WHERE received_at < cutoff`` over a month of traffic would hold
 locks and bloat WAL for a long time while the writer is inserting; many short
 transactions of ``batch`` rows each keep every one of them brief. Scores go with their
 pair (``ON DELETE CASCADE``).
+
+
+It speaks asyncpg directly (like the writer): the mirror process that runs it then
+never loads SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -11,50 +15,37 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+import asyncpg
 
-from shadowproxy.store.migrate import asyncpg_url
+from shadowproxy.store.sink import asyncpg_dsn
 from shadowproxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger(__name__)
 
-_DELETE_BATCH = text(
-    """
+_DELETE_BATCH = """
     DELETE FROM pairs WHERE id IN (
         SELECT id FROM pairs
-        WHERE received_at < now() - make_interval(days => :days)
-        LIMIT :batch
+        WHERE received_at < now() - make_interval(days => $1)
+        LIMIT $2
     )
-    """
-)
+"""
 
 
-async def delete_expired(
-    url_or_engine: str | AsyncEngine, retention_days: int, batch: int = 5000
-) -> int:
+async def delete_expired(url: str, retention_days: int, batch: int = 5000) -> int:
     """Delete pairs received more than ``retention_days`` ago; return how many."""
     if retention_days <= 0:
         return 0
-    owned = isinstance(url_or_engine, str)
-    engine = (
-        create_async_engine(asyncpg_url(url_or_engine))
-        if isinstance(url_or_engine, str)
-        else url_or_engine
-    )
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     deleted = 0
     try:
         while True:
-            async with engine.begin() as conn:
-                result = await conn.execute(
-                    _DELETE_BATCH, {"days": retention_days, "batch": batch}
-                )
-            deleted += result.rowcount
-            if result.rowcount < batch:
+            status = await conn.execute(_DELETE_BATCH, retention_days, batch)
+            count = int(status.rsplit(" ", 1)[-1])  # "DELETE n"
+            deleted += count
+            if count < batch:
                 return deleted
     finally:
-        if owned:
-            await engine.dispose()
+        await conn.close()
 
 
 class RetentionTask:
@@ -62,13 +53,13 @@ class RetentionTask:
 
     def __init__(
         self,
-        url_or_engine: str | AsyncEngine,
+        url: str,
         retention_days: int,
         *,
         interval_s: float = 3600.0,
         batch: int = 5000,
     ) -> None:
-        self._target = url_or_engine
+        self._url = url
         self.retention_days = retention_days
         self.interval_s = interval_s
         self.batch = batch
@@ -87,7 +78,7 @@ class RetentionTask:
     async def _run(self) -> None:
         while True:
             try:
-                deleted = await delete_expired(self._target, self.retention_days, self.batch)
+                deleted = await delete_expired(self._url, self.retention_days, self.batch)
             except Exception as exc:
                 # An outage is the writer's problem to report; retention just tries later.
                 log.warning("retention run failed, will retry: %s: %s",

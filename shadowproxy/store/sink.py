@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from shadowproxy.records import PairRecord, Side
-from shadowproxy.store.models import JSONB_COLUMNS, PAIR_COLUMNS
+from shadowproxy.store.columns import JSONB_COLUMNS, PAIR_COLUMNS
 
 _STAGING = "pairs_incoming"
 _COLUMN_LIST = ", ".join(PAIR_COLUMNS)
