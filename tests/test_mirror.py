@@ -407,5 +407,7 @@ async def test_shadow_timeout_bounds_the_wait_for_a_slot_too(rig: Rig) -> None:
     records = await rig.wait_records(3)
     assert [r.shadow_outcome for r in records] == ["timeout"] * 3
     waited = [r for r in records if "waited for a free" in (r.shadow_reason or "")]
-    assert len(waited) == 2  # one held the only slot; two never got one
+    # One held the only slot; the others queued behind it (on a slow machine a late one
+    # may get the slot when the first times out, and then time out in the call).
+    assert 1 <= len(waited) <= 2
     assert rig.engine.waiting == 0 and rig.engine.in_flight == 0

@@ -1,0 +1,141 @@
+"""Simulated Anthropic and OpenAI providers for the tests, the offline demo and benchmarks.
+
+Answers are pure functions of the request, so a test knows the truth without asking:
+the text is ``Answer to: <first 60 characters of the last user turn>`` whatever the API
+or model, so an OpenAI primary and a Claude shadow agree unless told otherwise. The
+simulator enforces the wire rules of WIRE.md (auth, ``anthropic-version``, sampling
+parameters, required fields, event order, padded stream JSON): a double that ignored
+them would let a real bug through.
+
+Scripting, per request:
+
+=============================  ==========================================================
+``#tool`` in the prompt        call the first tool (``{"query": <prompt>}``) if tools exist
+``#json``                      the text is a JSON object
+``#disagree``                  claude-haiku* models answer something else entirely
+``#error=529``                 claude-haiku* models answer with that error status
+``#slow=2000``                 claude-haiku* models wait that many ms first
+``#midstream-error``           claude-haiku* streams fail after a few deltas
+``x-sim-delay-ms: N``          wait N ms before answering
+``x-sim-chunk-ms: N``          N ms between stream events
+``x-sim-chunks: N``            text split into N deltas
+``x-sim-error: S``             answer with status S in the API's error shape
+``x-sim-error-attempts: K``    ... only while the SDK's ``x-stainless-retry-count`` < K
+``x-sim-midstream-error: 1``   the stream fails after a few deltas (after HTTP 200)
+=============================  ==========================================================
+
+The headers reach only the primary (the proxy never forwards them to the shadow); the
+prompt tags are for the shadow, so they apply only to ``claude-haiku*`` models.
+
+Claude on Vertex AI (``/projects/P/locations/R/publishers/anthropic/models/M:rawPredict``
+and ``:streamRawPredict``) and on Amazon Bedrock (``/model/M/invoke`` and
+``/model/M/invoke-with-response-stream``) give the same answers, with each platform's
+auth, body rules and, for Bedrock's stream, AWS event-stream framing.
+
+``SimulatorConfig(deterministic=True)`` derives ids, request ids and ``created`` from the
+request, so the same request gets the same bytes: what a relay test compares against.
+"""
+
+from __future__ import annotations
+
+from shadowproxy.simulator.answers import (
+    ANTHROPIC_VERSIONS,
+    CONFIG,
+    DISAGREEMENT,
+    MODEL_ALIASES,
+    RECEIVED,
+    SAMPLING_FREE_VERSION,
+    SAMPLING_PARAMETERS,
+    SHADOW_MODEL_PREFIX,
+    Answer,
+    Controls,
+    IdSource,
+    Prompt,
+    ReceivedRequest,
+    SimulatorConfig,
+    ToolUse,
+    anthropic_prompt,
+    compose_answer,
+    is_shadow_model,
+    openai_prompt,
+    read_controls,
+    split_text,
+)
+from shadowproxy.simulator.anthropic import (
+    StreamEvent,
+    Turn,
+    anthropic_error_type,
+    anthropic_events,
+    anthropic_message,
+    anthropic_problem,
+    anthropic_stream,
+    handle_messages,
+    messages_turn,
+)
+from shadowproxy.simulator.app import handle_echo, handle_models, handle_unknown, main, make_app
+from shadowproxy.simulator.cloud import (
+    BEDROCK_VERSION,
+    VERTEX_VERSION,
+    bedrock_frame,
+    cloud_model_name,
+    cloud_problem,
+    event_stream_message,
+    handle_bedrock,
+    handle_vertex,
+)
+from shadowproxy.simulator.openai import (
+    handle_chat_completions,
+    openai_chunks,
+    openai_completion,
+    openai_problem,
+)
+
+__all__ = [
+    "ANTHROPIC_VERSIONS",
+    "BEDROCK_VERSION",
+    "CONFIG",
+    "DISAGREEMENT",
+    "MODEL_ALIASES",
+    "RECEIVED",
+    "SAMPLING_FREE_VERSION",
+    "SAMPLING_PARAMETERS",
+    "SHADOW_MODEL_PREFIX",
+    "VERTEX_VERSION",
+    "Answer",
+    "Controls",
+    "IdSource",
+    "Prompt",
+    "ReceivedRequest",
+    "SimulatorConfig",
+    "StreamEvent",
+    "ToolUse",
+    "Turn",
+    "anthropic_error_type",
+    "anthropic_events",
+    "anthropic_message",
+    "anthropic_problem",
+    "anthropic_prompt",
+    "anthropic_stream",
+    "bedrock_frame",
+    "cloud_model_name",
+    "cloud_problem",
+    "compose_answer",
+    "event_stream_message",
+    "handle_bedrock",
+    "handle_chat_completions",
+    "handle_echo",
+    "handle_messages",
+    "handle_models",
+    "handle_unknown",
+    "handle_vertex",
+    "is_shadow_model",
+    "main",
+    "make_app",
+    "messages_turn",
+    "openai_chunks",
+    "openai_completion",
+    "openai_problem",
+    "openai_prompt",
+    "read_controls",
+    "split_text",
+]
