@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import re
 import sys
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from shadowproxy.settings import Settings, SettingsError, load_settings
+from shadowproxy.since import parse_since as since_cutoff
 
 T = TypeVar("T")
 
@@ -130,20 +130,10 @@ def with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, 
 
 
 def parse_since(value: str | None) -> datetime | None:
-    """``--since`` takes an ISO date/time or a relative age like ``24h``, ``7d``, ``30m``."""
-    if value is None:
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
-    if match:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        return datetime.now(UTC) - timedelta(seconds=float(match[1]) * unit)
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither an ISO date/time nor an age like 24h or 7d"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return since_cutoff(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command()

@@ -108,6 +108,7 @@ async def run_worker(
     sock: socket.socket | None = None,
 ) -> int:
     """One proxy worker and its mirror process, until SIGTERM/SIGINT."""
+    from shadowproxy.dashboard import dashboard_routes
     from shadowproxy.metrics import Metrics
     from shadowproxy.mirror.handle import MirrorProcess
     from shadowproxy.readiness import Readiness
@@ -142,7 +143,8 @@ async def run_worker(
             lambda: {"ready": mirror.alive, "mirror_pid": mirror.pid, "workers": 1},
         )
         admin_listener = Listener(
-            admin_app(ready=ready, metrics=metrics.render, token=_admin_token(settings)),
+            admin_app(ready=ready, metrics=metrics.render, token=_admin_token(settings),
+                      extra_routes=dashboard_routes(settings.database_url.get_secret_value())),
             grace_s=1.0,
         )
     try:
@@ -204,6 +206,7 @@ class WorkerProcess:
 
 
 async def supervise(settings: Settings, *, announce: Announce = _print) -> int:
+    from shadowproxy.dashboard import dashboard_routes
     from shadowproxy.metrics import Metrics
     from shadowproxy.readiness import Readiness
     from shadowproxy.server import Listener, admin_app, reuse_port_socket, wait_for_stop_signal
@@ -220,8 +223,11 @@ async def supervise(settings: Settings, *, announce: Announce = _print) -> int:
         lambda: {"ready": all(w.alive for w in workers),
                  "workers": sum(w.alive for w in workers)},
     )
-    admin = Listener(admin_app(ready=ready, metrics=metrics.render,
-                               token=_admin_token(settings)), grace_s=1.0)
+    admin = Listener(
+        admin_app(ready=ready, metrics=metrics.render, token=_admin_token(settings),
+                  extra_routes=dashboard_routes(settings.database_url.get_secret_value())),
+        grace_s=1.0,
+    )
     admin_port = await admin.start(settings.admin_host, settings.admin_port)
     announce(
         f"shadowproxy: proxy on http://{settings.host}:{port} -> {settings.primary_url}; "
