@@ -255,8 +255,8 @@ async def test_shadow_midstream_error_after_200_is_an_error_outcome(rig: Rig) ->
     stream = await rig.anthropic().messages.create(
         model="claude-sonnet-4-6", max_tokens=50, stream=True,
         messages=[{"role": "user", "content": "go #midstream-error"}])
-    async for _ in stream:
-        pass
+    chunks = [chunk async for chunk in stream]
+    assert chunks
     (record,) = await rig.wait_records(1)
     assert record.shadow_outcome == "error"
     assert record.primary.error is None
@@ -383,8 +383,8 @@ async def test_ttft_and_latency_are_measured_from_send_to_first_content_and_last
 ) -> None:
     stream = await rig.openai().chat.completions.create(
         model="gpt-4o", stream=True, messages=[{"role": "user", "content": "time me"}])
-    async for _ in stream:
-        pass
+    chunks = [chunk async for chunk in stream]
+    assert chunks
     (record,) = await rig.wait_records(1)
     primary, shadow = record.primary, record.shadow
     assert primary.ttft_ms is not None and primary.latency_ms is not None

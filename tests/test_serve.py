@@ -65,8 +65,8 @@ async def test_serve_mirrors_stores_and_never_keeps_credentials(
                 extra_headers={"x-shadow-tag": "support", "Cookie": "session=abc123secret"})
         stream = await client.chat.completions.create(
             model="gpt-4o", stream=True, messages=[{"role": "user", "content": "s"}])
-        async for _ in stream:
-            pass
+        chunks = [chunk async for chunk in stream]
+        assert chunks
         # A shadow failure and an upstream error put error text in the logs and tables.
         await client.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x #error=401"}])
