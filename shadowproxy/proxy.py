@@ -50,18 +50,6 @@ class MirrorLink(Protocol):
     def end(self, end: ExchangeEnd) -> None: ...
 
 
-class ProxyStats:
-    """Counters the admin listener exports; plain ints so the hot path stays cheap."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.mirrored = 0
-        self.mirror_refused = 0
-        self.upstream_errors = 0
-        self.client_disconnects = 0
-        self.in_flight = 0
-
-
 class Proxy:
     def __init__(
         self,
@@ -87,7 +75,6 @@ class Proxy:
         self._replay_rate = replay_rate
         self._observe = observe
         self._on_refused = on_refused
-        self.stats = ProxyStats()
 
     def upstream_url(self, raw_path: str) -> URL:
         return URL(self._origin + self._base_path + raw_path, encoded=True)
@@ -119,7 +106,6 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         received = time.monotonic()
-        self.stats.requests += 1
         if request.method == "CONNECT":
             return self._error(request, 405, "CONNECT is not supported: this is not an open proxy")
         raw_path = request.raw_path
@@ -157,20 +143,14 @@ class Proxy:
             if self._replay_rate > 0 and random.random() < self._replay_rate:
                 start.replay_headers = dict(headers)
                 start.query = request.query_string
-            if self._mirror.start(start):
-                self.stats.mirrored += 1
-            else:
-                self.stats.mirror_refused += 1
+            if not self._mirror.start(start):
+                # The mirror is too far behind to take more: counted, not mirrored.
                 if self._on_refused is not None:
                     self._on_refused()
                 exchange_id = None
 
         end = ExchangeEnd(exchange_id or "", status=None, headers={})
-        self.stats.in_flight += 1
-        try:
-            response = await self._relay(request, raw_path, headers, body, end)
-        finally:
-            self.stats.in_flight -= 1
+        response = await self._relay(request, raw_path, headers, body, end)
         if self._observe is not None:
             done = time.monotonic()
             # What the proxy added: the user's wait minus the upstream exchange itself.
@@ -196,7 +176,6 @@ class Proxy:
             # The client went away (aiohttp cancels the handler): the upstream request is
             # released by the context manager; the pair is recorded as cut short.
             end.client_disconnected = True
-            self.stats.client_disconnects += 1
             raise
         finally:
             end.ended_at = end.ended_at or time.monotonic()
@@ -223,11 +202,9 @@ class Proxy:
             )
             upstream = await upstream_cm.__aenter__()
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            self.stats.upstream_errors += 1
             end.error = "upstream timed out"
             return self._error(request, 504, "the upstream provider did not answer in time")
         except aiohttp.ClientError as exc:
-            self.stats.upstream_errors += 1
             end.error = f"upstream unreachable: {type(exc).__name__}"
             log.warning("upstream unreachable: %s", type(exc).__name__)
             return self._error(request, 502, "the upstream provider could not be reached")
@@ -290,13 +267,12 @@ class Proxy:
         except (TimeoutError, aiohttp.ClientError) as exc:
             # Headers are gone already: all we can do is cut the connection short.
             end.error = f"upstream failed mid-stream: {type(exc).__name__}"
-            self.stats.upstream_errors += 1
             end.ended_at = time.monotonic()
-            request.transport and request.transport.close()  # type: ignore[func-returns-value]
+            if request.transport is not None:
+                request.transport.close()
             return response
         except ConnectionError:
             end.client_disconnected = True
-            self.stats.client_disconnects += 1
             end.ended_at = time.monotonic()
             return response
         end.ended_at = time.monotonic()

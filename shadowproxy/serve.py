@@ -21,11 +21,16 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from shadowproxy.mirror.handle import settings_payload
 from shadowproxy.settings import Settings
+
+if TYPE_CHECKING:
+    from shadowproxy.metrics import Metrics
+    from shadowproxy.server import Listener
 
 log = logging.getLogger("shadowproxy.serve")
 Announce = Callable[[str], None]
@@ -95,8 +100,22 @@ async def run_serve(settings: Settings, *, migrate: bool = True,
         return await supervise(resolved, announce=announce)
 
 
-def _admin_token(settings: Settings) -> str | None:
-    return settings.admin_token.get_secret_value() if settings.admin_token else None
+def admin_listener_for(
+    settings: Settings, metrics: Metrics, serving: Callable[[], dict[str, Any]]
+) -> Listener:
+    """Health, readiness, metrics and the dashboard, for whichever process owns the port."""
+    from shadowproxy.admin import make_admin_app
+    from shadowproxy.dashboard import dashboard_routes
+    from shadowproxy.readiness import Readiness
+    from shadowproxy.server import Listener
+
+    assert settings.database_url is not None
+    url = settings.database_url.get_secret_value()
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app = make_admin_app(ready=Readiness(url, settings.data_dir, serving),
+                         metrics=metrics.render, token=token,
+                         extra_routes=dashboard_routes(url))
+    return Listener(app, grace_s=1.0)
 
 
 async def run_worker(
@@ -108,14 +127,11 @@ async def run_worker(
     sock: socket.socket | None = None,
 ) -> int:
     """One proxy worker and its mirror process, until SIGTERM/SIGINT."""
-    from shadowproxy.dashboard import dashboard_routes
     from shadowproxy.metrics import Metrics
     from shadowproxy.mirror.handle import MirrorProcess
-    from shadowproxy.readiness import Readiness
     from shadowproxy.server import (
         Deadline,
         Listener,
-        admin_app,
         make_proxy_app,
         wait_for_stop_signal,
     )
@@ -136,17 +152,10 @@ async def run_worker(
         ),
         grace_s=settings.grace_s,
     )
-    admin_listener: Listener | None = None
-    if admin:
-        ready = Readiness(
-            settings.database_url.get_secret_value(), settings.data_dir,
-            lambda: {"ready": mirror.alive, "mirror_pid": mirror.pid, "workers": 1},
-        )
-        admin_listener = Listener(
-            admin_app(ready=ready, metrics=metrics.render, token=_admin_token(settings),
-                      extra_routes=dashboard_routes(settings.database_url.get_secret_value())),
-            grace_s=1.0,
-        )
+    admin_listener = admin_listener_for(
+        settings, metrics,
+        lambda: {"ready": mirror.alive, "mirror_pid": mirror.pid, "workers": 1},
+    ) if admin else None
     try:
         port = await proxy.start(settings.host, settings.port, sock=sock)
         admin_port = (await admin_listener.start(settings.admin_host, settings.admin_port)
@@ -175,12 +184,6 @@ async def run_worker(
 # -- several workers ------------------------------------------------------------------
 
 
-def worker_payload(settings: Settings) -> dict[str, Any]:
-    from shadowproxy.mirror.handle import settings_payload
-
-    return settings_payload(settings)
-
-
 class WorkerProcess:
     def __init__(self, index: int, port: int, settings: Settings) -> None:
         self.index = index
@@ -194,7 +197,7 @@ class WorkerProcess:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(worker_payload(self._settings)).encode())
+        self.proc.stdin.write(json.dumps(settings_payload(self._settings)).encode())
         self.proc.stdin.close()
         line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
         if b"proxy on" not in line:
@@ -206,10 +209,8 @@ class WorkerProcess:
 
 
 async def supervise(settings: Settings, *, announce: Announce = _print) -> int:
-    from shadowproxy.dashboard import dashboard_routes
     from shadowproxy.metrics import Metrics
-    from shadowproxy.readiness import Readiness
-    from shadowproxy.server import Listener, admin_app, reuse_port_socket, wait_for_stop_signal
+    from shadowproxy.server import reuse_port_socket, wait_for_stop_signal
 
     assert settings.database_url is not None
     # Hold the port (bound, not listening) so port 0 resolves once for every worker.
@@ -217,16 +218,10 @@ async def supervise(settings: Settings, *, announce: Announce = _print) -> int:
     port = int(holder.getsockname()[1])
     workers = [WorkerProcess(i, port, settings) for i in range(settings.workers or 1)]
     await asyncio.gather(*(w.start() for w in workers))
-    metrics = Metrics()
-    ready = Readiness(
-        settings.database_url.get_secret_value(), settings.data_dir,
+    admin = admin_listener_for(
+        settings, Metrics(),
         lambda: {"ready": all(w.alive for w in workers),
                  "workers": sum(w.alive for w in workers)},
-    )
-    admin = Listener(
-        admin_app(ready=ready, metrics=metrics.render, token=_admin_token(settings),
-                  extra_routes=dashboard_routes(settings.database_url.get_secret_value())),
-        grace_s=1.0,
     )
     admin_port = await admin.start(settings.admin_host, settings.admin_port)
     announce(

@@ -14,12 +14,10 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from shadowproxy.admin import MetricsRender, ReadyProbe, make_admin_app
 from shadowproxy.proxy import MirrorLink, Proxy
 
 log = logging.getLogger("shadowproxy.server")
@@ -138,20 +136,9 @@ async def wait_for_stop_signal() -> str:
     return await stopped
 
 
-def admin_app(
-    *, ready: ReadyProbe, metrics: MetricsRender, token: str | None,
-    extra_routes: list[web.RouteDef] | None = None,
-) -> web.Application:
-    return make_admin_app(ready=ready, metrics=metrics, token=token, extra_routes=extra_routes)
-
-
 class Deadline:
     def __init__(self, seconds: float) -> None:
         self._end = time.monotonic() + seconds
 
     def left(self) -> float:
         return max(0.0, self._end - time.monotonic())
-
-
-def describe(state: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in state.items())
