@@ -65,6 +65,9 @@ class PairRecord:
     client_disconnected: bool = False
     # The primary asked a second time (noise floor); None when not replayed.
     replay: Side | None = None
+    # Which conversation (agent session) the exchange belongs to, and its turn number.
+    conversation_id: str | None = None
+    turn: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -97,6 +100,8 @@ class PairRecord:
             "shadow_outcome": self.shadow_outcome,
             "shadow_reason": self.shadow_reason,
             "client_disconnected": self.client_disconnected,
+            "conversation_id": self.conversation_id,
+            "turn": self.turn,
         }
         for prefix, side in (("primary", self.primary), ("shadow", self.shadow),
                              ("replay", self.replay)):

@@ -62,6 +62,9 @@ class Pair(Base):
     shadow_outcome: Mapped[str] = mapped_column(Text)
     shadow_reason: Mapped[str | None] = mapped_column(Text)
     client_disconnected: Mapped[bool] = mapped_column(Boolean)
+    # An agent's pairs belong together: x-shadow-conversation, else a hash of the opening.
+    conversation_id: Mapped[str | None] = mapped_column(Text, index=True)
+    turn: Mapped[int | None] = mapped_column(Integer)
     # primary side (the current provider)
     primary_model: Mapped[str | None] = mapped_column(Text)
     primary_status: Mapped[int | None] = mapped_column(Integer)
@@ -140,6 +143,26 @@ class Score(Base):
     replay_agree: Mapped[bool | None] = mapped_column(Boolean)
     replay_text_similarity: Mapped[float | None] = mapped_column(Double)
     replay_tool_call_match: Mapped[bool | None] = mapped_column(Boolean)
+    # The verdict, from the shadow's side: equivalent | better | worse | unjudged.
+    verdict: Mapped[str | None] = mapped_column(Text, index=True)
+    # exact | structural | judge; NULL while unjudged.
+    verdict_method: Mapped[str | None] = mapped_column(Text)
+    judge_model: Mapped[str | None] = mapped_column(Text)
+    # The judge's reason, or why the pair is unjudged.
+    judge_reason: Mapped[str | None] = mapped_column(Text)
+    judge_cost_usd: Mapped[float | None] = mapped_column(Double)
+    judge_calls: Mapped[int | None] = mapped_column(Integer)
+    position_inconsistent: Mapped[bool | None] = mapped_column(Boolean)
+    # JSON paths ($.items[2].price) where JSON answers or tool arguments differ.
+    json_diff_paths: Mapped[list[str] | None] = mapped_column(JSONB)
+    judged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The noise floor judged the same way: the primary's replay against the primary.
+    replay_verdict: Mapped[str | None] = mapped_column(Text)
+    replay_verdict_method: Mapped[str | None] = mapped_column(Text)
+    replay_judge_reason: Mapped[str | None] = mapped_column(Text)
+    replay_judge_cost_usd: Mapped[float | None] = mapped_column(Double)
+    replay_judge_calls: Mapped[int | None] = mapped_column(Integer)
+    replay_position_inconsistent: Mapped[bool | None] = mapped_column(Boolean)
 
 
 if frozenset(

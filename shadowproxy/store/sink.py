@@ -81,7 +81,7 @@ _NO_SIDE = (None,) * len(_SIDE_FIELDS)
 _TOOL_CALLS = _SIDE_FIELDS.index("tool_calls")
 _HEAD = (
     "id", "received_at", "api", "path", "tag", "stream", "request", "request_sha256",
-    "shadow_outcome", "shadow_reason", "client_disconnected",
+    "shadow_outcome", "shadow_reason", "client_disconnected", "conversation_id", "turn",
 )
 _record_head = operator.attrgetter(*_HEAD)
 _REQUEST = _HEAD.index("request")
