@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from shadowproxy.diff import run_diff
+from shadowproxy.decision.diff import run_diff
 from shadowproxy.settings import Settings
 from shadowproxy.store.sink import asyncpg_dsn
 from tests.fakes.traffic import seeded

@@ -1,4 +1,4 @@
-"""Provider wire formats → :class:`~shadowproxy.normalized.Normalized`, with no I/O.
+"""Provider wire formats → :class:`~shadowproxy.wire.normalized.Normalized`, with no I/O.
 
 ::
 
@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from shadowproxy.normalized import Normalized
+from shadowproxy.wire.normalized import Normalized
 
 __all__ = ["StreamNormalizer"]
 # The helpers below are shared by the provider modules, not part of the package's surface.
