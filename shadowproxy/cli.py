@@ -6,7 +6,6 @@ flags; a bad or missing setting is one line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -19,6 +18,7 @@ import click
 
 from shadowproxy.decision.since import parse_since as since_cutoff
 from shadowproxy.settings import Settings, SettingsError, load_settings
+from shadowproxy.tasks import run_async
 
 T = TypeVar("T")
 
@@ -34,14 +34,6 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     except SettingsError as exc:
         fail(str(exc))
         raise AssertionError("unreachable") from None
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def settings_errors_exit_2(fn: Callable[..., None]) -> Callable[..., None]:

@@ -24,6 +24,8 @@ Python from those, so 100k pairs take a second or two rather than a row-by-row l
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +33,12 @@ from datetime import UTC, datetime
 from statistics import fmean
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+import asyncpg
 
 from shadowproxy.decision.scoring import TEXT_SIMILARITY_THRESHOLD
 from shadowproxy.decision.stats import cdf_points, percentiles, wilson_interval
 from shadowproxy.records import ShadowOutcome
+from shadowproxy.store.urls import asyncpg_dsn
 
 __all__ = ["PROJECTION_DAYS", "assemble_report", "build_report", "summarize"]
 
@@ -182,16 +184,17 @@ def summarize(groups: Sequence[Mapping[Any, Any]]) -> tuple[dict[str, Any], dict
     )
 
 
-def _filters(since: datetime | None, tag: str | None) -> tuple[str, dict[str, Any]]:
+def _filters(since: datetime | None, tag: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause and its positional arguments ($1, $2, …) for asyncpg."""
     clauses: list[str] = ["TRUE"]
-    params: dict[str, Any] = {}
+    args: list[Any] = []
     if since is not None:
-        clauses.append("received_at >= :since")
-        params["since"] = since
+        args.append(since)
+        clauses.append(f"received_at >= ${len(args)}")
     if tag is not None:
-        clauses.append("tag = :tag")
-        params["tag"] = tag
-    return " AND ".join(clauses), params
+        args.append(tag)
+        clauses.append(f"tag = ${len(args)}")
+    return " AND ".join(clauses), args
 
 
 def _worst_entry(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -210,27 +213,39 @@ def _worst_entry(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 async def build_report(
-    url: str, *, since: datetime | None = None, tag: str | None = None,
+    source: str | asyncpg.Pool, *, since: datetime | None = None, tag: str | None = None,
     worst: int = WORST_DEFAULT,
 ) -> dict[str, Any]:
-    """The report for pairs received at or after ``since`` (and with ``tag``, if given)."""
-    where, params = _filters(since, tag)
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            groups = (await conn.execute(text(
-                f"SELECT {_GROUP_COLUMNS} FROM comparisons WHERE {where} GROUP BY tag"),
-                params,
-            )).mappings().all()
-            worst_rows = (await conn.execute(text(
-                f"SELECT {_WORST_COLUMNS} FROM comparisons WHERE {where} "
-                f"AND agree = false AND {_BOTH_OK} "
-                "ORDER BY text_similarity ASC, received_at DESC, id LIMIT :worst"),
-                {**params, "worst": worst},
-            )).mappings().all()
-    finally:
-        await engine.dispose()
-    return assemble_report(groups, worst_rows, since=since, tag=tag)
+    """The report for pairs received at or after ``since`` (and with ``tag``, if given).
+
+    ``source`` is a database URL (a connection for this call) or a pool the caller keeps,
+    as the dashboard does. asyncpg rather than SQLAlchemy: the dashboard runs this inside
+    the proxy process, which stays free of SQLAlchemy.
+    """
+    where, args = _filters(since, tag)
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+    async with contextlib.AsyncExitStack() as stack:
+        if isinstance(source, str):
+            conn = await asyncpg.connect(asyncpg_dsn(source))
+            stack.push_async_callback(conn.close)
+        else:
+            conn = await stack.enter_async_context(source.acquire())
+        await register_jsonb(conn)
+        groups = await conn.fetch(
+            f"SELECT {_GROUP_COLUMNS} FROM comparisons WHERE {where} GROUP BY tag", *args)
+        worst_rows = await conn.fetch(
+            f"SELECT {_WORST_COLUMNS} FROM comparisons WHERE {where} "
+            f"AND agree = false AND {_BOTH_OK} "
+            f"ORDER BY text_similarity ASC, received_at DESC, id LIMIT ${len(args) + 1}",
+            *args, worst)
+    return assemble_report([dict(g) for g in groups], [dict(r) for r in worst_rows],
+                           since=since, tag=tag)
+
+
+async def register_jsonb(conn: Any) -> None:
+    """Hand jsonb back as Python values, as SQLAlchemy did."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                              schema="pg_catalog")
 
 
 def assemble_report(

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 
 _CACHE_S = 2.0
 

@@ -253,7 +253,7 @@ def _worker_main() -> None:
 
     setup_logging(settings, process=f"worker-{index}")
     sock = reuse_port_socket(settings.host, port)
-    from shadowproxy.cli import run_async
+    from shadowproxy.tasks import run_async
 
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(run_async(run_worker(settings, worker=index, admin=False, sock=sock)))

@@ -31,7 +31,7 @@ from shadowproxy.decision.report_html import render_html
 from shadowproxy.simulator import SimulatorConfig, make_app
 from shadowproxy.store.embedded import EmbeddedPostgres
 from shadowproxy.store.migrate import upgrade
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 
 DEMO_POLICY = Policy(
     min_pairs=20, min_agreement=0.80, min_tool_call_match=0.60,

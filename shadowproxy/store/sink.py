@@ -26,6 +26,7 @@ import asyncpg
 
 from shadowproxy.records import PairRecord, Side
 from shadowproxy.store.columns import JSONB_COLUMNS, PAIR_COLUMNS
+from shadowproxy.store.urls import asyncpg_dsn
 
 _STAGING = "pairs_incoming"
 _COLUMN_LIST = ", ".join(PAIR_COLUMNS)
@@ -56,11 +57,6 @@ class StoreUnavailable(StoreError):
 
 class PairRejected(StoreError):
     pass
-
-
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg speaks plain ``postgresql://``; our settings use SQLAlchemy's form."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def _scrub(value: Any) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import openai
 
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 from tests.fakes.database import TestPostgres
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve

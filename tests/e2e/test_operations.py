@@ -17,7 +17,7 @@ import asyncpg
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 from tests.fakes.database import TestPostgres
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve

@@ -15,7 +15,7 @@ import asyncpg
 import openai
 import pytest
 
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve
 

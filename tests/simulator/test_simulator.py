@@ -520,7 +520,7 @@ async def test_json_answers_are_gzipped_when_accepted(simulator: SimulatedProvid
 async def test_shadow_latency_slows_only_haiku(
     aiohttp_server: Callable[[Any], Awaitable[TestServer]],
 ) -> None:
-    server = await aiohttp_server(make_app(SimulatorConfig(shadow_latency_s=0.5)))
+    server = await aiohttp_server(make_app(SimulatorConfig(shadow_latency_s=1.5)))
     async with anthropic.AsyncAnthropic(
         api_key="k", base_url=f"http://{server.host}:{server.port}", max_retries=0
     ) as client:
@@ -530,8 +530,8 @@ async def test_shadow_latency_slows_only_haiku(
         started = time.monotonic()
         await client.messages.create(model=HAIKU, max_tokens=20, messages=user("a"))
         shadow_s = time.monotonic() - started
-    assert shadow_s >= 0.5
-    assert primary_s < shadow_s - 0.3
+    assert shadow_s >= 1.5
+    assert primary_s < shadow_s - 1.0  # wide margin: a loaded machine is slow for both
 
 
 async def test_echo_describes_any_method_path_and_query(simulator: SimulatedProvider) -> None:

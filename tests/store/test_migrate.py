@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shadowproxy.store import migrate
 from shadowproxy.store.models import Base
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 
 # PRODUCT.md, "The analyst view: comparisons": these names are a promise to analysts.
 DOCUMENTED_VIEW_COLUMNS = [
