@@ -12,12 +12,9 @@ import asyncio
 import contextlib
 import pickle
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
-
-if TYPE_CHECKING:
-    from shadowproxy.mirror.engine import MirrorEngine
 
 FRAME_HEADER = struct.Struct("!I")
 START, END, CLOSE = "start", "end", "close"
@@ -71,21 +68,3 @@ class SocketMirrorLink:
             self._writer.close()
             with contextlib.suppress(ConnectionError):
                 await self._writer.wait_closed()
-
-
-class InlineMirrorLink:
-    """The mirror engine in the proxy's own event loop (tests and ``--mirror inline``).
-
-    Work is scheduled with ``call_soon`` so even here the handler never runs it.
-    """
-
-    def __init__(self, engine: MirrorEngine) -> None:
-        self.engine = engine
-        self._loop = asyncio.get_running_loop()
-
-    def start(self, start: ExchangeStart) -> bool:
-        self._loop.call_soon(self.engine.on_start, start)
-        return True
-
-    def end(self, end: ExchangeEnd) -> None:
-        self._loop.call_soon(self.engine.on_end, end)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowproxy.wire import (
+from shadowproxy.wire._shared import (
     describe_body,
     describe_error,
     header,

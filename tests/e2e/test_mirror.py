@@ -26,10 +26,10 @@ from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
 from shadowproxy.proxy.app import make_proxy_app
-from shadowproxy.proxy.mirror_link import InlineMirrorLink
 from shadowproxy.records import PairRecord
 from shadowproxy.settings import Settings
 from shadowproxy.simulator import SimulatorConfig
+from tests.fakes.mirror import InlineMirrorLink
 from tests.fakes.providers import SimulatedProvider
 
 APP_KEY = "sk-app-secret-0123456789"
