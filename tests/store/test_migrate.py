@@ -92,6 +92,23 @@ async def test_comparisons_view_has_every_documented_column(database_url: str) -
     assert missing == []
 
 
+async def test_the_view_shows_every_stored_column(database_url: str) -> None:
+    """The view is static SQL in the migrations; the tables derive from records.py.
+    A field added there and forgotten in the view would be invisible to analysts."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'comparisons'"
+        )
+    finally:
+        await conn.close()
+    shown = {r["column_name"] for r in rows}
+    stored = {c.name for c in Base.metadata.tables["pairs"].columns} | {
+        c.name for c in Base.metadata.tables["scores"].columns if c.name != "pair_id"}
+    assert stored - shown == set()
+
+
 async def test_view_joins_scores_and_keeps_unscored_pairs(database_url: str) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:

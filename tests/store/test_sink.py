@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from shadowproxy.records import Side
-from shadowproxy.store.models import JSONB_COLUMNS, PAIR_COLUMNS
+from shadowproxy.store.columns import JSONB_COLUMNS, PAIR_COLUMNS
 from shadowproxy.store.sink import PairRejected, PairSink, StoreUnavailable, pair_row
 from tests.fakes.database import make_pair
 
