@@ -134,8 +134,8 @@ class Criterion:
 
     @property
     def compared(self) -> str:
-        """What is compared, in words: "upper bound of 95% CI 6.1% <= 5.0%"."""
-        sign = ">=" if self.at_least else "<="
+        """What is compared, in words: "upper bound of 95% CI 6.1% ≤ 5.0%"."""
+        sign = "≥" if self.at_least else "≤"
         observed = show_value(self.observed, self.criterion)
         threshold = show_value(self.threshold, self.criterion)
         if self.basis is Basis.COUNT:

@@ -75,9 +75,9 @@ _ATTEMPTED_SQL = "shadow_outcome IN ('ok', 'error', 'timeout')"
 _REPLAY_JUDGED = f"({_PRIMARY_OK} AND replay_verdict IN ('equivalent', 'better', 'worse'))"
 _SAMPLED = [f"{side}_{metric}" for metric in ("latency_ms", "ttft_ms", "cost_usd")
             for side in ("primary", "shadow")]
-_MODELS = {"primary_models": f"primary_model FILTER (WHERE {_PRIMARY_OK})",
-           "shadow_models": f"shadow_model FILTER (WHERE {_SHADOW_OK})",
-           "judge_models": "judge_model FILTER (WHERE verdict_method = 'judge')"}
+_MODELS = {"primary_models": ("primary_model", _PRIMARY_OK),
+           "shadow_models": ("shadow_model", _SHADOW_OK),
+           "judge_models": ("judge_model", "verdict_method = 'judge'")}
 
 # One row per tag (NULL: untagged); counts and the raw samples for percentiles.
 _GROUP_COLUMNS = ", ".join([
@@ -106,7 +106,8 @@ _GROUP_COLUMNS = ", ".join([
     "AND position_inconsistent) AS position_inconsistent",
     "min(received_at) AS first",
     "max(received_at) AS last",
-    *(f"array_agg(DISTINCT {expr}) AS {name}" for name, expr in _MODELS.items()),
+    *(f"array_agg(DISTINCT {column}) FILTER (WHERE {where}) AS {name}"
+      for name, (column, where) in _MODELS.items()),
     *(f"array_agg({c}) FILTER (WHERE {_BOTH_OK} AND {c} IS NOT NULL) AS {c}"
       for c in _SAMPLED),
 ])
@@ -120,10 +121,10 @@ _UNJUDGED_QUERY = (
     f"WHERE {{where}} AND {_NO_VERDICT} GROUP BY tag, verdict, judge_reason"
 )
 _PATHS_QUERY = (
-    "SELECT tag, path, count(DISTINCT id) AS pairs FROM comparisons, "
+    "SELECT tag, diff_path, count(DISTINCT id) AS pairs FROM comparisons, "
     "jsonb_array_elements_text(CASE WHEN jsonb_typeof(json_diff_paths) = 'array' "
-    "THEN json_diff_paths ELSE '[]'::jsonb END) AS path "
-    f"WHERE {{where}} AND {_BOTH_OK} GROUP BY tag, path"
+    "THEN json_diff_paths ELSE '[]'::jsonb END) AS diff_path "
+    f"WHERE {{where}} AND {_BOTH_OK} GROUP BY tag, diff_path"
 )
 # Pairs judged worse, spread across tags: the newest of each tag, then the next…
 _WORST_QUERY = (
@@ -327,7 +328,7 @@ def assemble_report(
             tally.absorb_unjudged(row)
     for row in paths:
         for tally in tallies(row["tag"]):
-            tally.paths[str(row["path"])] += int(row["pairs"])
+            tally.paths[str(row["diff_path"])] += int(row["pairs"])
     firsts = [g["first"] for g in groups if g["first"] is not None]
     lasts = [g["last"] for g in groups if g["last"] is not None]
     window = Window(since, min(firsts) if firsts else None, max(lasts) if lasts else None)
