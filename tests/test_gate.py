@@ -256,3 +256,33 @@ async def test_policy_around_the_truth_decides_on_judged_traffic(database_url: s
     assert gate(max_worse_rate=interval.high - 0.002) == 1  # just below: fail
     assert gate(max_worse_rate=0.21) == 1  # above the observed 20%, below the bound
     assert gate(min_pairs=301, max_worse_rate=0.5) == 2  # each tag has 300
+
+
+async def test_gate_command_without_a_judge_exits_2_naming_the_judge(
+        database_url: str, tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from tests.fakes.verdicts import NO_JUDGE, Judged, mix, pair
+    from tests.fakes.verdicts import write as write_judged
+
+    # What ``diff`` leaves without JUDGE_MODEL: identical answers equivalent (exact),
+    # every free-form pair unjudged. Even a harsh policy must not FAIL on that.
+    await write_judged(database_url, [
+        *mix("support", equivalent=250, method="exact", judge_model=None, calls=0,
+             cost_usd=0.0),
+        *[(pair("support", 300 + i), Judged("unjudged", method=None, reason=NO_JUDGE))
+          for i in range(400)]])
+    policy = write(tmp_path, "min_pairs = 200\nmax_worse_rate = 0.05\nmin_agreement = 0.99\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWPROXY_")}
+    env["SHADOWPROXY_DATABASE_URL"] = database_url
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shadowproxy", "gate", "--policy", str(policy), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 2, err.decode()
+    text = out.decode()
+    assert "400 pairs unjudged because no judge is configured" in text
+    assert "SHADOWPROXY_JUDGE_MODEL" in text
+    assert text.strip().splitlines()[-1] == "verdict: NOT ENOUGH DATA (exit 2)"
