@@ -98,6 +98,17 @@ def load_policy(path: Path) -> Policy:
     return parse_policy(raw, str(path))
 
 
+_UNAVAILABLE = {
+    "max_worse_rate": "no pair with a verdict",
+    "min_agreement": "no pair with a verdict",
+    "max_worse_rate_over_noise": "no noise floor (no replay with a verdict)",
+    "min_tool_call_match": "no tool calls seen",
+    "max_shadow_error_rate": "no shadow call attempted",
+    "max_p95_latency_ratio": "no latency for a side",
+    "max_cost_ratio": "no cost for a side (unpriced model)",
+}
+
+
 class Basis(enum.StrEnum):
     """What number of the report a criterion compares with its threshold."""
 
@@ -136,6 +147,8 @@ class Criterion:
     def compared(self) -> str:
         """What is compared, in words: "upper bound of 95% CI 6.1% ≤ 5.0%"."""
         sign = "≥" if self.at_least else "≤"
+        if self.observed is None:
+            return f"{_UNAVAILABLE.get(self.criterion, 'not measured')}: n/a"
         observed = show_value(self.observed, self.criterion)
         threshold = show_value(self.threshold, self.criterion)
         if self.basis is Basis.COUNT:

@@ -104,6 +104,8 @@ def saving_words(projection: Projection) -> str:
 def _cost_words(scope: ScopeSummary) -> str:
     cost = scope.cost_usd_per_1k
     share = cost.ratio
+    if cost.primary is None and cost.shadow is None:
+        return "no cost data yet"
     if share is None:
         return "cost not comparable (a side has no price)"
     if share <= 1:
@@ -190,12 +192,20 @@ def _headline(report: Report) -> list[str]:
     if not s.pairs_total:
         return ["No pairs recorded yet: point an application at the proxy."]
     lines: list[str] = []
+    no_judge = s.unjudged_for(UnjudgedCause.NO_JUDGE)
+    if no_judge:
+        lines.append(
+            f"A judge is needed: {no_judge:,} of {s.pairs_total:,} pairs could not be "
+            "compared without one (answers that differ in wording need a judge to say "
+            "whether they are as good).")
     if s.pairs:
         worse, better = _pct(s.worse_rate), _pct(s.better_rate)
+        caveat = (" These are only the pairs decided without a judge (identical answers "
+                  "or equal tool calls), so they flatter the shadow.") if no_judge else ""
         lines.append(
             f"Of {s.pairs:,} pairs with a verdict, the shadow's answer was worse in "
             f"{worse} (95% CI {_interval(s.worse_rate_ci95)}), equivalent in "
-            f"{_pct(s.agreement)} and better in {better}.")
+            f"{_pct(s.agreement)} and better in {better}.{caveat}")
         floor = s.noise_floor
         if floor is not None and floor.worse_rate is not None:
             lines.append(

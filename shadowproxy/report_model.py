@@ -253,6 +253,8 @@ def _duration(hours: float) -> str:
 def project(per_1k: Costs, pairs: int, hours: float | None,
             days: int = PROJECTION_DAYS) -> Projection:
     """Saving per ``days`` from the per-request difference, refused under an hour."""
+    if per_1k.primary is None and per_1k.shadow is None:
+        return Projection(days, pairs, hours, None, "no priced pairs with both answers yet")
     if per_1k.primary is None or per_1k.shadow is None:
         return Projection(days, pairs, hours, None, "no cost for one side (unpriced model)")
     if hours is None or hours < PROJECTION_MIN_HOURS:
