@@ -117,8 +117,9 @@ _COUNTS = ("total", "unscored", "verdict_equivalent", "verdict_better", "verdict
            "position_inconsistent")
 # Pairs without a verdict, by what they are waiting for.
 _UNJUDGED_QUERY = (
-    "SELECT tag, verdict, judge_reason, count(*) AS pairs FROM comparisons "
-    f"WHERE {{where}} AND {_NO_VERDICT} GROUP BY tag, verdict, judge_reason"
+    "SELECT tag, verdict, judge_reason, scored_at IS NOT NULL AS scored, count(*) AS pairs "
+    f"FROM comparisons WHERE {{where}} AND {_NO_VERDICT} "
+    "GROUP BY tag, verdict, judge_reason, scored_at IS NOT NULL"
 )
 _PATHS_QUERY = (
     "SELECT tag, diff_path, count(DISTINCT id) AS pairs FROM comparisons, "
@@ -164,7 +165,7 @@ class _Tally:
             self.models.setdefault(name, set()).update(m for m in group[name] or () if m)
 
     def absorb_unjudged(self, row: Mapping[Any, Any]) -> None:
-        cause = classify_unjudged(row["verdict"], row["judge_reason"])
+        cause = classify_unjudged(row["verdict"], row["judge_reason"], bool(row["scored"]))
         self.unjudged[cause] += int(row["pairs"])
         if row["judge_reason"] and cause not in self.unjudged_example:
             self.unjudged_example[cause] = str(row["judge_reason"])[:200]

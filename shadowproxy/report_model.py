@@ -85,22 +85,25 @@ class Verdicts:
 
 class UnjudgedCause(enum.StrEnum):
     AWAITING_DIFF = "awaiting diff"
+    NO_VERDICT = "scored without a verdict"
     NO_JUDGE = "no judge configured"
     BUDGET = "judge budget spent"
     JUDGE_FAILED = "judge failed"
 
 
-def classify_unjudged(verdict: str | None, reason: str | None) -> UnjudgedCause:
+def classify_unjudged(verdict: str | None, reason: str | None,
+                      scored: bool = False) -> UnjudgedCause:
     """Why a pair without a verdict has none, from its ``verdict`` and ``judge_reason``.
 
     ``diff`` writes the reason in words; the keywords below are the contract with it: a
     reason naming the budget or ``JUDGE_MAX_USD`` is a spent budget, one saying no judge
     is configured (or naming ``JUDGE_MODEL``) is a missing judge, anything else a failed
     call. An ``unjudged`` verdict without a reason is a missing judge; no verdict at all
-    means ``diff`` has not given this pair one yet.
+    means ``diff`` has not seen the pair yet, or (``scored``) scored it before verdicts
+    existed.
     """
     if verdict is None:
-        return UnjudgedCause.AWAITING_DIFF
+        return UnjudgedCause.NO_VERDICT if scored else UnjudgedCause.AWAITING_DIFF
     words = (reason or "").lower()
     if not words:
         return UnjudgedCause.NO_JUDGE
@@ -124,6 +127,9 @@ class Unjudged:
         n = f"{self.pairs:,} pair{'s' if self.pairs != 1 else ''}"
         if self.cause is UnjudgedCause.AWAITING_DIFF:
             return f"{n} not yet judged: run `shadowproxy diff`"
+        if self.cause is UnjudgedCause.NO_VERDICT:
+            return (f"{n} scored before verdicts existed: run `shadowproxy diff --rejudge` "
+                    "to judge them")
         if self.cause is UnjudgedCause.NO_JUDGE:
             return (f"{n} unjudged: no judge configured. Set SHADOWPROXY_JUDGE_MODEL "
                     "(see the README's \"Choosing a judge\"), then run `shadowproxy diff`")

@@ -61,16 +61,18 @@ async def test_unjudged_pairs_say_why_and_what_to_do(database_url: str) -> None:
         *[(pair("support", 10 + i), Judged("unjudged", reason=NO_JUDGE)) for i in range(7)],
         *[(pair("support", 20 + i), Judged("unjudged", reason=BUDGET)) for i in range(3)],
         *[(pair("support", 30 + i), Judged(None)) for i in range(2)],  # diff not run yet
+        *[(pair("support", 40 + i), Judged(None, scored_only=True)) for i in range(4)],
     ])
     support = (await build_report(database_url)).by_tag["support"]
-    assert support.pairs == 5 and support.verdicts.unjudged == 12
+    assert support.pairs == 5 and support.verdicts.unjudged == 16
     causes = {u.cause: u.pairs for u in support.unjudged}
     assert causes == {UnjudgedCause.NO_JUDGE: 7, UnjudgedCause.BUDGET: 3,
-                      UnjudgedCause.AWAITING_DIFF: 2}
+                      UnjudgedCause.AWAITING_DIFF: 2, UnjudgedCause.NO_VERDICT: 4}
     advice = {u.cause: u.advice for u in support.unjudged}
     assert "SHADOWPROXY_JUDGE_MODEL" in advice[UnjudgedCause.NO_JUDGE]
     assert "run `shadowproxy diff` again" in advice[UnjudgedCause.BUDGET].lower()
     assert advice[UnjudgedCause.AWAITING_DIFF].startswith("2 pairs not yet judged")
+    assert "diff --rejudge" in advice[UnjudgedCause.NO_VERDICT]
 
 
 async def test_noise_floor_comes_from_replay_verdicts(database_url: str) -> None:

@@ -25,7 +25,8 @@ JUDGE_MODEL = "gpt-4.1"
 
 @dataclass(frozen=True, slots=True)
 class Judged:
-    """What ``diff`` wrote for one pair; ``verdict=None`` leaves no scores row at all."""
+    """What ``diff`` wrote for one pair; ``verdict=None`` leaves no scores row at all,
+    unless ``scored_only`` (a row from a ``diff`` that predates verdicts)."""
 
     verdict: str | None
     method: str | None = "judge"
@@ -36,6 +37,7 @@ class Judged:
     position_inconsistent: bool | None = False
     json_diff_paths: Sequence[str] | None = None
     replay_verdict: str | None = None
+    scored_only: bool = False
 
 
 def answered(text: str, *, model: str, latency: float, cost: float) -> Side:
@@ -95,6 +97,6 @@ async def write(url: str, rows: Sequence[tuple[PairRecord, Judged]]) -> None:
               json.dumps(list(j.json_diff_paths)) if j.json_diff_paths is not None else None,
               j.replay_verdict, "judge" if j.replay_verdict else None,
               0.004 if j.replay_verdict else None, 2 if j.replay_verdict else None)
-             for record, j in rows if j.verdict is not None])
+             for record, j in rows if j.verdict is not None or j.scored_only])
     finally:
         await conn.close()
