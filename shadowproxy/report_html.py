@@ -140,18 +140,28 @@ def _x_range(series: Series) -> tuple[float, float]:
     return max(0.0, low - margin), high + margin
 
 
+def _ticks(low: float, high: float, count: int = 8) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) across ``low..high``:
+    pygal's own pick follows the data and gives labels like 400, 600, 1,100, 1,300."""
+    raw = (high - low) / max(1, count - 1)
+    power = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) // step) + 1)]
+
+
 def _cdf_chart(title: str, series: Series) -> Markup | None:
     if not series.primary and not series.shadow:
         return None
     few = series.samples <= DOTS_UP_TO
+    x_range = _x_range(series)
     chart = pygal.XY(
         js=[], disable_xml_declaration=True, show_dots=few, dots_size=3, stroke=True,
         width=500, height=300, explicit_size=True,
         title=f"{title} ({series.samples:,} request{'s' if series.samples != 1 else ''})",
         x_title="ms", y_title="share of requests at or below", range=(0, 1),
-        xrange=_x_range(series), legend_at_bottom=True, truncate_legend=-1,
-        # Few, whole-number x labels: the default crowds and truncates them ("10..").
-        x_labels_major_count=6, show_minor_x_labels=False, truncate_label=-1,
+        xrange=x_range, legend_at_bottom=True, truncate_legend=-1,
+        x_labels=_ticks(*x_range), truncate_label=-1,
         x_value_formatter=lambda v: f"{v:,.0f}",
         value_formatter=lambda v: f"{v:.0%}",
     )
