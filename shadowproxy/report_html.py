@@ -295,4 +295,5 @@ def render_html(report: Report, gate: GateResult | None = None) -> str:
         max_chars=MAX_SHOWN_CHARS,
         pct=_pct, interval=_interval, ms=_ms, usd=usd, times=_times, ratio=ratio,
         saving_words=saving_words, cost_words=_cost_words,
+        no_judge=UnjudgedCause.NO_JUDGE,
     )

@@ -9,6 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shadowproxy.diff import run_diff
 from shadowproxy.gate import GateResult, evaluate, parse_policy
@@ -158,6 +160,22 @@ async def test_projection_refused_under_an_hour_of_traffic(database_url: str) ->
     page = render_html(report)
     assert "no projection: only 20 minutes of traffic" in page
     assert "per 30 days" not in page.replace("no projection", "")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(["role", "content", "type", "text", "messages"]),
+                      inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSON)
+def test_last_user_turn_takes_any_stored_body(request: Any) -> None:
+    assert isinstance(last_user_turn(request), str)
+    assert isinstance(last_user_turn({"messages": [{"role": "user", "content": request}]}),
+                      str)
 
 
 def test_last_user_turn_from_either_wire_format() -> None:
@@ -310,3 +328,15 @@ def test_charts_mark_few_points_and_stay_small_for_many() -> None:
     many = render_html(assemble_report([_group("support", 100_000, 5_000)], []))
     assert 'class="dot' not in many and "Latency (100,000 requests)" in many
     assert len(many) < 400_000  # the CDF is sampled, not 100,000 points per side
+
+
+def test_without_a_judge_the_page_says_one_is_needed_and_qualifies_the_shares() -> None:
+    unjudged = [{"tag": "support", "verdict": "unjudged", "judge_reason": NO_JUDGE,
+                 "scored": True, "pairs": 300}]
+    group = _group("support", 40, 0) | {"judge_models": [], "total": 340,
+                                         "outcome_ok": 340, "attempted": 340}
+    page = render_html(assemble_report([group], [], unjudged=unjudged))
+    assert "A judge is needed: 300 of 340 pairs could not be compared" in page
+    assert "so they flatter the shadow" in page
+    assert "no judge: identical answers only" in page
+    assert "judge: none configured" in page
