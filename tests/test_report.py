@@ -340,3 +340,23 @@ def test_without_a_judge_the_page_says_one_is_needed_and_qualifies_the_shares() 
     assert "so they flatter the shadow" in page
     assert "no judge: identical answers only" in page
     assert "judge: none configured" in page
+
+
+async def test_report_command_prints_the_documented_json(database_url: str) -> None:
+    import asyncio
+    import os
+    import sys
+
+    await write(database_url, mix("support", worse=3, equivalent=17))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWPROXY_")}
+    env["SHADOWPROXY_DATABASE_URL"] = database_url
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shadowproxy", "report", "--format", "json", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    payload = json.loads(out)
+    support = payload["by_tag"]["support"]
+    assert set(support) >= SCOPE_KEYS
+    assert support["verdicts"] == {"equivalent": 17, "better": 0, "worse": 3, "unjudged": 0}
+    assert support["worse_rate"] == pytest.approx(0.15)
