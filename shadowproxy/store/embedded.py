@@ -11,14 +11,62 @@ directory, so the directory's ancestors are made traversable.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from shadowproxy.store.migrate import asyncpg_url
 
 log = logging.getLogger(__name__)
+
+
+def _pgserver() -> ModuleType:
+    """Import pgserver without platformdirs' ``XDG_RUNTIME_DIR is not set`` warning.
+
+    pgserver asks platformdirs for a runtime directory (for its lock file) while its
+    class body runs; where no login session set XDG_RUNTIME_DIR (a container, CI, cron)
+    platformdirs warns — with a source line — on every command, and then uses a private
+    directory that works. The fallback is fine, so the warning is noise; filtered here,
+    only for this import, and only that category.
+    """
+    from platformdirs import RuntimeDirWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeDirWarning)
+        import pgserver
+        import pgserver.postgres_server
+
+    return pgserver
+
+
+def psql_command(url: str, args: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """``psql`` (the one bundled with pgserver, else the one on PATH) and an environment
+    that connects it to ``url``; the password travels in the environment, not argv."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    env = dict(os.environ)
+    socket_dir = parsed.query.get("host")
+    if isinstance(socket_dir, tuple):
+        socket_dir = socket_dir[0] if socket_dir else None
+    for key, value in (("PGHOST", parsed.host or socket_dir), ("PGPORT", parsed.port),
+                       ("PGUSER", parsed.username), ("PGPASSWORD", parsed.password),
+                       ("PGDATABASE", parsed.database)):
+        if value:
+            env[key] = str(value)
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        bundled = Path(POSTGRES_BIN_PATH) / "psql"
+        binary = str(bundled) if bundled.exists() else (shutil.which("psql") or "psql")
+    except ImportError:
+        binary = shutil.which("psql") or "psql"
+    return [binary, *args], env
 
 
 class EmbeddedPostgres:
@@ -34,7 +82,7 @@ class EmbeddedPostgres:
         Blocking (initdb takes a few seconds the first time): call it before the event
         loop serves traffic, or via ``asyncio.to_thread``.
         """
-        from pgserver.postgres_server import get_server
+        get_server = _pgserver().postgres_server.get_server
 
         pgdata = (data_dir.expanduser() / "pg").resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +100,7 @@ class EmbeddedPostgres:
         """Stop the server (fast shutdown: open connections are cut); keep the data."""
         if self._server is None:
             return
-        import pgserver
+        pgserver = _pgserver()
 
         # pgserver generates one function per bundled binary at import time.
         pg_ctl: Callable[..., str] = vars(pgserver)["pg_ctl"]
