@@ -164,7 +164,9 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
         sys.exit(run_async(run_serve(settings, migrate=not no_migrate)))
     except MigrationFailed as exc:
         # The child already said it in one line ("shadowproxy: error: …"); keep its words.
-        raise CannotRun(str(exc).replace("shadowproxy: error: ", "")) from None
+        said = str(exc).replace("shadowproxy: error: ", "")
+        raise CannotRun(said.replace("migrations failed: migrations failed: ",
+                                     "migrations failed: ")) from None
     except Exception as exc:
         problem = _database_problem(exc, settings)
         if problem is None:
@@ -314,6 +316,7 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
     from shadowproxy.report import build_report
     from shadowproxy.report_html import render_html
 
+    rules = read_policy(policy) if policy is not None else None  # before the database
     after = parse_since(since)
     data = with_database(settings_from(ctx),
                          lambda url: build_report(url, since=after, tag=tag))
@@ -326,8 +329,8 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
             click.echo(f"shadowproxy: wrote {out}")
         return
     gate_result = None
-    if policy is not None:
-        gate_result = evaluate(data, read_policy(policy))
+    if rules is not None:
+        gate_result = evaluate(data, rules)
     target = out or Path("report.html")
     target.write_text(render_html(data, gate_result), encoding="utf-8")
     click.echo(f"shadowproxy: wrote {target.resolve()}")
