@@ -11,7 +11,18 @@ from typing import Any
 
 from aiohttp import web
 
+from shadowproxy.admin_auth import COOKIE
 from shadowproxy.since import parse_since
+
+# The dashboard reloads itself (the Refresh header: no script, so the CSP stays closed).
+REFRESH_S = 30
+# For a browser signed in with the login page: a way out, above the report.
+_SIGNED_IN_BAR = (
+    '<form method="post" action="/logout" style="margin:0;padding:.4rem 1rem;'
+    'background:#eef1f5;font:14px system-ui,sans-serif;text-align:right">'
+    f'Refreshes every {REFRESH_S} s · '
+    '<button type="submit" style="font:inherit">Sign out</button></form>'
+)
 
 
 def dashboard_routes(database_url: str) -> list[web.RouteDef]:
@@ -22,14 +33,21 @@ def dashboard_routes(database_url: str) -> list[web.RouteDef]:
             since = parse_since(request.query.get("since"))
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"since: {exc}\n") from None
-        return await build_report(database_url, since=since, tag=request.query.get("tag"))
+        tag = request.query.get("tag")
+        if tag is not None and ("\x00" in tag or len(tag) > 1000):
+            # PostgreSQL text cannot hold NUL; no stored tag can match it.
+            raise web.HTTPBadRequest(text="tag: must not contain NUL or exceed 1000 chars\n")
+        return await build_report(database_url, since=since, tag=tag)
 
     async def dashboard(request: web.Request) -> web.Response:
         from shadowproxy.report_html import render_html
 
         html = render_html(await build(request))
+        if request.cookies.get(COOKIE):
+            html = html.replace("<body>", "<body>" + _SIGNED_IN_BAR, 1)
         return web.Response(text=html, content_type="text/html", headers={
             "Cache-Control": "no-store",
+            "Refresh": str(REFRESH_S),
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                        "img-src data:",
         })
