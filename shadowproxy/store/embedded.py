@@ -93,7 +93,7 @@ class EmbeddedPostgres:
         with self._server._lock:
             self._server.ensure_postgres_running()
         self.url = asyncpg_url(self._server.get_uri())
-        log.info("embedded PostgreSQL running in %s", pgdata)
+        log.debug("embedded PostgreSQL running in %s", pgdata)
         return self.url
 
     def stop(self) -> None:
