@@ -175,10 +175,15 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
 
 
 def _database_problem(exc: BaseException, settings: Settings) -> str | None:
+    import subprocess
+
+    from shadowproxy.store.embedded import start_failure
     from shadowproxy.store.reach import database_problem
 
     if settings.database_url is not None:
         return database_problem(exc, settings.database_url.get_secret_value())
+    if isinstance(exc, subprocess.SubprocessError):  # the embedded server's pg_ctl/initdb
+        return start_failure(exc, settings.data_dir / "pg")
     return None
 
 
@@ -238,16 +243,14 @@ def with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, 
         raise CannotRun(f"no database: SHADOWPROXY_DATABASE_URL is not set and there is no "
                         f"embedded database in {pgdata} (run serve or demo first, or set "
                         "SHADOWPROXY_DATA_DIR to the one they used)")
-    from shadowproxy.store.embedded import EmbeddedPostgres
+    from shadowproxy.store.embedded import EmbeddedPostgres, start_failure
 
     was_running = (pgdata / "postmaster.pid").exists()
     embedded = EmbeddedPostgres()
     try:
         url = embedded.start(settings.data_dir)
     except Exception as exc:
-        raise CannotRun(f"cannot start the embedded PostgreSQL in {pgdata}: "
-                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
-                        f" (its log: {pgdata / 'log'})") from None
+        raise CannotRun(start_failure(exc, pgdata)) from None
     try:
         return run_async(work(url))
     except Exception as exc:

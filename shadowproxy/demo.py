@@ -24,6 +24,7 @@ import asyncpg
 import openai
 from aiohttp import web
 
+from shadowproxy.demo_next import next_steps
 from shadowproxy.diff import run_diff
 from shadowproxy.gate import Policy, evaluate, format_table
 from shadowproxy.report import build_report
@@ -194,6 +195,7 @@ async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
         print(format_table(result))
         say(f"report: {out.resolve()}")
         say(f"done in {time.monotonic() - started:.0f}s")
+        print(next_steps(data_dir, out), flush=True)
         (data_dir / "last-demo.json").write_text(json.dumps(report, default=str))
         return 0
     finally:

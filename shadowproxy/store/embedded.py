@@ -69,6 +69,20 @@ def psql_command(url: str, args: Sequence[str] = ()) -> tuple[list[str], dict[st
     return [binary, *args], env
 
 
+def start_failure(exc: BaseException, pgdata: Path) -> str:
+    """One line for an embedded server that would not start, pointing at its log."""
+    if isinstance(exc, subprocess.TimeoutExpired):
+        what = f"{Path(str(exc.cmd[0])).name} did not finish in {exc.timeout:.0f} s"
+    elif isinstance(exc, subprocess.CalledProcessError):
+        what = f"{Path(str(exc.cmd[0])).name} exited with {exc.returncode}"
+    elif isinstance(exc, OSError):
+        what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        lines = str(exc).strip().splitlines()
+        what = lines[0] if lines else type(exc).__name__
+    return f"cannot start the embedded PostgreSQL in {pgdata}: {what} (its log: {pgdata / 'log'})"
+
+
 class EmbeddedPostgres:
     """Start, stop and restart one pgserver cluster; the address stays the same."""
 
@@ -91,7 +105,13 @@ class EmbeddedPostgres:
         # pgserver caches one handle per directory and only starts the server when it
         # creates that handle; after a stop() it must be told to start again.
         with self._server._lock:
-            self._server.ensure_postgres_running()
+            try:
+                self._server.ensure_postgres_running()
+            except subprocess.TimeoutExpired:
+                # pgserver gives pg_ctl 10 s; on a loaded machine the server can be up a
+                # moment later. A second look finds it running (or fails for good).
+                log.info("pg_ctl timed out; checking whether PostgreSQL came up anyway")
+                self._server.ensure_postgres_running()
         self.url = asyncpg_url(self._server.get_uri())
         log.debug("embedded PostgreSQL running in %s", pgdata)
         return self.url
