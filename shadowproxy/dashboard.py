@@ -16,13 +16,12 @@ from shadowproxy.since import parse_since
 
 # The dashboard reloads itself (the Refresh header: no script, so the CSP stays closed).
 REFRESH_S = 30
-# For a browser signed in with the login page: a way out, above the report.
-_SIGNED_IN_BAR = (
-    '<form method="post" action="/logout" style="margin:0;padding:.4rem 1rem;'
-    'background:#eef1f5;font:14px system-ui,sans-serif;text-align:right">'
-    f'Refreshes every {REFRESH_S} s · '
-    '<button type="submit" style="font:inherit">Sign out</button></form>'
-)
+# Above the report: that it reloads itself, and for a browser signed in with the login
+# page, a way out.
+_BAR = ('<form method="post" action="/logout" style="margin:0;padding:.4rem 1rem;'
+        'background:#eef1f5;font:14px system-ui,sans-serif;text-align:right">'
+        f'Live: reloads every {REFRESH_S} s{{sign_out}}</form>')
+_SIGN_OUT = ' · <button type="submit" style="font:inherit">Sign out</button>'
 
 
 def dashboard_routes(database_url: str) -> list[web.RouteDef]:
@@ -43,8 +42,8 @@ def dashboard_routes(database_url: str) -> list[web.RouteDef]:
         from shadowproxy.report_html import render_html
 
         html = render_html(await build(request))
-        if request.cookies.get(COOKIE):
-            html = html.replace("<body>", "<body>" + _SIGNED_IN_BAR, 1)
+        bar = _BAR.format(sign_out=_SIGN_OUT if request.cookies.get(COOKIE) else "")
+        html = html.replace("<body>", "<body>" + bar, 1)
         return web.Response(text=html, content_type="text/html", headers={
             "Cache-Control": "no-store",
             "Refresh": str(REFRESH_S),
