@@ -129,13 +129,17 @@ def test_no_embedded_database_yet_exits_3_and_says_what_to_run(tmp_path: Path) -
     assert "run serve or demo first" in one_line(result)
 
 
-def test_an_unwritable_output_file_exits_3_naming_it(tmp_path: Path) -> None:
-    target = tmp_path / "no-such-dir" / "pairs.csv"
-    port = closed_port()
-    result = run(tmp_path, "report", "--format", "json", "--out", str(target),
-                 database_url=f"postgresql://u@127.0.0.1:{port}/db")
-    assert result.returncode == 3  # the database is checked first; both are one line
-    one_line(result)
+async def test_an_unwritable_output_file_exits_3_naming_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    target = tmp_path / "no-such-dir" / "out"
+    for command in (["export", "--format", "csv", "--out", f"{target}.csv"],
+                    ["report", "--out", str(tmp_path)],  # a directory
+                    ["report", "--format", "json", "--out", f"{target}.json"]):
+        result = run(tmp_path, *command, database_url=database_url)
+        assert result.returncode == 3, (command, result.stderr)
+        line = one_line(result)
+        assert command[-1] in line, line
 
 
 # -- bad settings: one line, exit 2 ---------------------------------------------------

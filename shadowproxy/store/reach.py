@@ -92,7 +92,8 @@ def database_problem(exc: BaseException, url: str, *, check: str = CHECK) -> str
             and (cause.errno == errno.ECONNREFUSED or "Connect call failed" in str(cause))
         ):
             return f"cannot reach PostgreSQL at {at} (connection refused): is it running? {check}"
-        if isinstance(cause, FileNotFoundError) and at.startswith("the socket"):
+        if isinstance(cause, FileNotFoundError) and cause.filename is None \
+                and at.startswith("the socket"):
             return f"cannot reach PostgreSQL at {at} (no server socket): is it running? {check}"
         if isinstance(cause, TimeoutError):
             return f"cannot reach PostgreSQL at {at} (timed out): is the host right? {check}"
