@@ -3,15 +3,22 @@ Anthropic ``"stream": "false"`` (a string) does not make the shadow stream."""
 
 from __future__ import annotations
 
+import logging
+import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.server import make_proxy_app
 from shadowproxy.settings import Settings
+from shadowproxy.store.spool import Spool
+from shadowproxy.store.writer import PairWriter
+from tests.fakes.database import make_pair
 from tests.fakes.providers import SimulatedProvider
 
 
@@ -54,3 +61,21 @@ async def test_a_string_stream_false_does_not_make_the_shadow_stream(
             assert body.get("stream", False) is streamed, (sent, body.get("stream"))
     finally:
         await caller.close()
+
+
+async def test_a_database_outage_in_the_log_names_host_and_port(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+asyncpg://app:hunter2@127.0.0.1:{port}/shadow"
+    writer = PairWriter(url, Spool(tmp_path, max_bytes=1 << 20))
+    await writer.start()
+    caplog.set_level(logging.WARNING, logger="shadowproxy")
+    writer.submit(make_pair())
+    await writer.close(timeout_s=5)
+    said = [r.getMessage() for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert said, caplog.text
+    assert f"cannot reach PostgreSQL at 127.0.0.1:{port} (connection refused)" in said[0]
+    assert "hunter2" not in caplog.text
