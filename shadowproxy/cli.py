@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 import click
 
+from shadowproxy.decision.since import parse_since as since_cutoff
 from shadowproxy.settings import Settings, SettingsError, ensure_data_dir, load_settings
-from shadowproxy.since import parse_since as since_cutoff
+from shadowproxy.tasks import run_async
 
 T = TypeVar("T")
 
@@ -45,14 +46,6 @@ def fail(message: str, code: int = EXIT_BAD_SETTING) -> None:
 def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     """Settings, or :class:`SettingsError` (the command's wrapper picks the exit code)."""
     return load_settings(ctx.obj, overrides)
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def file_problem(exc: OSError) -> str:
@@ -156,7 +149,7 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     settings.require_primary_url()
     ensure_data_dir(settings)
     from shadowproxy.logs import setup_logging
-    from shadowproxy.serve import MigrationFailed, prepare_metrics_dir, run_serve
+    from shadowproxy.proxy.serve import MigrationFailed, prepare_metrics_dir, run_serve
 
     prepare_metrics_dir(settings.data_dir)
     setup_logging(settings)
@@ -196,7 +189,7 @@ def migrate(ctx: click.Context) -> None:
     settings = settings_from(ctx)
     if settings.database_url is None:
         ensure_data_dir(settings)
-    from shadowproxy.serve import database
+    from shadowproxy.proxy.serve import database
     from shadowproxy.store.migrate import upgrade
     from shadowproxy.store.reach import database_problem, sql_problem
 
@@ -227,10 +220,10 @@ def with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, 
     from shadowproxy.store.reach import database_problem
 
     if settings.database_url is not None:
-        from shadowproxy.store.migrate import asyncpg_url
+        from shadowproxy.store.urls import sqlalchemy_url
 
         # postgresql:// is accepted; SQLAlchemy would pick psycopg (not installed) for it.
-        url = asyncpg_url(settings.database_url.get_secret_value())
+        url = sqlalchemy_url(settings.database_url.get_secret_value())
         try:
             return run_async(work(url))
         except Exception as exc:
@@ -265,7 +258,7 @@ def with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, 
 
 def read_policy(path: Path) -> Any:
     """The gate policy, or :class:`CannotRun` naming the file and the key."""
-    from shadowproxy.gate import PolicyError, load_policy
+    from shadowproxy.decision.gate import PolicyError, load_policy
 
     try:
         return load_policy(path)
@@ -290,7 +283,7 @@ def parse_since(value: str | None) -> datetime | None:
 @settings_errors_exit_2
 def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
     """Score every stored pair not yet scored (resumable)."""
-    from shadowproxy.diff import run_diff
+    from shadowproxy.decision.diff import run_diff
 
     summary = with_database(
         settings_from(ctx),
@@ -315,9 +308,9 @@ def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
 def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
            tag: str | None, policy: Path | None) -> None:
     """Write the evidence: one self-contained HTML file, or JSON for machines."""
-    from shadowproxy.gate import evaluate
-    from shadowproxy.report import build_report
-    from shadowproxy.report_html import render_html
+    from shadowproxy.decision.gate import evaluate
+    from shadowproxy.decision.report import build_report
+    from shadowproxy.decision.report_html import render_html
 
     rules = read_policy(policy) if policy is not None else None  # before the database
     after = parse_since(since)
@@ -351,8 +344,8 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
 def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
          as_json: bool) -> None:
     """Pass (exit 0), fail (1) or not enough data (2) against a policy."""
-    from shadowproxy.gate import evaluate, format_table
-    from shadowproxy.report import build_report
+    from shadowproxy.decision.gate import evaluate, format_table
+    from shadowproxy.decision.report import build_report
 
     rules = read_policy(policy)
     after = parse_since(since)
@@ -374,7 +367,7 @@ def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
 @settings_errors_exit_2
 def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) -> None:
     """Write pairs (the comparisons view) as CSV, JSON Lines or Parquet."""
-    from shadowproxy.export import export_pairs
+    from shadowproxy.decision.export import export_pairs
 
     after = parse_since(since)
     count = with_database(
@@ -398,7 +391,7 @@ def demo(ctx: click.Context, out: Path, total: int) -> None:
     """Offline, no keys: simulated providers, a real proxy, scores and a report."""
     settings = settings_from(ctx)
     ensure_data_dir(settings)
-    from shadowproxy.demo import run_demo
+    from shadowproxy.simulator.demo import run_demo
 
     sys.exit(run_async(run_demo(settings.data_dir / "demo", out, total)))
 

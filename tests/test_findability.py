@@ -14,7 +14,7 @@ from pathlib import Path
 import anthropic
 import openai
 
-from shadowproxy.demo_next import next_steps
+from shadowproxy.simulator.demo_next import next_steps
 from shadowproxy.store.embedded import EmbeddedPostgres
 from shadowproxy.store.migrate import upgrade
 from tests.fakes.database import make_pair

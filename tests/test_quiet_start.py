@@ -55,4 +55,4 @@ async def test_serve_starts_quietly_with_the_banner_first(
     for noise in ("HTTP Request:", "XDG_RUNTIME_DIR", "initdb", "alembic", "pg_ctl"):
         assert noise not in everything, (noise, everything)
     setup_log = (tmp_path / "data" / "logs" / "setup.log").read_text()
-    assert "initdb" in setup_log and "alembic" in setup_log
+    assert "initdb" in setup_log  # kept for when the embedded database will not start

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from shadowproxy.mirror.shadow import ShadowCaller
-from shadowproxy.server import make_proxy_app
+from shadowproxy.proxy.app import make_proxy_app
 from shadowproxy.settings import Settings
 from shadowproxy.store.spool import Spool
 from shadowproxy.store.writer import PairWriter

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from shadowproxy.store.migrate import asyncpg_url
+from shadowproxy.store.urls import sqlalchemy_url
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,21 @@ def _pgserver() -> ModuleType:
 def psql_command(url: str, args: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
     """``psql`` (the one bundled with pgserver, else the one on PATH) and an environment
     that connects it to ``url``; the password travels in the environment, not argv."""
-    from sqlalchemy.engine import make_url
+    from urllib.parse import unquote, urlsplit
 
-    parsed = make_url(url)
+    from shadowproxy.store.reach import url_parts
+
+    host, port, database, socket_dir = url_parts(url)
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        user = password = None
     env = dict(os.environ)
-    socket_dir = parsed.query.get("host")
-    if isinstance(socket_dir, tuple):
-        socket_dir = socket_dir[0] if socket_dir else None
-    for key, value in (("PGHOST", parsed.host or socket_dir), ("PGPORT", parsed.port),
-                       ("PGUSER", parsed.username), ("PGPASSWORD", parsed.password),
-                       ("PGDATABASE", parsed.database)):
+    for key, value in (("PGHOST", host or socket_dir), ("PGPORT", port),
+                       ("PGUSER", unquote(user) if user else None),
+                       ("PGPASSWORD", unquote(password) if password else None),
+                       ("PGDATABASE", database)):
         if value:
             env[key] = str(value)
     try:
@@ -112,7 +117,7 @@ class EmbeddedPostgres:
                 # moment later. A second look finds it running (or fails for good).
                 log.info("pg_ctl timed out; checking whether PostgreSQL came up anyway")
                 self._server.ensure_postgres_running()
-        self.url = asyncpg_url(self._server.get_uri())
+        self.url = sqlalchemy_url(self._server.get_uri())
         log.debug("embedded PostgreSQL running in %s", pgdata)
         return self.url
 

@@ -12,38 +12,35 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
 
 CHECK = "check SHADOWPROXY_DATABASE_URL"
 
 
+def url_parts(url: str) -> tuple[str | None, int | None, str | None, str | None]:
+    """host, port, database and socket directory of a PostgreSQL URL. Pure string work:
+    the proxy process prints it in its banner and must not load SQLAlchemy for that."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None, None, None, None
+    hosts = parse_qs(parts.query).get("host") or []
+    socket_dir = hosts[0] if hosts else None
+    database = unquote(parts.path.lstrip("/")) or None
+    return parts.hostname, port, database, socket_dir
+
+
 def where(url: str) -> str:
     """``host:port`` of a PostgreSQL URL (or the socket directory), for messages."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return "the configured address"
-    host = parsed.host
-    if not host:
-        socket_dir = parsed.query.get("host")
-        if isinstance(socket_dir, tuple):
-            socket_dir = socket_dir[0] if socket_dir else None
-        if socket_dir:
-            return f"the socket in {socket_dir}"
-        host = "localhost"
-    return f"{host}:{parsed.port or 5432}"
+    host, port, _, socket_dir = url_parts(url)
+    if not host and socket_dir:
+        return f"the socket in {socket_dir}"
+    return f"{host or 'localhost'}:{port or 5432}"
 
 
 def database_name(url: str) -> str | None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).database
-    except ArgumentError:
-        return None
+    return url_parts(url)[2]
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
