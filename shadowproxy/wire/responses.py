@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from shadowproxy.normalized import Normalized, ToolCall
 from shadowproxy.wire import (
@@ -54,8 +54,8 @@ def normalize_response(obj: Mapping[str, Any]) -> Normalized:
     """A ``response`` object (the answer body, or what a terminal event carries)."""
     result = Normalized(model=_str(obj.get("model")))
     texts: list[str] = []
-    for item in _list(obj.get("output")):
-        item = _dict(item)
+    for entry in _list(obj.get("output")):
+        item = _dict(entry)
         kind = item.get("type")
         if kind == "message":
             texts.extend(_output_text(item.get("content")))
@@ -196,9 +196,8 @@ class ResponsesStream:
         item = _dict(obj.get("item"))
         if item.get("type") != "function_call":
             return
-        index = obj.get("output_index")
-        if not _is_int(index):
-            index = len(self._calls)
+        position = obj.get("output_index")
+        index = position if _is_int(position) else len(self._calls)
         draft = self._calls.setdefault(index, _CallDraft())
         if isinstance(item.get("id"), str):
             self._call_by_item[item["id"]] = index
@@ -208,10 +207,10 @@ class ResponsesStream:
             draft.arguments = arguments
 
     def _call(self, obj: dict[str, Any]) -> _CallDraft | None:
-        index = obj.get("output_index")
-        if not _is_int(index):
-            item_id = obj.get("item_id")
-            index = self._call_by_item.get(item_id) if isinstance(item_id, str) else None
+        position, item_id = obj.get("output_index"), obj.get("item_id")
+        index: int | None = position if _is_int(position) else None
+        if index is None and isinstance(item_id, str):
+            index = self._call_by_item.get(item_id)
         if index is None:
             return None
         return self._calls.setdefault(index, _CallDraft())
@@ -283,7 +282,7 @@ def _apply_usage(result: Normalized, usage: Any) -> None:
             setattr(result, name, value)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
