@@ -180,10 +180,10 @@ class ResponsesStream:
             self._model = self._model or _str(response.get("model"))
             self.response_id = self.response_id or _str(response.get("id"))
         elif kind in TERMINAL_EVENTS:
-            response = obj.get("response")
-            if isinstance(response, dict):
-                self.response = response
-                self.response_id = _str(response.get("id")) or self.response_id
+            final = obj.get("response")
+            if isinstance(final, dict):
+                self.response = final
+                self.response_id = _str(final.get("id")) or self.response_id
         elif kind == "error":
             self._error = _error_event(obj)
 
