@@ -254,6 +254,12 @@ def test_content_seen_at_the_first_function_call_arguments_delta() -> None:
     assert stream.content_seen
 
 
+def test_a_refusal_is_generated_content_but_not_answer_text() -> None:
+    stream = ResponsesStream()
+    stream.on_event({"type": "response.refusal.delta", "delta": "I can't help with that."})
+    assert stream.content_seen and stream.finish().text == ""
+
+
 def test_repeated_sequence_numbers_are_skipped() -> None:
     stream = ResponsesStream()
     delta = {"type": "response.output_text.delta", "sequence_number": 3, "delta": "Hi"}

@@ -168,6 +168,9 @@ class ResponsesStream:
             if draft is not None and delta:
                 draft.pieces.append(delta)
             self.content_seen = True
+        elif kind == "response.refusal.delta":
+            # Generated, though not answer text (as Chat Completions' refusal field).
+            self.content_seen = self.content_seen or bool(_str(obj.get("delta")))
         elif kind == "response.function_call_arguments.done":
             draft = self._call(obj)
             if draft is not None and isinstance(obj.get("arguments"), str):
