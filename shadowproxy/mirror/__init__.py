@@ -1,1 +1,18 @@
-"""The mirror: shadow calls, normalisation and recording, away from the user's path."""
+"""The mirror process: shadow calls, normalisation and recording, away from the user's path.
+
+::
+
+    proxy ──frames──▶ process (reader) ──▶ engine.MirrorEngine
+                                             ├─ translate (OpenAI → Messages), pure
+                                             ├─ translate_responses (Responses → Messages)
+                                             │   with conversations.ResponseHistory for
+                                             │   previous_response_id
+                                             ├─ shadow.ShadowCaller (anthropic SDK)
+                                             ├─ replay.Replayer (noise floor)
+                                             └─ assemble: normalise both sides, redact,
+                                                price → PairRecord ──▶ store writer
+    exporter: the engine's and writer's counters into the shared metrics files
+
+:mod:`.translate`, :mod:`.translate_responses` and :mod:`.redact` are pure; the rest
+does the I/O (:mod:`.conversations` is the mirror process's memory of Responses answers).
+"""

@@ -15,15 +15,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shadowproxy.capture import ExchangeEnd, ExchangeStart
-from shadowproxy.normalized import Normalized
+from shadowproxy.exchange import ExchangeEnd, ExchangeStart
+from shadowproxy.mirror.redact import Redactor
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, Side
-from shadowproxy.redact import Redactor
 from shadowproxy.wire import StreamNormalizer
 from shadowproxy.wire import anthropic as anthropic_wire
 from shadowproxy.wire import openai as openai_wire
 from shadowproxy.wire import responses as responses_wire
+from shadowproxy.wire.normalized import Normalized
 
 # Inline base64 payloads (images, documents) longer than this are stored as a digest.
 _INLINE_DATA_LIMIT = 1024

@@ -26,11 +26,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowproxy.capture import ExchangeEnd
+from shadowproxy.exchange import ExchangeEnd
 from shadowproxy.mirror.assemble import _Decoder
-from shadowproxy.translate import Untranslatable, _show
-from shadowproxy.translate_responses import responses_input_items
-from shadowproxy.wire import parse_json
+from shadowproxy.mirror.translate import Untranslatable, _show
+from shadowproxy.mirror.translate_responses import responses_input_items
+from shadowproxy.wire._shared import parse_json
 from shadowproxy.wire.responses import ResponsesStream
 
 __all__ = ["ResponseHistory", "primary_response"]
