@@ -170,3 +170,22 @@ async def test_max_output_tokens_cut_is_max_tokens_on_both_sides(rig: Rig) -> No
     (record,) = await rig.wait_records(1)
     assert record.primary.stop_reason == "max_tokens" == record.shadow.stop_reason
     assert record.primary.output_tokens == 2
+
+
+async def test_text_format_json_schema_reaches_the_shadow_as_structured_output(
+    rig: Rig,
+) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}},
+              "required": ["answer"], "additionalProperties": False}
+    client = rig.openai()
+    answer = await client.responses.create(
+        model="gpt-4.1", input="Capital of France?",
+        text={"format": {"type": "json_schema", "name": "reply", "schema": schema,
+                         "strict": True}})
+    assert json.loads(answer.output_text) == {"answer": "Answer to: Capital of France?"}
+    (record,) = await rig.wait_records(1)
+    (shadow_request,) = rig.shadow_requests()
+    assert shadow_request.json["output_config"] == {
+        "format": {"type": "json_schema", "schema": schema}}
+    assert "system" not in shadow_request.json  # no instruction where a schema exists
+    assert record.shadow_outcome == "ok"
