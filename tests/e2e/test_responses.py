@@ -5,6 +5,7 @@ the simulated Haiku, and the pairs as they land in the ``comparisons`` view."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -14,6 +15,9 @@ from shadowproxy.records import PairRecord
 from tests.decision.test_diff import fetch
 from tests.e2e import test_mirror
 from tests.e2e.test_mirror import Rig, assert_no_app_credentials
+from tests.e2e.test_serve import wait_pairs
+from tests.fakes.providers import SimulatedProvider
+from tests.fakes.serve import running_serve
 from tests.fakes.traffic import store
 
 # The proxy-and-mirror rig of test_mirror.py, shared as fixtures.
@@ -189,3 +193,32 @@ async def test_text_format_json_schema_reaches_the_shadow_as_structured_output(
         "format": {"type": "json_schema", "schema": schema}}
     assert "system" not in shadow_request.json  # no instruction where a schema exists
     assert record.shadow_outcome == "ok"
+
+
+async def test_streamed_conversation_through_serve_and_its_mirror_process(
+    tmp_path: Path, simulator: SimulatedProvider, database_url: str
+) -> None:
+    """The history lives in serve's own mirror process, fed through its socket; each turn
+    is sent the moment the previous stream ends."""
+    async with running_serve(tmp_path, primary_url=simulator.url,
+                             shadow_base_url=simulator.url, shadow_api_key="sk-ant-shadow",
+                             database_url=database_url) as served:
+        client = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key="sk-app",
+                                    max_retries=0)
+        previous: str | None = None
+        for question in ("My name is Ada.", "I live in Paris.", "Where do I live?"):
+            extra = {"previous_response_id": previous} if previous else {}
+            stream = await client.responses.create(model="gpt-4.1", input=question,
+                                                   stream=True, **extra)
+            completed = [e.response.id async for e in stream
+                         if e.type == "response.completed"]
+            previous = completed[0]
+        rows = await wait_pairs(database_url, 3)
+    assert [r["api"] for r in rows] == ["openai.responses"] * 3
+    assert [r["shadow_outcome"] for r in rows] == ["ok", "ok", "ok"], [
+        r["shadow_reason"] for r in rows]
+    assert rows[2]["primary_text"] == "Answer to: Where do I live?" == rows[2]["shadow_text"]
+    assert all(r["primary_ttft_ms"] and r["shadow_ttft_ms"] for r in rows)
+    shadow_turns = [r.json["messages"] for r in simulator.received
+                    if r.path == "/v1/messages"]
+    assert [len(turns) for turns in shadow_turns] == [1, 3, 5]
