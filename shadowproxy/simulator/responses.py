@@ -9,7 +9,7 @@ shape, as the real API answers it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -195,7 +195,7 @@ def response_events(
     return events
 
 
-def _fail(events: list[bytes], emit: Any) -> list[bytes]:
+def _fail(events: list[bytes], emit: Callable[..., None]) -> list[bytes]:
     emit("error", code="server_error", param=None,
          message="The server had an error while processing your request. Sorry about that!")
     return events
