@@ -58,6 +58,7 @@ async def test_json_answer_is_mirrored_and_compared(rig: Rig, database_url: str)
     assert row["primary_model"] == "gpt-4.1"
     assert row["shadow_model"] == "claude-haiku-4-5-20251001"
     assert row["primary_ttft_ms"] is None  # not streamed: no first token to time
+    assert row["primary_cost_usd"] > 0 and row["shadow_cost_usd"] > 0
 
 
 async def test_streamed_tool_call_is_mirrored_streaming(rig: Rig, database_url: str) -> None:
