@@ -167,7 +167,7 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
     data = with_database(settings_from(ctx),
                          lambda url: build_report(url, since=after, tag=tag))
     if fmt == "json":
-        text = json.dumps(data, indent=2, default=str)
+        text = json.dumps(data.to_json(), indent=2, default=str)
         if out is None:
             click.echo(text)
         else:

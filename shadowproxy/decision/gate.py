@@ -1,12 +1,18 @@
 """The cutover gate: a report plus a policy give pass, fail or "not enough data".
 
-A CI pipeline acts on the exit code (0 pass, 1 fail, 2 not enough data). Not enough data
-wins over fail: with fewer pairs than ``min_pairs`` (or none at all) a scope's numbers
-are too noisy to trust either way. ``min_agreement`` is judged on the lower bound of the
-95% interval, so a small sample cannot pass by luck. With ``per_tag = true`` every tag in
-``by_tag`` is judged on its own as well as the overall numbers; untagged pairs are only
-judged within the overall scope. A criterion whose number is unavailable (no tool calls
-seen, no cost for an unpriced model) is shown as ``n/a`` and does not decide the verdict.
+A CI pipeline acts on the exit code (0 pass, 1 fail, 2 not enough data). A scope (overall,
+or a tag with ``per_tag = true``) with fewer verdicts than ``min_pairs`` (or none at all)
+is too noisy to trust either way, so its rows are "not enough data"; but a scope that has
+enough data and fails makes the verdict FAIL even when another scope lacks data, so a
+small tag cannot hide a clear overall failure. Shares are judged on the side of their
+95% interval that protects the user: ``min_agreement`` on the lower bound,
+``max_worse_rate`` on the upper bound, ``max_worse_rate_over_noise`` on the upper bound
+of Newcombe's interval for the difference; a small sample cannot pass by luck.
+
+Without a judge, free-form pairs stay ``unjudged``: a verdict criterion over a scope with
+such pairs is "not enough data" naming the judge, never a verdict computed from the few
+pairs that matched exactly. A criterion whose number is unavailable (no tool calls seen,
+no cost for an unpriced model, no noise floor) is ``n/a`` and does not decide.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Criterion", "GateResult", "Policy", "PolicyError", "Verdict", "evaluate",
+from shadowproxy.decision.report_model import Interval, Report, ScopeSummary, UnjudgedCause
+
+__all__ = ["Basis", "Criterion", "GateResult", "Policy", "PolicyError", "Verdict", "evaluate",
            "format_table", "load_policy", "parse_policy", "show_value"]
 
 
@@ -38,6 +46,8 @@ class Verdict(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Policy:
     min_pairs: int | None = None
+    max_worse_rate: float | None = None
+    max_worse_rate_over_noise: float | None = None
     min_agreement: float | None = None
     min_tool_call_match: float | None = None
     max_shadow_error_rate: float | None = None
@@ -46,7 +56,8 @@ class Policy:
     per_tag: bool = False
 
 
-_SHARES = ("min_agreement", "min_tool_call_match", "max_shadow_error_rate")
+_SHARES = ("max_worse_rate", "max_worse_rate_over_noise", "min_agreement",
+           "min_tool_call_match", "max_shadow_error_rate")
 _RATIOS = ("max_p95_latency_ratio", "max_cost_ratio")
 
 
@@ -87,16 +98,44 @@ def load_policy(path: Path) -> Policy:
     return parse_policy(raw, str(path))
 
 
+_UNAVAILABLE = {
+    "max_worse_rate": "no pair with a verdict",
+    "min_agreement": "no pair with a verdict",
+    "max_worse_rate_over_noise": "no noise floor (no replay with a verdict)",
+    "min_tool_call_match": "no tool calls seen",
+    "max_shadow_error_rate": "no shadow call attempted",
+    "max_p95_latency_ratio": "no latency for a side",
+    "max_cost_ratio": "no cost for a side (unpriced model)",
+}
+
+
+class Basis(enum.StrEnum):
+    """What number of the report a criterion compares with its threshold."""
+
+    COUNT = "pairs with a verdict"
+    OBSERVED = "observed"
+    LOWER_BOUND = "lower bound of 95% CI"
+    UPPER_BOUND = "upper bound of 95% CI"
+    UPPER_BOUND_DIFFERENCE = "upper bound of 95% CI of the difference"
+
+
 @dataclass(frozen=True, slots=True)
 class Criterion:
     scope: str  # "overall" or "tag:<name>"
     criterion: str
-    observed: float | None
+    observed: float | None  # the number compared (an interval bound where ``basis`` says)
     threshold: float
     # None: the number is unavailable, so the criterion cannot decide anything.
     passed: bool | None
-    # The scope has too few pairs for this row to count.
+    # The scope has too few pairs (or lacks a judge) for this row to count.
     insufficient: bool = False
+    basis: Basis = Basis.OBSERVED
+    # Why the row has not enough data, or what the number stands on, in words.
+    note: str | None = None
+
+    @property
+    def at_least(self) -> bool:
+        return self.criterion.startswith("min_")
 
     @property
     def result(self) -> str:
@@ -104,10 +143,25 @@ class Criterion:
             return "not enough data"
         return "n/a" if self.passed is None else "pass" if self.passed else "fail"
 
+    @property
+    def compared(self) -> str:
+        """What is compared, in words: "upper bound of 95% CI 6.1% ≤ 5.0%"."""
+        sign = "≥" if self.at_least else "≤"
+        if self.observed is None:
+            return f"{_UNAVAILABLE.get(self.criterion, 'not measured')}: n/a"
+        observed = show_value(self.observed, self.criterion)
+        threshold = show_value(self.threshold, self.criterion)
+        if self.basis is Basis.COUNT:
+            return f"{observed} {self.basis.value} {sign} {threshold}"
+        if self.basis is Basis.OBSERVED:
+            return f"{observed} {sign} {threshold}"
+        return f"{self.basis.value} {observed} {sign} {threshold}"
+
     def as_json(self) -> dict[str, Any]:
         return {"scope": self.scope, "criterion": self.criterion, "observed": self.observed,
                 "threshold": self.threshold, "passed": self.passed,
-                "insufficient": self.insufficient}
+                "insufficient": self.insufficient, "basis": self.basis.value,
+                "compared": self.compared, "note": self.note}
 
 
 @dataclass(slots=True)
@@ -116,65 +170,99 @@ class GateResult:
 
     @property
     def verdict(self) -> Verdict:
+        # A failure where the data suffices is a failure, whatever other scopes lack.
+        if any(c.passed is False and not c.insufficient for c in self.criteria):
+            return Verdict.FAIL
         if any(c.insufficient for c in self.criteria):
             return Verdict.INSUFFICIENT
-        if any(c.passed is False for c in self.criteria):
-            return Verdict.FAIL
         return Verdict.PASS
 
     @property
     def exit_code(self) -> int:
         return self.verdict.exit_code
 
+    @property
+    def reasons(self) -> list[str]:
+        """Why there is not enough data, one line per distinct reason."""
+        seen: dict[str, None] = {}
+        for c in self.criteria:
+            if c.insufficient and c.note:
+                seen.setdefault(c.note, None)
+        return list(seen)
+
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict.value, "exit_code": self.exit_code,
-                "criteria": [c.as_json() for c in self.criteria]}
+                "criteria": [c.as_json() for c in self.criteria],
+                "reasons": self.reasons}
 
 
-def _ratio(top: float | None, bottom: float | None) -> float | None:
-    if top is None or bottom is None or bottom <= 0:
+_VERDICT_CRITERIA = ("max_worse_rate", "max_worse_rate_over_noise", "min_agreement")
+
+
+def _shortage(scope: str, numbers: ScopeSummary, min_pairs: int) -> str | None:
+    """Why this scope has too few verdicts, naming the judge when it is missing."""
+    no_judge = numbers.unjudged_for(UnjudgedCause.NO_JUDGE)
+    if no_judge:
+        return (f"{scope}: {no_judge:,} pairs unjudged because no judge is configured; "
+                "a judge is needed: set SHADOWPROXY_JUDGE_MODEL and run `shadowproxy diff`")
+    if numbers.pairs >= min_pairs:
         return None
-    return top / bottom
+    waiting = [u.advice for u in numbers.unjudged]
+    tail = f" ({'; '.join(waiting)})" if waiting else ""
+    return f"{scope}: {numbers.pairs:,} pairs with a verdict, {min_pairs:,} needed{tail}"
 
 
-def _judge_scope(scope: str, numbers: dict[str, Any], policy: Policy) -> list[Criterion]:
-    pairs = int(numbers.get("pairs") or 0)
+def _bound(interval: Interval | None, upper: bool) -> float | None:
+    if interval is None:
+        return None
+    return interval.high if upper else interval.low
+
+
+def _judge_scope(scope: str, numbers: ScopeSummary, policy: Policy) -> list[Criterion]:
+    pairs = numbers.pairs
     min_pairs = policy.min_pairs if policy.min_pairs is not None else 1
     too_few = pairs < min_pairs
-    rows = [Criterion(scope, "min_pairs", float(pairs), float(min_pairs), not too_few,
-                      insufficient=too_few)]
+    short = _shortage(scope, numbers, min_pairs)
+    no_judge = numbers.unjudged_for(UnjudgedCause.NO_JUDGE) > 0
+    rows = [Criterion(scope, "min_pairs", float(pairs), float(min_pairs),
+                      not too_few, insufficient=too_few or no_judge,
+                      basis=Basis.COUNT, note=short)]
 
     def check(name: str, observed: float | None, threshold: float | None,
-              at_least: bool) -> None:
+              basis: Basis = Basis.OBSERVED, *, needs_verdicts: bool = False) -> None:
         if threshold is None:
             return
+        at_least = name.startswith("min_")
         passed = None if observed is None else (
             observed >= threshold if at_least else observed <= threshold)
+        # Verdict shares over a sample the judge never saw would be biased towards the
+        # pairs that matched exactly: without a judge, they are not enough data.
+        insufficient = too_few or (needs_verdicts and no_judge) or (
+            observed is None and pairs == 0)
         rows.append(Criterion(scope, name, observed, threshold, passed,
-                              insufficient=too_few or (observed is None and pairs == 0)))
+                              insufficient=insufficient, basis=basis,
+                              note=short if insufficient else None))
 
-    interval = numbers.get("agreement_ci95")
-    check("min_agreement", interval[0] if interval else None, policy.min_agreement, True)
-    check("min_tool_call_match", numbers.get("tool_call_match"),
-          policy.min_tool_call_match, True)
-    check("max_shadow_error_rate", numbers.get("shadow_error_rate"),
-          policy.max_shadow_error_rate, False)
-    latency = numbers.get("latency_ms") or {}
-    check("max_p95_latency_ratio",
-          _ratio((latency.get("shadow") or {}).get("p95"),
-                 (latency.get("primary") or {}).get("p95")),
-          policy.max_p95_latency_ratio, False)
-    cost = numbers.get("cost_usd_per_1k") or {}
-    check("max_cost_ratio", _ratio(cost.get("shadow"), cost.get("primary")),
-          policy.max_cost_ratio, False)
+    check("max_worse_rate", _bound(numbers.worse_rate_ci95, upper=True),
+          policy.max_worse_rate, Basis.UPPER_BOUND, needs_verdicts=True)
+    check("max_worse_rate_over_noise", _bound(numbers.worse_over_noise_ci95, upper=True),
+          policy.max_worse_rate_over_noise, Basis.UPPER_BOUND_DIFFERENCE,
+          needs_verdicts=True)
+    check("min_agreement", _bound(numbers.agreement_ci95, upper=False),
+          policy.min_agreement, Basis.LOWER_BOUND, needs_verdicts=True)
+    check("min_tool_call_match", numbers.tool_call_match, policy.min_tool_call_match)
+    check("max_shadow_error_rate", numbers.shadow_error_rate, policy.max_shadow_error_rate)
+    check("max_p95_latency_ratio", numbers.latency_ms.p95_ratio,
+          policy.max_p95_latency_ratio)
+    check("max_cost_ratio", numbers.cost_usd_per_1k.ratio, policy.max_cost_ratio)
     return rows
 
 
-def evaluate(report: dict[str, Any], policy: Policy) -> GateResult:
-    """Judge ``overall`` and, with ``per_tag``, every tag of a ``build_report`` result."""
-    result = GateResult(_judge_scope("overall", report["overall"], policy))
+def evaluate(report: Report, policy: Policy) -> GateResult:
+    """Judge ``overall`` and, with ``per_tag``, every tag of a report."""
+    result = GateResult(_judge_scope("overall", report.overall, policy))
     if policy.per_tag:
-        for tag, numbers in sorted(report.get("by_tag", {}).items()):
+        for tag, numbers in sorted(report.by_tag.items()):
             result.criteria.extend(_judge_scope(f"tag:{tag}", numbers, policy))
     return result
 
@@ -183,23 +271,22 @@ def show_value(value: float | None, criterion: str) -> str:
     if value is None:
         return "n/a"
     if criterion == "min_pairs":
-        return str(int(value))
+        return f"{int(value):,}"
     if criterion.endswith("_ratio"):
         return f"{value:.2f}x"
     return f"{value:.1%}"
 
 
 def format_table(result: GateResult) -> str:
-    """A fixed-width table for the terminal, then the verdict line."""
-    header = ("scope", "criterion", "observed", "threshold", "result")
-    body = []
-    for c in result.criteria:
-        body.append((c.scope, c.criterion, show_value(c.observed, c.criterion),
-                     show_value(c.threshold, c.criterion),
-                     c.result.upper() if c.result == "fail" else c.result))
+    """A fixed-width table for the terminal, then why data is short, then the verdict."""
+    header = ("scope", "criterion", "compared", "result")
+    body = [(c.scope, c.criterion, c.compared,
+             c.result.upper() if c.result == "fail" else c.result)
+            for c in result.criteria]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, *body]]
+    lines += [f"not enough data: {reason}" for reason in result.reasons]
     words = {Verdict.PASS: "PASS", Verdict.FAIL: "FAIL",
              Verdict.INSUFFICIENT: "NOT ENOUGH DATA"}
     lines.append(f"verdict: {words[result.verdict]} (exit {result.exit_code})")

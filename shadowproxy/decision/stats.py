@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-__all__ = ["Z95", "cdf_points", "percentile", "percentiles", "wilson_interval"]
+__all__ = ["Z95", "cdf_points", "newcombe_difference", "percentile", "percentiles",
+           "wilson_interval"]
 
 Z95 = 1.959963984540054
 
@@ -28,6 +29,25 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
+
+
+def newcombe_difference(
+    hits_a: int, n_a: int, hits_b: int, n_b: int, z: float = Z95
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for ``hits_a/n_a - hits_b/n_b`` (method 10 of
+    Newcombe 1998), built from the two Wilson intervals.
+
+    The gate compares the shadow's worse rate with the noise floor's (the current model
+    judged against itself), two independent shares; the Wald interval for a difference
+    is far too narrow near 0, which is exactly where worse rates live.
+    """
+    p_a, p_b = hits_a / n_a if n_a else 0.0, hits_b / n_b if n_b else 0.0
+    low_a, high_a = wilson_interval(hits_a, n_a, z)
+    low_b, high_b = wilson_interval(hits_b, n_b, z)
+    difference = p_a - p_b
+    low = difference - math.sqrt((p_a - low_a) ** 2 + (high_b - p_b) ** 2)
+    high = difference + math.sqrt((high_a - p_a) ** 2 + (p_b - low_b) ** 2)
+    return max(-1.0, low), min(1.0, high)
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:

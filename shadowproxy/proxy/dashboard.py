@@ -7,15 +7,18 @@ proxy starts, so a proxy nobody looks at does not carry it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from shadowproxy.decision.since import parse_since
 
+if TYPE_CHECKING:
+    from shadowproxy.decision.report_model import Report
+
 
 def dashboard_routes(database_url: str) -> list[web.RouteDef]:
-    async def build(request: web.Request) -> dict[str, Any]:
+    async def build(request: web.Request) -> Report:
         from shadowproxy.decision.report import build_report
 
         try:
@@ -35,7 +38,7 @@ def dashboard_routes(database_url: str) -> list[web.RouteDef]:
         })
 
     async def report_json(request: web.Request) -> web.Response:
-        return web.json_response(await build(request), dumps=_dumps)
+        return web.json_response((await build(request)).to_json(), dumps=_dumps)
 
     return [web.get("/", dashboard), web.get("/dashboard", dashboard),
             web.get("/api/report", report_json)]

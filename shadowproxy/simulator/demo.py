@@ -4,6 +4,11 @@ A simulated provider (both wire formats, a slower primary and a faster shadow th
 disagrees on a known share of requests per tag), the embedded PostgreSQL, a real
 ``shadowproxy serve`` child process, mixed traffic through the official SDKs, then
 ``diff``, the HTML report and the gate verdict.
+
+The traffic has a known truth per tag: some shadow answers are paraphrases that say the
+same thing (equivalent) and some are subtly wrong (worse). ``diff`` judges them offline
+with the simulator as the judge (``SHADOWPROXY_JUDGE_*`` point at it), so the first run
+shows a real verdict rather than string overlap.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from shadowproxy.store.migrate import upgrade
 from shadowproxy.store.urls import asyncpg_dsn
 
 DEMO_POLICY = Policy(
-    min_pairs=20, min_agreement=0.80, min_tool_call_match=0.60,
+    min_pairs=20, max_worse_rate=0.25, min_tool_call_match=0.60,
     max_shadow_error_rate=0.05, max_p95_latency_ratio=1.0, max_cost_ratio=0.6, per_tag=True,
 )
 TOOLS = [{"type": "function", "function": {
@@ -45,20 +50,43 @@ TOOLS = [{"type": "function", "function": {
 @dataclass(frozen=True)
 class UseCase:
     tag: str
-    disagree: float  # the truth the report should find
+    worse: float  # share of subtly wrong shadow answers: the truth the report should find
+    paraphrase: float  # share of reworded but equivalent shadow answers
     api: str
 
 
 USE_CASES = (
-    UseCase("support", 0.05, "openai"),
-    UseCase("order-lookup", 0.30, "openai-tools"),
-    UseCase("summaries", 0.10, "anthropic-stream"),
+    UseCase("support", 0.05, 0.40, "openai"),
+    UseCase("order-lookup", 0.30, 0.20, "openai-tools"),
+    UseCase("summaries", 0.10, 0.50, "anthropic-stream"),
 )
+
+# --- HOOK: the simulator's judge and answer variants (wired by the lead at merge) -------
+# The judge branch adds SimulatorConfig options for paraphrased-equivalent and subtly
+# wrong shadow answers, and the judge protocol. Until then the prompt markers below are
+# the simulator's existing ones ("#disagree": an entirely different answer) and the
+# paraphrase marker is inert. Set the variant rates / markers here and nowhere else.
+JUDGE_MODEL = "claude-sonnet-4-6"  # priced in prices.toml, so JUDGE_MAX_USD holds
+WORSE_MARK = "#disagree"
+PARAPHRASE_MARK = "#paraphrase"
+
+
+def simulator_config() -> SimulatorConfig:
+    """The demo's simulator: slower primary, faster shadow, and (hook) answer variants."""
+    return SimulatorConfig(latency_s=0.25, shadow_latency_s=0.12, chunk_interval_s=0.01,
+                           record=False)
+
+
+def judge_environment(sim_url: str) -> dict[str, str]:
+    """The settings that make ``diff`` judge with the simulator: offline, no real key."""
+    return {"SHADOWPROXY_JUDGE_MODEL": JUDGE_MODEL, "SHADOWPROXY_JUDGE_PROVIDER": "anthropic",
+            "SHADOWPROXY_JUDGE_BASE_URL": sim_url,
+            "SHADOWPROXY_JUDGE_API_KEY": "sk-ant-demo-judge-key"}
+# --- end of HOOK ------------------------------------------------------------------------
 
 
 async def start_simulator() -> tuple[web.AppRunner, str]:
-    config = SimulatorConfig(latency_s=0.25, shadow_latency_s=0.12, chunk_interval_s=0.01,
-                             record=False)
+    config = simulator_config()
     runner = web.AppRunner(make_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -92,8 +120,11 @@ def prompt_for(case: UseCase, i: int, rng: random.Random) -> str:
     text = f"{case.tag} question {i}: where is my order {rng.randint(1000, 9999)}?"
     if case.api == "openai-tools":
         text += " #tool"
-    if rng.random() < case.disagree:
-        text += " #disagree"
+    draw = rng.random()
+    if draw < case.worse:
+        text += f" {WORSE_MARK}"
+    elif draw < case.worse + case.paraphrase:
+        text += f" {PARAPHRASE_MARK}"
     if rng.random() < 0.01:
         text += " #error=529"
     return text
@@ -179,22 +210,33 @@ async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
         finally:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
-        say(f"{stored} pairs stored; scoring")
-        summary = await run_diff(db_url, progress=sys.stderr.isatty())
+        say(f"{stored} pairs stored; scoring and judging them (the simulator is the judge)")
+        saved = {k: os.environ.get(k) for k in judge_environment(sim_url)}
+        os.environ.update(judge_environment(sim_url))
+        try:
+            summary = await run_diff(db_url, progress=sys.stderr.isatty())
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         say(f"scored {summary.scored} pairs")
         report = await build_report(db_url)
         result = evaluate(report, DEMO_POLICY)
         out.write_text(render_html(report, result), encoding="utf-8")
-        truth = ", ".join(f"{c.tag} {1 - c.disagree:.0%}" for c in USE_CASES)
+        truth = ", ".join(f"{c.tag} {c.worse:.0%}" for c in USE_CASES)
         found = ", ".join(
-            f"{tag} {numbers['agreement']:.0%}" for tag, numbers in report["by_tag"].items()
-            if numbers.get("agreement") is not None
-        )
-        say(f"agreement by tag: {found} (simulated truth: {truth})")
+            f"{tag} {numbers.worse_rate:.0%}" for tag, numbers in report.by_tag.items()
+            if numbers.worse_rate is not None
+        ) or "none judged"
+        say(f"shadow worse by tag: {found} (simulated truth: {truth})")
+        for advice in (u.advice for u in report.overall.unjudged):
+            say(advice)
         print(format_table(result))
         say(f"report: {out.resolve()}")
         say(f"done in {time.monotonic() - started:.0f}s")
-        (data_dir / "last-demo.json").write_text(json.dumps(report, default=str))
+        (data_dir / "last-demo.json").write_text(json.dumps(report.to_json(), default=str))
         return 0
     finally:
         if sim_runner is not None:

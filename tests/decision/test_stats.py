@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowproxy.decision.stats import cdf_points, percentiles, wilson_interval
+from shadowproxy.decision.stats import cdf_points, newcombe_difference, percentiles, wilson_interval
 
 
 def test_wilson_interval_matches_the_textbook_values() -> None:
@@ -47,3 +47,31 @@ def test_cdf_points_rise_to_one_and_are_capped() -> None:
     shares = [share for _, share in points]
     assert shares == sorted(shares)
     assert cdf_points([]) == []
+
+
+# Newcombe (1998), "Interval estimation for the difference between independent
+# proportions", Statistics in Medicine 17, Table II, method 10 (score, no correction).
+@pytest.mark.parametrize(("a", "n_a", "b", "n_b", "low", "high"), [
+    (56, 70, 48, 80, 0.0524, 0.3339),
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926),
+    (0, 10, 0, 20, -0.1611, 0.2775),
+    (10, 10, 0, 20, 0.6791, 1.0000),
+])
+def test_newcombe_difference_matches_the_published_table(
+        a: int, n_a: int, b: int, n_b: int, low: float, high: float) -> None:
+    got = newcombe_difference(a, n_a, b, n_b)
+    assert got == pytest.approx((low, high), abs=1e-4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 2000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+       st.integers(1, 2000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_newcombe_difference_contains_the_observed_difference(
+        a: tuple[int, int], b: tuple[int, int]) -> None:
+    low, high = newcombe_difference(a[0], a[1], b[0], b[1])
+    observed = a[0] / a[1] - b[0] / b[1]
+    assert -1.0 <= low <= observed + 1e-12 and observed - 1e-12 <= high <= 1.0
+    swapped = newcombe_difference(b[0], b[1], a[0], a[1])
+    assert swapped == pytest.approx((-high, -low))

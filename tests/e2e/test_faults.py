@@ -126,7 +126,10 @@ async def test_database_outage_under_steady_traffic_is_invisible_and_loses_nothi
     during = [a.latency_s for a in answers
               if outage["down"] <= a.sent_at < outage["restarting"]]
     assert len(before) >= 15 and len(during) >= 40, (len(before), len(during))
-    assert statistics.median(during) <= statistics.median(before) + 0.020, (
+    # A user request that waited on the database would wait for a connection timeout
+    # (seconds); 100 ms of slack tells that apart from a loaded machine restarting
+    # PostgreSQL beside the test (a 20 ms bound once failed a clean CI run).
+    assert statistics.median(during) <= statistics.median(before) + 0.100, (
         statistics.median(before), statistics.median(during))
     assert "spooling pairs" in log  # the writer really saw the outage
     total = len(answers) + 1  # and the warm-up

@@ -394,7 +394,9 @@ async def test_ttft_and_latency_are_measured_from_send_to_first_content_and_last
     assert primary.ttft_ms is not None and primary.latency_ms is not None
     # 200 ms before the first event; the role chunk (no content) comes before the first
     # content piece, one chunk interval later; then six pieces and the closing chunks.
-    assert 240 <= primary.ttft_ms < 400, primary.ttft_ms
+    # At least the role chunk's interval after the 200 ms wait, and well before the last
+    # byte; no upper bound in wall-clock ms, which a loaded machine can stretch.
+    assert primary.ttft_ms >= 240, primary.ttft_ms
     assert primary.latency_ms - primary.ttft_ms >= 5 * 50 - 10
     assert shadow.ttft_ms is not None and shadow.latency_ms is not None
     assert 200 <= shadow.ttft_ms < shadow.latency_ms

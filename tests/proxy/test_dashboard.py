@@ -15,7 +15,8 @@ from shadowproxy.proxy.admin import make_admin_app
 from shadowproxy.proxy.dashboard import dashboard_routes
 from shadowproxy.records import Side
 from tests.fakes.database import make_pair
-from tests.fakes.traffic import store
+from tests.fakes.traffic import store, traffic
+from tests.fakes.verdicts import Judged, write
 
 TOKEN = "admin-secret-token"
 
@@ -36,17 +37,18 @@ async def test_dashboard_needs_the_token_and_escapes_model_text(
     admin: TestClient[Any, Any], database_url: str
 ) -> None:
     evil = "<script>alert('pwned')</script>"
-    await store(database_url, [make_pair(
-        tag="<b>tag</b>", shadow=Side(model="claude-haiku-4-5", status=200, text=evil,
-                                      stop_reason="end_turn", tool_calls=[]))])
-    await run_diff(database_url, progress=False)  # scored: it shows as a disagreement
+    record = make_pair(tag="<b>tag</b>", shadow=Side(
+        model="claude-haiku-4-5", status=200, text=evil, stop_reason="end_turn",
+        tool_calls=[]))
+    # Judged worse: it shows among the worst pairs, with the judge's reason.
+    await write(database_url, [(record, Judged("worse", reason=f"Says {evil}"))])
     assert (await admin.get("/dashboard")).status == 401
     resp = await admin.get("/dashboard", headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status == 200
     html = await resp.text()
     assert "shadowproxy report" in html
     assert "<script>alert" not in html and "&lt;script&gt;" in html
-    assert "<b>tag</b>" not in html
+    assert "<b>tag</b>" not in html and "Says &lt;script&gt;" in html
     assert "script-src" not in resp.headers["Content-Security-Policy"]
 
 
@@ -61,6 +63,19 @@ async def test_admin_api_report_json_with_filters(
     assert body["overall"]["pairs_total"] == 1 and "support" in body["by_tag"]
     bad = await admin.get("/api/report?since=yesterday-ish", headers=auth)
     assert bad.status == 400 and "since" in await bad.text()
+
+
+async def test_dashboard_says_pairs_await_diff_without_claiming_no_disagreements(
+    admin: TestClient[Any, Any], database_url: str
+) -> None:
+    await store(database_url, traffic("support", 12, 3))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    html = await (await admin.get("/dashboard", headers=auth)).text()
+    assert "12 pairs not yet judged: run `shadowproxy diff`" in html
+    assert "No disagreements" not in html and "judged worse." not in html
+    await run_diff(database_url, progress=False)
+    after = await (await admin.get("/api/report", headers=auth)).json()
+    assert after["overall"]["pairs_unscored"] == 0
 
 
 def test_since_takes_ages_and_iso_times() -> None:
