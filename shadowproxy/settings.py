@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     # None: one worker per core.
     workers: int | None = Field(None, ge=1, le=256)
 
+    # OpenAI Responses API: what each mirror process keeps of the primary's answers so a
+    # request with previous_response_id can be sent to the shadow with its history.
+    responses_remembered: int = Field(10_000, ge=0)
+    responses_memory_mb: float = Field(64.0, ge=0)
+
     @field_validator("primary_url", "shadow_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.assemble import build_record, primary_side
+from shadowproxy.mirror.conversations import ResponseHistory
 from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
@@ -27,6 +28,7 @@ from shadowproxy.mirror.translate import (
     openai_to_messages,
     prepare_messages_request,
 )
+from shadowproxy.mirror.translate_responses import responses_to_messages
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.tasks import spawn
@@ -58,6 +60,9 @@ class EngineLimits:
     # Bounds the wait for a slot and the call together: a shadow that sat in the queue
     # for the whole budget is a timeout, not a call started late.
     timeout_s: float = 120.0
+    # What the mirror keeps of Responses API answers for previous_response_id.
+    responses_remembered: int = 10_000
+    responses_memory_bytes: int = 64 << 20
 
 
 class MirrorEngine:
@@ -79,6 +84,8 @@ class MirrorEngine:
         self._prices = prices
         self._sem = asyncio.Semaphore(limits.concurrency)
         self._pending: dict[str, _Pending] = {}
+        self.responses = ResponseHistory(max_responses=limits.responses_remembered,
+                                         max_bytes=limits.responses_memory_bytes)
         self.waiting = 0
         self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
@@ -103,8 +110,19 @@ class MirrorEngine:
             return
         pending.request = request
         pending.stream = isinstance(request, dict) and request.get("stream") is True
+        if start.api == Api.OPENAI_RESPONSES and self.responses.started(
+            start.exchange_id, request
+        ):
+            # Its previous response may still be on its way here: translate once it is.
+            pending.task = spawn(self._after_history(pending),
+                                 name=f"history-{start.exchange_id}")
+            return
+        self._submit(pending)
+
+    def _submit(self, pending: _Pending) -> None:
+        start = pending.start
         try:
-            params = self._translate(start.api, request)
+            params = self._translate(start.api, pending.request)
         except Untranslatable as exc:
             self._settle(pending, ShadowOutcome.SKIPPED, exc.reason)
             return
@@ -117,12 +135,26 @@ class MirrorEngine:
         pending.task = spawn(self._run(pending, params, headers),
                              name=f"shadow-{start.exchange_id}")
 
+    async def _after_history(self, pending: _Pending) -> None:
+        try:
+            await self.responses.settled(pending.start.exchange_id, self._limits.timeout_s)
+        except TimeoutError:
+            pass  # translated with what is known: the unknown parent becomes the reason
+        except asyncio.CancelledError:
+            if pending.shadow is None:
+                pending.shadow = _unfinished()
+            self._maybe_emit(pending)
+            raise
+        self._submit(pending)
+
     def on_end(self, end: ExchangeEnd) -> None:
         pending = self._pending.get(end.exchange_id)
         if pending is None:
             log.warning("end of an exchange the mirror never saw started")
             return
         pending.end = end
+        if pending.start.api == Api.OPENAI_RESPONSES:
+            self.responses.ended(end)
         self._maybe_emit(pending)
 
     # -- internals ---------------------------------------------------------------------
@@ -130,6 +162,12 @@ class MirrorEngine:
     def _translate(self, api: str, request: Any) -> dict[str, Any]:
         if api == Api.ANTHROPIC_MESSAGES:
             return prepare_messages_request(request, model=self._limits.model)
+        if api == Api.OPENAI_RESPONSES:
+            return responses_to_messages(
+                request, model=self._limits.model,
+                default_max_tokens=self._limits.default_max_tokens,
+                history=self.responses.history(request),
+            )
         return openai_to_messages(
             request, model=self._limits.model,
             default_max_tokens=self._limits.default_max_tokens,

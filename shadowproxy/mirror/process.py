@@ -44,6 +44,8 @@ def engine_limits(settings: Settings) -> EngineLimits:
         default_max_tokens=settings.shadow_default_max_tokens,
         model=settings.shadow_model,
         timeout_s=settings.shadow_timeout_s,
+        responses_remembered=settings.responses_remembered,
+        responses_memory_bytes=int(settings.responses_memory_mb * (1 << 20)),
     )
 
 

@@ -13,6 +13,7 @@ from shadowproxy.simulator.anthropic import handle_messages
 from shadowproxy.simulator.cloud import handle_bedrock, handle_vertex
 from shadowproxy.simulator.openai import _openai_error, handle_chat_completions
 from shadowproxy.simulator.plumbing import _json_response, _receive
+from shadowproxy.simulator.responses import STORED_RESPONSES, handle_responses
 
 _OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o")
 _ANTHROPIC_MODELS = ("claude-haiku-4-5-20251001", "claude-sonnet-4-6")
@@ -67,8 +68,10 @@ def make_app(config: SimulatorConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[CONFIG] = config or SimulatorConfig()
     app[RECEIVED] = []
+    app[STORED_RESPONSES] = {}
     app.router.add_post("/v1/messages", handle_messages)
     app.router.add_post("/v1/chat/completions", handle_chat_completions)
+    app.router.add_post("/v1/responses", handle_responses)
     app.router.add_get("/v1/models", handle_models)
     app.router.add_post(
         "/projects/{project}/locations/{region}/publishers/anthropic/models/{target}",
