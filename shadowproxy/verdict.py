@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 MAX_DIFF_PATHS = 20
+_CONTAINERS = (Mapping, list, tuple)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -132,9 +133,7 @@ def _walk(a: Any, b: Any, path: str, found: list[str], limit: int) -> None:
             if len(found) >= limit:
                 return
         return
-    if isinstance(a, Mapping | list | tuple) or isinstance(b, Mapping | list | tuple):
-        found.append(path)
-    elif not _same_scalar(a, b):
+    if isinstance(a, _CONTAINERS) or isinstance(b, _CONTAINERS) or not _same_scalar(a, b):
         found.append(path)
 
 
