@@ -42,25 +42,38 @@ class ShadowResult:
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
     """The SDK client for ``SHADOW_PROVIDER``, with retries set by us."""
     key = settings.shadow_api_key.get_secret_value() if settings.shadow_api_key else None
+    return anthropic_client(
+        settings.shadow_provider, key, settings.shadow_base_url,
+        timeout=settings.shadow_timeout_s, max_retries=settings.shadow_max_retries,
+        connections=settings.shadow_concurrency,
+    )
+
+
+def anthropic_client(
+    provider: str, key: str | None, base_url: str | None, *, timeout: float,
+    max_retries: int, connections: int,
+) -> anthropic.AsyncAnthropic | Any:
+    """An anthropic SDK client (direct, Bedrock or Vertex) on our timeout and retries,
+    speaking :data:`SHADOW_API_VERSION`; shared by the shadow and the judge."""
     common: dict[str, Any] = {
-        "max_retries": settings.shadow_max_retries,
-        "timeout": settings.shadow_timeout_s,
-        # The SDK's pool stops at 1,000 connections; past that, shadows would wait for a
-        # connection and spend their timeout there. One connection per allowed shadow.
+        "max_retries": max_retries,
+        "timeout": timeout,
+        # The SDK's pool stops at 1,000 connections; past that, calls would wait for a
+        # connection and spend their timeout there. One connection per allowed call.
         "http_client": anthropic.DefaultAsyncHttpxClient(
             limits=httpx2.Limits(
-                max_connections=max(settings.shadow_concurrency, 1),
-                max_keepalive_connections=min(settings.shadow_concurrency, 100),
+                max_connections=max(connections, 1),
+                max_keepalive_connections=min(connections, 100),
             ),
         ),
     }
-    if settings.shadow_base_url:
-        common["base_url"] = settings.shadow_base_url
-    if settings.shadow_provider == "bedrock":
+    if base_url:
+        common["base_url"] = base_url
+    if provider == "bedrock":
         return anthropic.AsyncAnthropicBedrock(
             aws_region=os.environ.get("AWS_REGION", "us-east-1"), **common
         )
-    if settings.shadow_provider == "vertex":
+    if provider == "vertex":
         return anthropic.AsyncAnthropicVertex(
             region=os.environ.get("CLOUD_ML_REGION", "us-east5"),
             project_id=os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID", "shadowproxy"),
@@ -74,7 +87,7 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
     )
 
 
-def _error_text(exc: anthropic.APIStatusError) -> str:
+def error_text(exc: anthropic.APIStatusError) -> str:
     """``type: message`` from Anthropic's error shape; Bedrock's ``{"message"}`` with its
     ``x-amzn-errortype``; otherwise the status and the SDK's description."""
     body = exc.body
@@ -137,7 +150,7 @@ class ShadowCaller:
         except anthropic.APIStatusError as exc:
             side.latency_ms = (time.monotonic() - started) * 1000
             side.status = exc.status_code
-            side.error = _error_text(exc)
+            side.error = error_text(exc)
             side.request_id = exc.request_id or exc.response.headers.get("x-amzn-requestid")
             return ShadowResult(side, ShadowOutcome.ERROR, side.error)
         except anthropic.APIConnectionError as exc:
