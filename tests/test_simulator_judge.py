@@ -1,0 +1,146 @@
+"""The simulator answers the judge protocol, and its shadow answers carry a known truth:
+a judged diff over them recovers the worse share per tag."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shadowproxy.diff import run_diff
+from shadowproxy.judge import make_judge
+from shadowproxy.judge_prompt import (
+    AnswerText,
+    judge_messages_request,
+    judge_prompt,
+    parse_messages_response,
+    render_conversation,
+)
+from shadowproxy.records import Api, Side
+from shadowproxy.settings import Settings
+from shadowproxy.simulator import DISAGREEMENT, SimulatorConfig
+from shadowproxy.simulator.variants import (
+    Grade,
+    Kind,
+    canonical,
+    grade,
+    paraphrase,
+    shadow_kind,
+    subtly_wrong,
+)
+from tests.fakes.database import make_pair
+from tests.fakes.providers import SimulatedProvider
+from tests.fakes.traffic import store
+from tests.test_diff import fetch
+
+TRUTH = {"support": 0.20, "billing": 0.05}
+PER_TAG = 400
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(shadow_worse_rate=TRUTH, shadow_paraphrase_rate=0.10,
+                           judge_position_bias=0.10)
+
+
+def question(tag: str, i: int) -> str:
+    return f"#seq={i} #tag={tag} What is the status of order {1000 + i}?"
+
+
+def test_paraphrases_are_good_and_wrong_variants_bad() -> None:
+    q = "How many days until order 4417 arrives?"
+    conversation = f"[user]\n{q}"
+    assert grade(canonical(q), conversation, DISAGREEMENT) == Grade.GOOD
+    assert {grade(paraphrase(q, n), conversation, DISAGREEMENT) for n in range(3)} == {
+        Grade.GOOD}
+    assert grade(subtly_wrong(q), conversation, DISAGREEMENT) == Grade.BAD
+    assert grade(subtly_wrong("Is it raining?"), "[user]\nIs it raining?",
+                 DISAGREEMENT) == Grade.BAD
+    assert grade(DISAGREEMENT, conversation, DISAGREEMENT) == Grade.BAD
+    assert grade(json.dumps({"answer": canonical(q)}), conversation, DISAGREEMENT) == (
+        Grade.GOOD)
+
+
+def test_sequenced_prompts_hit_the_configured_rates_closely() -> None:
+    kinds = [shadow_kind(question("support", i), TRUTH, 0.10) for i in range(PER_TAG)]
+    assert abs(kinds.count(Kind.WRONG) / PER_TAG - 0.20) <= 0.01
+    assert abs(kinds.count(Kind.PARAPHRASE) / PER_TAG - 0.10) <= 0.01
+    untagged = [shadow_kind(f"#seq={i} hi", TRUTH, 0.0) for i in range(100)]
+    assert set(untagged) == {Kind.CANONICAL}
+
+
+@given(st.text(), st.text())
+def test_grading_never_raises(answer: str, conversation: str) -> None:
+    assert grade(answer, conversation, DISAGREEMENT) in set(Grade)
+
+
+async def test_the_simulator_judges_through_the_sdk(simulator: SimulatedProvider) -> None:
+    q = "What is the status of order 1234?"
+    conversation = render_conversation({"messages": [{"role": "user", "content": q}]})
+    client = anthropic.AsyncAnthropic(api_key="sk-judge", base_url=simulator.url,
+                                      default_headers={"anthropic-version": "2023-06-01"})
+    try:
+        winners = []
+        for a, b in ((canonical(q), subtly_wrong(q)), (subtly_wrong(q), canonical(q)),
+                     (canonical(q), paraphrase(q))):
+            body = judge_messages_request("claude-sonnet-4-6", judge_prompt(
+                conversation, AnswerText(a), AnswerText(b), None))
+            message = await client.messages.create(**body)
+            winners.append(parse_messages_response(message.to_dict()).winner)
+    finally:
+        await client.close()
+    assert winners == ["A", "B", "tie"]
+
+
+async def shadow_answer(client: anthropic.AsyncAnthropic, text: str) -> str:
+    message = await client.messages.create(
+        model="claude-haiku-4-5", max_tokens=200,
+        messages=[{"role": "user", "content": text}])
+    return "".join(b.text for b in message.content if b.type == "text")
+
+
+async def test_a_judged_diff_recovers_the_known_worse_share_per_tag(
+        simulator: SimulatedProvider, database_url: str) -> None:
+    client = anthropic.AsyncAnthropic(api_key="sk-shadow", base_url=simulator.url,
+                                      default_headers={"anthropic-version": "2023-06-01"})
+    pairs = []
+    try:
+        for tag in TRUTH:
+            for i in range(PER_TAG):
+                text = question(tag, i)
+                request: dict[str, Any] = {"model": "claude-sonnet-4-5", "max_tokens": 200,
+                                           "messages": [{"role": "user", "content": text}]}
+                pairs.append(make_pair(
+                    tag=tag, api=Api.ANTHROPIC_MESSAGES.value, path="/v1/messages",
+                    request=request,
+                    primary=Side(model="claude-sonnet-4-5", status=200, text=canonical(text),
+                                 stop_reason="end_turn"),
+                    shadow=Side(model="claude-haiku-4-5", status=200,
+                                text=await shadow_answer(client, text),
+                                stop_reason="end_turn")))
+    finally:
+        await client.close()
+    await store(database_url, pairs)
+    judge = make_judge(Settings(judge_model="claude-sonnet-4-6", judge_base_url=simulator.url,
+                                judge_api_key="sk-judge", judge_max_retries=0))
+    assert judge is not None
+    try:
+        summary = await run_diff(database_url, progress=False, judge=judge,
+                                 judge_max_usd=100, judge_concurrency=8)
+    finally:
+        await judge.close()
+    rows = await fetch(database_url, "SELECT tag, verdict, count(*) AS n FROM comparisons "
+                                     "GROUP BY tag, verdict")
+    counts = {(r["tag"], r["verdict"]): r["n"] for r in rows}
+    for tag, truth in TRUTH.items():
+        judged = sum(n for (t, v), n in counts.items() if t == tag and v != "unjudged")
+        assert judged == PER_TAG
+        worse = counts.get((tag, "worse"), 0) / judged
+        assert abs(worse - truth) <= 0.03, (tag, worse)
+        assert counts.get((tag, "better"), 0) == 0
+    assert summary.verdicts.get("unjudged", 0) == 0
+    assert summary.judge_calls > 0
