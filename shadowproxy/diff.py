@@ -279,27 +279,34 @@ class _Judging:
         shadow_rows: list[dict[str, Any]] = []
         replay_rows: list[dict[str, Any]] = []
 
+        def keeps(row: Mapping[Any, Any], prefix: str, verdict: Any) -> bool:
+            """--rejudge that could not get a new verdict keeps the stored one."""
+            return bool(verdict == Verdict.UNJUDGED
+                        and row[f"s_{prefix}verdict_method"] == "judge")
+
         async def one(row: Mapping[Any, Any]) -> None:
             shadow_tier, replay_tier = _tiers(row)
             if _wants(row, "shadow", rejudge):
                 v, m, model, reason, cost, calls, inconsistent, settled = await self.side(
                     row, "shadow", shadow_tier)
-                shadow_rows.append({
-                    "pair_id": row["id"], "verdict": v, "verdict_method": m,
-                    "judge_model": model, "judge_reason": reason, "judge_cost_usd": cost,
-                    "judge_calls": calls, "position_inconsistent": inconsistent,
-                    "json_diff_paths": _paths_json(shadow_tier),
-                    "judged_at": datetime.now(UTC) if settled else None,
-                })
+                if not keeps(row, "", v):
+                    shadow_rows.append({
+                        "pair_id": row["id"], "verdict": v, "verdict_method": m,
+                        "judge_model": model, "judge_reason": reason, "judge_cost_usd": cost,
+                        "judge_calls": calls, "position_inconsistent": inconsistent,
+                        "json_diff_paths": _paths_json(shadow_tier),
+                        "judged_at": datetime.now(UTC) if settled else None,
+                    })
             if replay_tier is not None and _wants(row, "replay", rejudge):
                 v, m, model, reason, cost, calls, inconsistent, _ = await self.side(
                     row, "replay", replay_tier)
-                replay_rows.append({
-                    "pair_id": row["id"], "replay_verdict": v, "replay_verdict_method": m,
-                    "judge_model": model, "replay_judge_reason": reason,
-                    "replay_judge_cost_usd": cost, "replay_judge_calls": calls,
-                    "replay_position_inconsistent": inconsistent,
-                })
+                if not keeps(row, "replay_", v):
+                    replay_rows.append({
+                        "pair_id": row["id"], "replay_verdict": v, "replay_verdict_method": m,
+                        "judge_model": model, "replay_judge_reason": reason,
+                        "replay_judge_cost_usd": cost, "replay_judge_calls": calls,
+                        "replay_position_inconsistent": inconsistent,
+                    })
 
         await asyncio.gather(*(one(row) for row in batch))
         for statement, types, rows in ((_UPDATE_SHADOW, _SHADOW_VERDICT_TYPES, shadow_rows),

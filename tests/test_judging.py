@@ -265,3 +265,15 @@ def test_a_judge_model_without_a_price_is_refused_with_one_line(tmp_path: Path) 
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "SHADOWPROXY_JUDGE_MODEL" in lines[0]
     assert "'my-local-judge' has no price" in lines[0] and "PRICES_FILE" in lines[0]
+
+
+async def test_a_failed_rejudge_keeps_the_stored_verdict(
+        database_url: str, fake_judge: FakeJudge) -> None:
+    pair = free_form("Paris.", "Lyon. WRONG")
+    await store(database_url, [pair])
+    await judged(database_url, settings_for(fake_judge))
+    fake_judge.fail_status = 500
+    await judged(database_url, settings_for(fake_judge), rejudge=True)
+    row = (await verdicts(database_url))[pair.id]
+    assert (row["verdict"], row["verdict_method"], row["judge_calls"]) == ("worse", "judge", 2)
+    assert len(fake_judge.asked) == 4
