@@ -277,3 +277,32 @@ async def test_a_failed_rejudge_keeps_the_stored_verdict(
     row = (await verdicts(database_url))[pair.id]
     assert (row["verdict"], row["verdict_method"], row["judge_calls"]) == ("worse", "judge", 2)
     assert len(fake_judge.asked) == 4
+
+
+def test_diff_prints_verdict_counts_and_says_a_judge_is_needed(
+        database_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    asyncio.run(store(database_url, [free_form("Paris.", "Lyon."), free_form("A.", "a")]))
+    result = CliRunner().invoke(cli, ["diff", "--no-progress"], env={
+        "SHADOWPROXY_DATABASE_URL": database_url, "SHADOWPROXY_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "verdicts: 1 equivalent, 0 worse, 0 better, 1 unjudged" in result.output
+    assert "judge: 0 calls, $0.0000" in result.output
+    assert "need a judge: set SHADOWPROXY_JUDGE_MODEL" in result.output
+
+
+async def test_diff_command_judges_with_the_settings_judge(
+        database_url: str, fake_judge: FakeJudge, tmp_path: Path) -> None:
+    import asyncio
+
+    await store(database_url, [free_form("Paris.", "Lyon. WRONG")])
+    env = {"SHADOWPROXY_DATABASE_URL": database_url, "SHADOWPROXY_DATA_DIR": str(tmp_path),
+           "SHADOWPROXY_JUDGE_MODEL": MODEL, "SHADOWPROXY_JUDGE_BASE_URL": fake_judge.url,
+           "SHADOWPROXY_JUDGE_API_KEY": JUDGE_KEY}
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["diff", "--no-progress"],
+                                     env=env)
+    assert result.exit_code == 0, result.output
+    assert "0 equivalent, 1 worse, 0 better, 0 unjudged" in result.output
+    assert "judge: 2 calls, $0.0" in result.output and JUDGE_KEY not in result.output
+    assert len(fake_judge.asked) == 2
