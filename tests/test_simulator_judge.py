@@ -144,3 +144,37 @@ async def test_a_judged_diff_recovers_the_known_worse_share_per_tag(
         assert counts.get((tag, "better"), 0) == 0
     assert summary.verdicts.get("unjudged", 0) == 0
     assert summary.judge_calls > 0
+
+
+@pytest.mark.parametrize(("provider", "model"), [
+    ("vertex", "claude-sonnet-4-6@20260101"),
+    ("bedrock", "us.anthropic.claude-sonnet-4-6-v1:0"),
+])
+async def test_bedrock_and_vertex_judges_through_the_anthropic_sdk(
+        simulator: SimulatedProvider, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        provider: str, model: str) -> None:
+    monkeypatch.setenv("CLOUD_ML_REGION", "us-east5")
+    monkeypatch.setenv("ANTHROPIC_VERTEX_PROJECT_ID", "judge-test")
+    for name in ("AWS_BEARER_TOKEN_BEDROCK", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDJUDGETEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "judge-test-secret")
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    text = "What is the status of order 4417?"
+    await store(database_url, [make_pair(
+        request={"messages": [{"role": "user", "content": text}]},
+        primary=Side(status=200, text=canonical(text), stop_reason="end_turn"),
+        shadow=Side(status=200, text=subtly_wrong(text), stop_reason="end_turn"))])
+    judge = make_judge(Settings(judge_model=model, judge_provider=provider,
+                                judge_base_url=simulator.url, judge_api_key="ya29.judge",
+                                judge_max_retries=0))
+    assert judge is not None
+    try:
+        await run_diff(database_url, progress=False, judge=judge)
+    finally:
+        await judge.close()
+    [row] = await fetch(database_url, "SELECT verdict, judge_model FROM comparisons")
+    assert row == {"verdict": "worse", "judge_model": model}
+    assert len([r for r in simulator.received if "sonnet" in r.path]) == 2
