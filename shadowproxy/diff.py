@@ -148,9 +148,8 @@ def _tiers(row: Mapping[Any, Any]) -> tuple[Tiered, Tiered | None]:
     primary = SideView.from_row(row, "primary")
     shadow_ok = row.get("shadow_outcome") == ShadowOutcome.OK
     shadow = tier(primary, SideView.from_row(row, "shadow"), shadow_ok=shadow_ok)
-    replay = tier(primary, SideView.from_row(row, "replay")) if _replayed(row) else None
-    if replay is not None and replay.reason and "shadow failed" in replay.reason:
-        replay = Tiered(None, None, False, (), "not judged: the replay failed")
+    replay = (tier(primary, SideView.from_row(row, "replay"), name="replay")
+              if _replayed(row) else None)
     return shadow, replay
 
 

@@ -150,21 +150,27 @@ def _calls_as_json(calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{"name": c.get("name"), "arguments": _arguments(c.get("arguments"))} for c in calls]
 
 
-def _failure(primary: SideView, shadow: SideView, shadow_ok: bool) -> str | None:
+def _failure(primary: SideView, other: SideView, other_ok: bool, other_name: str
+             ) -> str | None:
     if not answered(primary.status, primary.error):
         return "not judged: the primary failed, so there is no answer to compare with"
-    if not shadow_ok or not answered(shadow.status, shadow.error):
-        return "not judged: the shadow failed (counted in shadow_error_rate)"
+    if not other_ok or not answered(other.status, other.error):
+        if other_name == "shadow":
+            return "not judged: the shadow failed (counted in shadow_error_rate)"
+        return f"not judged: the {other_name} failed"
     return None
 
 
-def tier(primary: SideView, shadow: SideView, *, shadow_ok: bool = True) -> Tiered:
+def tier(primary: SideView, shadow: SideView, *, shadow_ok: bool = True,
+         name: str = "shadow") -> Tiered:
     """Settle the pair without a judge when the tiers can; see the module docstring.
 
     ``shadow_ok`` is false when the shadow's outcome was not ``ok`` (timeout, dropped,
-    skipped, error) even if its side columns look like an answer.
+    skipped, error) even if its side columns look like an answer. ``name`` names the
+    compared side in the reason a failed pair is not judged (``replay`` for the noise
+    floor).
     """
-    failed = _failure(primary, shadow, shadow_ok)
+    failed = _failure(primary, shadow, shadow_ok, name)
     if failed is not None:
         return Tiered(None, None, needs_judge=False, reason=failed)
     same_decision = decision(primary) == decision(shadow)

@@ -207,7 +207,8 @@ async def test_replays_are_judged_into_the_noise_floor_columns(
     pair = free_form("Paris.", "Paris, France.",
                      replay=text_side("Lyon, WRONG."))
     same = free_form("Paris.", "paris", replay=text_side("Paris!"))
-    await store(database_url, [pair, same])
+    failed = free_form("Paris.", "paris", replay=Side(status=529, error="overloaded_error"))
+    await store(database_url, [pair, same, failed])
     await judged(database_url, settings_for(fake_judge))
     rows = await verdicts(database_url)
     assert (rows[pair.id]["verdict"], rows[pair.id]["replay_verdict"]) == ("equivalent",
@@ -216,6 +217,8 @@ async def test_replays_are_judged_into_the_noise_floor_columns(
     assert rows[pair.id]["replay_judge_calls"] == 2
     assert (rows[same.id]["replay_verdict"], rows[same.id]["replay_verdict_method"]) == (
         "equivalent", "exact")
+    assert rows[failed.id]["replay_verdict"] is None
+    assert rows[failed.id]["replay_judge_reason"] == "not judged: the replay failed"
     assert len(fake_judge.asked) == 4  # pair's shadow and replay; nothing for `same`
 
 
