@@ -11,8 +11,9 @@ Two passes, both resumable and idempotent (keyset pagination, one transaction pe
 2. **Judging** (:mod:`shadowproxy.judging`): pairs whose verdict is ``unjudged`` — or
    NULL without ``judged_at``, scored before verdicts existed — are considered again;
    with ``rejudge`` also those a judge decided. A stored verdict is never asked again
-   otherwise. Without ``JUDGE_MODEL`` nothing is sent and such pairs stay ``unjudged``
-   with a reason saying a judge is needed.
+   otherwise. Without ``JUDGE_MODEL`` nothing is sent: only the NULL-without-``judged_at``
+   rows are considered (by the tiers), and pairs that need a judge stay ``unjudged`` with
+   a reason saying so.
 
 When the primary was asked twice (``replay_*``) the replay is compared with the primary
 the same way, into the ``replay_*`` columns: the noise floor.

@@ -178,3 +178,18 @@ async def test_bedrock_and_vertex_judges_through_the_anthropic_sdk(
     [row] = await fetch(database_url, "SELECT verdict, judge_model FROM comparisons")
     assert row == {"verdict": "worse", "judge_model": model}
     assert len([r for r in simulator.received if "sonnet" in r.path]) == 2
+
+
+def test_the_position_bias_answers_a_whatever_the_answers() -> None:
+    from shadowproxy.simulator.judge import judge_winner
+
+    q = "Is order 12 late?"
+    conversation = render_conversation({"messages": [{"role": "user", "content": q}]})
+    bodies = [judge_messages_request("claude-sonnet-4-6", judge_prompt(
+        conversation, AnswerText(subtly_wrong(q) + " " * i), AnswerText(canonical(q)), None))
+        for i in range(50)]
+    assert {judge_winner(b, SimulatorConfig(judge_position_bias=1.0))[0] for b in bodies} == {
+        "A"}
+    assert {judge_winner(b, SimulatorConfig())[0] for b in bodies} == {"B"}
+    some = [judge_winner(b, SimulatorConfig(judge_position_bias=0.5))[0] for b in bodies]
+    assert 10 < some.count("A") < 40
