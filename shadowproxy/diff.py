@@ -149,6 +149,12 @@ def _tiers(row: Mapping[Any, Any]) -> tuple[Tiered, Tiered | None]:
     primary = SideView.from_row(row, "primary")
     shadow_ok = row.get("shadow_outcome") == ShadowOutcome.OK
     shadow = tier(primary, SideView.from_row(row, "shadow"), shadow_ok=shadow_ok)
+    outcome = row.get("shadow_outcome")
+    if not shadow_ok and shadow.reason and "shadow failed" in shadow.reason:
+        shadow = Tiered(None, None, False, (), (
+            "not judged: the request was not mirrored (skipped)"
+            if outcome == ShadowOutcome.SKIPPED else
+            f"not judged: the shadow's outcome is {outcome} (counted in shadow_error_rate)"))
     replay = (tier(primary, SideView.from_row(row, "replay"), name="replay")
               if _replayed(row) else None)
     return shadow, replay

@@ -179,15 +179,19 @@ async def test_without_a_judge_free_form_pairs_are_unjudged_and_say_why(
     free = free_form("Paris.", "Lyon.")
     primary_failed = make_pair(primary=Side(status=500, error="api_error: boom"))
     timeout = make_pair(shadow=Side(error="timeout"), shadow_outcome=ShadowOutcome.TIMEOUT)
-    await store(database_url, [free, primary_failed, timeout])
+    skipped = make_pair(shadow=Side(), shadow_outcome=ShadowOutcome.SKIPPED)
+    await store(database_url, [free, primary_failed, timeout, skipped])
     summary = await run_diff(database_url, progress=False)
     rows = await verdicts(database_url)
     assert rows[free.id]["verdict"] == "unjudged"
     assert "a judge is needed" in rows[free.id]["judge_reason"]
     assert rows[primary_failed.id]["verdict"] is None
     assert "primary failed" in rows[primary_failed.id]["judge_reason"]
-    assert "shadow_error_rate" in rows[timeout.id]["judge_reason"]
-    assert (summary.verdicts, summary.not_judged) == ({"unjudged": 1}, 2)
+    assert rows[timeout.id]["judge_reason"] == (
+        "not judged: the shadow's outcome is timeout (counted in shadow_error_rate)")
+    assert rows[skipped.id]["judge_reason"] == (
+        "not judged: the request was not mirrored (skipped)")
+    assert (summary.verdicts, summary.not_judged) == ({"unjudged": 1}, 3)
 
 
 async def test_tool_arguments_that_differ_keep_their_paths(
