@@ -313,3 +313,14 @@ async def test_diff_command_judges_with_the_settings_judge(
     assert "0 equivalent, 1 worse, 0 better, 0 unjudged" in result.output
     assert "judge: 2 calls, $0.0" in result.output and JUDGE_KEY not in result.output
     assert len(fake_judge.asked) == 2
+
+
+def test_a_bad_rubric_file_ends_diff_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text("[tags.support]\nrubric = [1]\n")
+    result = CliRunner().invoke(cli, ["diff"], env={
+        "SHADOWPROXY_JUDGE_RUBRIC_FILE": str(rubric), "SHADOWPROXY_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"shadowproxy: error: SHADOWPROXY_JUDGE_RUBRIC_FILE: {rubric}: tags.support.rubric: "
+        "must be a non-empty string")

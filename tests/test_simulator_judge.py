@@ -32,6 +32,7 @@ from shadowproxy.simulator.variants import (
     shadow_kind,
     subtly_wrong,
 )
+from shadowproxy.stats import wilson_interval
 from tests.fakes.database import make_pair
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.traffic import store
@@ -139,8 +140,11 @@ async def test_a_judged_diff_recovers_the_known_worse_share_per_tag(
     for tag, truth in TRUTH.items():
         judged = sum(n for (t, v), n in counts.items() if t == tag and v != "unjudged")
         assert judged == PER_TAG
-        worse = counts.get((tag, "worse"), 0) / judged
+        worse_count = counts.get((tag, "worse"), 0)
+        worse = worse_count / judged
         assert abs(worse - truth) <= 0.03, (tag, worse)
+        low, high = wilson_interval(worse_count, judged)
+        assert low <= truth <= high, (tag, low, high)
         assert counts.get((tag, "better"), 0) == 0
     assert summary.verdicts.get("unjudged", 0) == 0
     assert summary.judge_calls > 0
