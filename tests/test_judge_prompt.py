@@ -154,3 +154,14 @@ def test_valid_votes_round_trip(winner: str, reason: str) -> None:
 def test_rendering_never_raises(request_body: Any) -> None:
     assert isinstance(render_conversation(request_body, limit=300), str)
     assert isinstance(render_conversation({"messages": [request_body]}, limit=300), str)
+
+
+@given(st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "tool"]),
+                                       "content": st.text(max_size=400)}), max_size=30),
+       st.text(max_size=3000), st.integers(min_value=200, max_value=5000))
+def test_the_conversation_stays_within_its_limit(messages: list[dict[str, Any]],
+                                                 system: str, limit: int) -> None:
+    shown = render_conversation({"system": system, "messages": messages}, limit=limit)
+    assert len(shown) <= limit + 64
+    if messages and messages[-1]["content"]:
+        assert shown.endswith(messages[-1]["content"][-50:])
