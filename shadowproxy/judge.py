@@ -169,6 +169,9 @@ def make_judge(settings: Settings) -> Judge | None:
             f"file named by {ENV_PREFIX}PRICES_FILE"
         )
     key = settings.judge_key()
+    if settings.judge_provider == "anthropic" and key is None:
+        raise SettingsError(f"{ENV_PREFIX}JUDGE_API_KEY: required for JUDGE_PROVIDER=anthropic "
+                            f"(or {ENV_PREFIX}SHADOW_API_KEY, or ANTHROPIC_API_KEY)")
     if settings.judge_provider == "openai":
         if key is None:
             raise SettingsError(f"{ENV_PREFIX}JUDGE_API_KEY: required for JUDGE_PROVIDER=openai")

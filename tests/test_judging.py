@@ -144,8 +144,10 @@ def test_without_its_own_key_the_anthropic_judge_uses_the_shadow_key() -> None:
     openai_judge = Settings(judge_model="gpt-4o", judge_provider="openai",
                             shadow_api_key=SHADOW_KEY)
     assert openai_judge.judge_key() is None
-    with pytest.raises(SettingsError, match="JUDGE_API_KEY: required"):
+    with pytest.raises(SettingsError, match="JUDGE_API_KEY: required for JUDGE_PROVIDER=openai"):
         make_judge(openai_judge)
+    with pytest.raises(SettingsError, match="JUDGE_API_KEY: required for JUDGE_PROVIDER=anth"):
+        make_judge(Settings(judge_model=MODEL, shadow_api_key=None))
 
 
 async def test_the_openai_provider_path(database_url: str, fake_judge: FakeJudge) -> None:
