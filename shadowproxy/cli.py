@@ -278,19 +278,41 @@ def parse_since(value: str | None) -> datetime | None:
 @cli.command()
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--rejudge", is_flag=True,
+              help="Ask the judge again about pairs it already decided.")
 @config_option
 @click.pass_context
 @settings_errors_exit_2
-def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
-    """Score every stored pair not yet scored (resumable)."""
+def diff(ctx: click.Context, batch_size: int, no_progress: bool, rejudge: bool) -> None:
+    """Score every stored pair not yet scored and judge what needs a judge (resumable)."""
     from shadowproxy.decision.diff import run_diff
+    from shadowproxy.decision.judge import load_rubrics, make_judge
 
-    summary = with_database(
-        settings_from(ctx),
-        lambda url: run_diff(url, batch_size=batch_size, progress=not no_progress),
-    )
+    settings = settings_from(ctx)
+    rubrics = load_rubrics(settings.judge_rubric_file)
+    judge = make_judge(settings)
+
+    async def work(url: str) -> Any:
+        try:
+            return await run_diff(
+                url, batch_size=batch_size, progress=not no_progress, judge=judge,
+                judge_max_usd=settings.judge_max_usd,
+                judge_concurrency=settings.judge_concurrency, rubrics=rubrics,
+                rejudge=rejudge)
+        finally:
+            if judge is not None:
+                await judge.close()
+
+    summary = with_database(settings, work)
+    counts = ", ".join(f"{summary.verdicts.get(v, 0)} {v}"
+                       for v in ("equivalent", "worse", "better", "unjudged"))
     click.echo(f"shadowproxy: scored {summary.scored} pairs "
-               f"({summary.agreed} agree) in {summary.seconds:.1f}s")
+               f"({summary.agreed} agree) in {summary.seconds:.1f}s; verdicts: {counts}, "
+               f"{summary.not_judged} not judged (a side failed); judge: "
+               f"{summary.judge_calls} calls, ${summary.judge_usd:.4f}")
+    if summary.verdicts.get("unjudged") and judge is None:
+        click.echo("shadowproxy: unjudged pairs need a judge: set SHADOWPROXY_JUDGE_MODEL "
+                   "(see the README's judging section) and run diff again")
 
 
 @cli.command()

@@ -107,7 +107,19 @@ class Settings(BaseSettings):
     responses_remembered: int = Field(10_000, ge=0)
     responses_memory_mb: float = Field(64.0, ge=0)
 
-    @field_validator("primary_url", "shadow_base_url")
+
+    # --- judging (issue 10: the verdict engine and the judge; see shadowproxy/judge.py) ---
+    judge_model: str | None = None
+    judge_provider: Literal["anthropic", "bedrock", "vertex", "openai"] = "anthropic"
+    judge_base_url: str | None = None
+    judge_api_key: SecretStr | None = None
+    judge_max_usd: float = Field(5.0, ge=0)
+    judge_concurrency: int = Field(8, ge=1, le=512)
+    judge_rubric_file: Path | None = None
+    judge_timeout_s: float = Field(60.0, gt=0)
+    judge_max_retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("primary_url", "shadow_base_url", "judge_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
@@ -157,6 +169,15 @@ class Settings(BaseSettings):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    def judge_key(self) -> str | None:
+        """The judge's own key; for the anthropic provider it falls back to the shadow's
+        (never to the application's, which is not stored anywhere)."""
+        if self.judge_api_key is not None:
+            return self.judge_api_key.get_secret_value()
+        if self.judge_provider == "anthropic" and self.shadow_api_key is not None:
+            return self.shadow_api_key.get_secret_value()
+        return None
 
     def require_primary_url(self) -> str:
         if not self.primary_url:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fakes.providers", "tests.fakes.database"]
+pytest_plugins = ["tests.fakes.providers", "tests.fakes.database", "tests.fakes.judge"]
 
 _OWN_BASETEMP = "_shadowproxy_own_basetemp"
 

@@ -9,26 +9,22 @@ into the mirror.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
-import httpx2  # the anthropic SDK's HTTP client
 
+from shadowproxy.anthropic_sdk import (
+    PLATFORM_API_VERSIONS,
+    anthropic_client,
+    error_text,
+)
 from shadowproxy.mirror.assemble import side_from_normalized
 from shadowproxy.records import ShadowOutcome, Side
 from shadowproxy.settings import Settings
 from shadowproxy.wire.anthropic import AnthropicStream, normalize_message
 
-# Under the 2.x SDK's default version (2026-10-21) the API rejects temperature/top_p/top_k;
-# the shadow must carry the application's sampling parameters, so it speaks 2023-06-01
-# unless the application named its own version.
-SHADOW_API_VERSION = "2023-06-01"
-# Bedrock and Vertex take the version as ``anthropic_version`` in the body, where the SDK's
-# default is 2026-10-21 as well; their own dated versions keep the sampling parameters.
-PLATFORM_API_VERSIONS = {"bedrock": "bedrock-2023-05-31", "vertex": "vertex-2023-10-16"}
 _KWARGS = ("model", "max_tokens", "messages")
 
 
@@ -42,50 +38,11 @@ class ShadowResult:
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
     """The SDK client for ``SHADOW_PROVIDER``, with retries set by us."""
     key = settings.shadow_api_key.get_secret_value() if settings.shadow_api_key else None
-    common: dict[str, Any] = {
-        "max_retries": settings.shadow_max_retries,
-        "timeout": settings.shadow_timeout_s,
-        # The SDK's pool stops at 1,000 connections; past that, shadows would wait for a
-        # connection and spend their timeout there. One connection per allowed shadow.
-        "http_client": anthropic.DefaultAsyncHttpxClient(
-            limits=httpx2.Limits(
-                max_connections=max(settings.shadow_concurrency, 1),
-                max_keepalive_connections=min(settings.shadow_concurrency, 100),
-            ),
-        ),
-    }
-    if settings.shadow_base_url:
-        common["base_url"] = settings.shadow_base_url
-    if settings.shadow_provider == "bedrock":
-        return anthropic.AsyncAnthropicBedrock(
-            aws_region=os.environ.get("AWS_REGION", "us-east-1"), **common
-        )
-    if settings.shadow_provider == "vertex":
-        return anthropic.AsyncAnthropicVertex(
-            region=os.environ.get("CLOUD_ML_REGION", "us-east5"),
-            project_id=os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID", "shadowproxy"),
-            access_token=key,
-            **common,
-        )
-    return anthropic.AsyncAnthropic(
-        api_key=key or "missing-shadow-key",
-        default_headers={"anthropic-version": SHADOW_API_VERSION},
-        **common,
+    return anthropic_client(
+        settings.shadow_provider, key, settings.shadow_base_url,
+        timeout=settings.shadow_timeout_s, max_retries=settings.shadow_max_retries,
+        connections=settings.shadow_concurrency,
     )
-
-
-def _error_text(exc: anthropic.APIStatusError) -> str:
-    """``type: message`` from Anthropic's error shape; Bedrock's ``{"message"}`` with its
-    ``x-amzn-errortype``; otherwise the status and the SDK's description."""
-    body = exc.body
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and "type" in err:
-            return f"{err.get('type')}: {err.get('message', '')}"
-        if isinstance(body.get("message"), str):
-            kind = exc.response.headers.get("x-amzn-errortype", f"HTTP {exc.status_code}")
-            return f"{kind.split(':', 1)[0]}: {body['message']}"
-    return f"HTTP {exc.status_code}: {exc.message}"
 
 
 class ShadowCaller:
@@ -138,7 +95,7 @@ class ShadowCaller:
         except anthropic.APIStatusError as exc:
             side.latency_ms = (time.monotonic() - started) * 1000
             side.status = exc.status_code
-            side.error = _error_text(exc)
+            side.error = error_text(exc)
             side.request_id = exc.request_id or exc.response.headers.get("x-amzn-requestid")
             return ShadowResult(side, ShadowOutcome.ERROR, side.error)
         except anthropic.APIConnectionError as exc:

@@ -35,6 +35,12 @@ auth, body rules and, for Bedrock's stream, AWS event-stream framing.
 OpenAI's Responses API (``/v1/responses``) answers the same way, with typed stream events
 and stored responses for ``previous_response_id``.
 
+A Messages request that forces the tool ``verdict`` is a judge call: the simulator grades
+both answers against what it would itself answer (``judge.py``), with
+``judge_position_bias`` as the chance of answering "A" regardless. For a known truth,
+``shadow_worse_rate`` (per ``#tag=NAME`` in the prompt) and ``shadow_paraphrase_rate``
+make ``claude-haiku*`` answers subtly wrong or paraphrased (``variants.py``).
+
 ``SimulatorConfig(deterministic=True)`` derives ids, request ids and ``created`` from the
 request, so the same request gets the same bytes: what a relay test compares against.
 """

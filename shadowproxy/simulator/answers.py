@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +42,12 @@ class SimulatorConfig:
     # Ids, request ids and ``created`` derived from the request, so the same request gets
     # byte-identical answers: what a test needs to prove a relay changed nothing.
     deterministic: bool = False
+    # Shadow answers with a known truth and the simulated judge (variants.py, judge.py):
+    # tag ("*" for any) -> share of subtly wrong shadow answers; share of paraphrases;
+    # probability that the judge answers "A" whatever the answers.
+    shadow_worse_rate: dict[str, float] = field(default_factory=dict)
+    shadow_paraphrase_rate: float = 0.0
+    judge_position_bias: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -191,10 +197,14 @@ def compose_answer(
     json_mode: bool = False,
     thinking: bool = False,
     max_tokens: int | None = None,
+    sentence: str | None = None,
 ) -> Answer:
     """What the simulated model says; ``tool_mode`` is ``auto``, ``any`` or ``none``."""
     disagree = is_shadow_model(model) and "#disagree" in prompt.text
-    sentence = DISAGREEMENT if disagree else f"Answer to: {prompt.text[:60]}"
+    if disagree:
+        sentence = DISAGREEMENT
+    elif sentence is None or not is_shadow_model(model):
+        sentence = f"Answer to: {prompt.text[:60]}"
     wants_json = json_mode or "#json" in prompt.text
     text = json.dumps({"answer": sentence}) if wants_json else sentence
     asked_for_tool = "#tool" in prompt.text and not prompt.after_tool_result

@@ -26,7 +26,9 @@ from shadowproxy.simulator.answers import (
     read_controls,
     split_text,
 )
+from shadowproxy.simulator.judge import is_judge_request, judge_answer
 from shadowproxy.simulator.plumbing import _json_response, _pause, _receive, _stream
+from shadowproxy.simulator.variants import shadow_sentence
 
 _ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -308,10 +310,13 @@ class Turn:
 async def messages_turn(request: web.Request, body: Mapping[str, Any], model: str) -> Turn | int:
     """The answer after any scripted delay, or the scripted error status."""
     prompt = anthropic_prompt(body)
-    controls = read_controls(request.headers, prompt, model, request.app[CONFIG])
+    config = request.app[CONFIG]
+    controls = read_controls(request.headers, prompt, model, config)
     await _pause(controls.delay_s)
     if controls.error_status is not None:
         return controls.error_status
+    if is_judge_request(body):
+        return Turn(judge_answer(body, prompt, config), controls, MODEL_ALIASES.get(model, model))
     tool_mode, forced_tool = _anthropic_tool_choice(body)
     thinking = body.get("thinking")
     answer = compose_answer(
@@ -322,6 +327,8 @@ async def messages_turn(request: web.Request, body: Mapping[str, Any], model: st
         forced_tool=forced_tool,
         thinking=isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"),
         max_tokens=body["max_tokens"],
+        sentence=shadow_sentence(prompt.text, config.shadow_worse_rate,
+                                 config.shadow_paraphrase_rate),
     )
     return Turn(answer, controls, MODEL_ALIASES.get(model, model))
 

@@ -7,7 +7,7 @@ disagrees on a known share of requests per tag), the embedded PostgreSQL, a real
 
 The traffic has a known truth per tag: some shadow answers are paraphrases that say the
 same thing (equivalent) and some are subtly wrong (worse). ``diff`` judges them offline
-with the simulator as the judge (``SHADOWPROXY_JUDGE_*`` point at it), so the first run
+with the simulator as the judge (:func:`demo_judge`), so the first run
 shows a real verdict rather than string overlap.
 """
 
@@ -31,8 +31,10 @@ from aiohttp import web
 
 from shadowproxy.decision.diff import run_diff
 from shadowproxy.decision.gate import Policy, evaluate, format_table
+from shadowproxy.decision.judge import Judge, make_judge
 from shadowproxy.decision.report import build_report
 from shadowproxy.decision.report_html import render_html
+from shadowproxy.settings import Settings
 from shadowproxy.simulator import SimulatorConfig, make_app
 from shadowproxy.simulator.demo_next import next_steps
 from shadowproxy.store.embedded import EmbeddedPostgres
@@ -52,38 +54,44 @@ TOOLS = [{"type": "function", "function": {
 class UseCase:
     tag: str
     worse: float  # share of subtly wrong shadow answers: the truth the report should find
-    paraphrase: float  # share of reworded but equivalent shadow answers
     api: str
 
 
 USE_CASES = (
-    UseCase("support", 0.05, 0.40, "openai"),
-    UseCase("order-lookup", 0.30, 0.20, "openai-tools"),
-    UseCase("summaries", 0.10, 0.50, "anthropic-stream"),
+    UseCase("support", 0.05, "openai"),
+    # Tool calls: compared as JSON values (the structural tier), no judge needed.
+    UseCase("order-lookup", 0.0, "openai-tools"),
+    UseCase("summaries", 0.10, "anthropic-stream"),
+    # Haiku answers this use case worse often enough that the gate should say FAIL.
+    UseCase("refunds", 0.30, "openai"),
 )
 
-# --- HOOK: the simulator's judge and answer variants (wired by the lead at merge) -------
-# The judge branch adds SimulatorConfig options for paraphrased-equivalent and subtly
-# wrong shadow answers, and the judge protocol. Until then the prompt markers below are
-# the simulator's existing ones ("#disagree": an entirely different answer) and the
-# paraphrase marker is inert. Set the variant rates / markers here and nowhere else.
+# The simulator gives Haiku's answers a known truth: per tag, a share of subtly wrong
+# answers (a digit changed, or the answer quietly negated) and a share of paraphrases
+# (other words, same answer); the simulator also answers the judge protocol, grading both
+# answers against what it would itself have said. Prompts carry #tag= and #seq= so the
+# shares come out exact (the proxy strips the tag header before the shadow sees it).
 JUDGE_MODEL = "claude-sonnet-4-6"  # priced in prices.toml, so JUDGE_MAX_USD holds
-WORSE_MARK = "#disagree"
-PARAPHRASE_MARK = "#paraphrase"
+JUDGE_POSITION_BIAS = 0.1  # a judge that says "A" one time in ten, whatever it reads
+PARAPHRASE_RATE = 0.3
 
 
 def simulator_config() -> SimulatorConfig:
-    """The demo's simulator: slower primary, faster shadow, and (hook) answer variants."""
-    return SimulatorConfig(latency_s=0.25, shadow_latency_s=0.12, chunk_interval_s=0.01,
-                           record=False)
+    """The demo's simulator: slower primary, faster shadow, known-truth answer variants."""
+    return SimulatorConfig(
+        latency_s=0.25, shadow_latency_s=0.12, chunk_interval_s=0.01, record=False,
+        shadow_worse_rate={c.tag: c.worse for c in USE_CASES},
+        shadow_paraphrase_rate=PARAPHRASE_RATE, judge_position_bias=JUDGE_POSITION_BIAS,
+    )
 
 
-def judge_environment(sim_url: str) -> dict[str, str]:
-    """The settings that make ``diff`` judge with the simulator: offline, no real key."""
-    return {"SHADOWPROXY_JUDGE_MODEL": JUDGE_MODEL, "SHADOWPROXY_JUDGE_PROVIDER": "anthropic",
-            "SHADOWPROXY_JUDGE_BASE_URL": sim_url,
-            "SHADOWPROXY_JUDGE_API_KEY": "sk-ant-demo-judge-key"}
-# --- end of HOOK ------------------------------------------------------------------------
+def demo_judge(sim_url: str) -> Judge:
+    """The simulator as the judge: offline, no real key."""
+    judge = make_judge(Settings.model_validate({
+        "judge_model": JUDGE_MODEL, "judge_provider": "anthropic", "judge_base_url": sim_url,
+        "judge_api_key": "sk-ant-demo-judge-key"}))
+    assert judge is not None
+    return judge
 
 
 async def start_simulator() -> tuple[web.AppRunner, str]:
@@ -119,13 +127,9 @@ async def start_serve(sim_url: str, data_dir: Path, db_url: str) -> tuple[Any, s
 
 def prompt_for(case: UseCase, i: int, rng: random.Random) -> str:
     text = f"{case.tag} question {i}: where is my order {rng.randint(1000, 9999)}?"
+    text += f" #tag={case.tag} #seq={i // len(USE_CASES)}"
     if case.api == "openai-tools":
         text += " #tool"
-    draw = rng.random()
-    if draw < case.worse:
-        text += f" {WORSE_MARK}"
-    elif draw < case.worse + case.paraphrase:
-        text += f" {PARAPHRASE_MARK}"
     if rng.random() < 0.01:
         text += " #error=529"
     return text
@@ -212,16 +216,11 @@ async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
         say(f"{stored} pairs stored; scoring and judging them (the simulator is the judge)")
-        saved = {k: os.environ.get(k) for k in judge_environment(sim_url)}
-        os.environ.update(judge_environment(sim_url))
+        judge = demo_judge(sim_url)
         try:
-            summary = await run_diff(db_url, progress=sys.stderr.isatty())
+            summary = await run_diff(db_url, progress=sys.stderr.isatty(), judge=judge)
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            await judge.close()
         say(f"scored {summary.scored} pairs")
         report = await build_report(db_url)
         result = evaluate(report, DEMO_POLICY)

@@ -11,7 +11,8 @@ from pathlib import Path
 def next_steps(data_dir: Path, report: Path) -> str:
     """Commands that work as printed, from any directory, after the demo exits."""
     env = f"SHADOWPROXY_DATA_DIR={shlex.quote(str(data_dir.resolve()))}"
-    query = "SELECT tag, count(*), avg(agree::int) FROM comparisons GROUP BY tag"
+    query = ("SELECT tag, verdict, count(*) FROM comparisons "
+             "GROUP BY tag, verdict ORDER BY tag, verdict")
     return "\n".join([
         "demo: next",
         f"  open the report:  {report.resolve().as_uri()}",

@@ -1,0 +1,76 @@
+"""The simulator as a judge: a Messages request that forces the tool ``verdict`` gets a
+deterministic verdict, so the demo and the tests judge offline with a known truth.
+
+The simulator reads the judge prompt (the format of :mod:`shadowproxy.decision.judge_prompt`),
+grades both answers with :func:`~shadowproxy.simulator.variants.grade` against the
+conversation (what it would itself have answered there), and names the better one, or
+``tie``. ``SimulatorConfig.judge_position_bias`` is the probability of answering "A"
+whatever the answers, decided by a hash of the request: a judge with a position bias,
+which the two-order protocol must neutralise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from shadowproxy.simulator.answers import DISAGREEMENT, Answer, Prompt, SimulatorConfig, ToolUse
+from shadowproxy.simulator.variants import Grade, grade
+
+__all__ = ["is_judge_request", "judge_answer", "judge_winner"]
+
+_CONVERSATION = re.compile(r"<conversation>\n(.*?)\n</conversation>", re.DOTALL)
+_ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
+_RANK = {Grade.BAD: 0, Grade.UNKNOWN: 1, Grade.GOOD: 2}
+
+
+def is_judge_request(body: Mapping[str, Any]) -> bool:
+    choice = body.get("tool_choice")
+    return isinstance(choice, Mapping) and choice.get("type") == "tool" and (
+        choice.get("name") == "verdict") and any(
+        isinstance(t, Mapping) and t.get("name") == "verdict" for t in body.get("tools", []))
+
+
+def _prompt_text(body: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    for message in body.get("messages", []):
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(b["text"] for b in content
+                         if isinstance(b, Mapping) and isinstance(b.get("text"), str))
+    return "\n".join(parts)
+
+
+def _biased(body: Mapping[str, Any], bias: float) -> bool:
+    if bias <= 0:
+        return False
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < bias
+
+
+def judge_winner(body: Mapping[str, Any], config: SimulatorConfig) -> tuple[str, str]:
+    """``(winner, reason)`` for a judge request."""
+    if _biased(body, config.judge_position_bias):
+        return "A", "A reads better."
+    text = _prompt_text(body)
+    found = _CONVERSATION.search(text)
+    conversation = found[1] if found else ""
+    answers = {m[1]: m[2] for m in _ANSWER.finditer(text)}
+    grade_a = grade(answers.get("A", ""), conversation, DISAGREEMENT)
+    grade_b = grade(answers.get("B", ""), conversation, DISAGREEMENT)
+    if _RANK[grade_a] == _RANK[grade_b]:
+        return "tie", f"Both answers are {grade_a.value}."
+    winner, loser = ("A", "B") if _RANK[grade_a] > _RANK[grade_b] else ("B", "A")
+    return winner, f"Answer {loser} does not answer the question that was asked."
+
+
+def judge_answer(body: Mapping[str, Any], prompt: Prompt, config: SimulatorConfig) -> Answer:
+    winner, reason = judge_winner(body, config)
+    arguments = {"winner": winner, "reason": reason}
+    return Answer("", ToolUse("verdict", arguments), None, "tool_use",
+                  max(1, prompt.chars // 4), max(1, len(json.dumps(arguments)) // 4))
