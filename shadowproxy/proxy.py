@@ -21,7 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.capture import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart
 from shadowproxy.routing import (
     CREDENTIAL_HEADERS,
     HOP_BY_HOP,
@@ -35,8 +35,7 @@ log = logging.getLogger("shadowproxy.proxy")
 # Answers up to this size with a Content-Length are read whole and sent in one write;
 # anything else (SSE, chunked, large downloads) is relayed chunk by chunk as it arrives.
 _WHOLE_BODY_LIMIT = 1 << 20
-# A mirrored answer is captured for normalisation up to this many bytes.
-_CAPTURE_LIMIT = 16 << 20
+_CAPTURE_LIMIT = CAPTURE_LIMIT
 # Headers the shadow may see: they change model behaviour, they are not credentials.
 _SHADOW_HEADERS = ("anthropic-beta", "anthropic-version")
 _SKIP_AUTO = frozenset({"User-Agent", "Accept-Encoding", "Content-Type"})

@@ -229,3 +229,27 @@ async def test_submit_never_waits(database_url: str, tmp_path: Path) -> None:
     await writer.start()
     await writer.close(timeout_s=10)
     assert len(await _stored(database_url)) == 10
+
+
+async def test_text_postgresql_cannot_hold_is_repaired_not_dropped(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A lone surrogate (a ``\\ud800`` escape in a request or answer) and an emoji whose
+    two UTF-16 halves arrived in two stream deltas are stored, repaired, not dropped."""
+    lone = make_pair(
+        request={"messages": [{"role": "user", "content": "half \ud800 of a pair"}]},
+        primary=Side(status=200, text="answer \udfff", tool_calls=[{"name": "f\ud83d",
+                                                                    "arguments": {}}]),
+    )
+    split_emoji = make_pair(primary=Side(status=200, text="smile " + "\ud83d" + "\ude00"))
+    writer = _writer(database_url, tmp_path)
+    await writer.start()
+    for pair in (lone, split_emoji, make_pair()):
+        writer.submit(pair)
+    await writer.close(timeout_s=10)
+    rows = {r["id"]: r for r in await _stored(database_url)}
+    assert len(rows) == 3 and writer.rejected == 0
+    assert rows[split_emoji.id]["primary_text"] == "smile \U0001f600"
+    assert rows[lone.id]["primary_text"] == "answer \ufffd"
+    assert "half \ufffd of a pair" in rows[lone.id]["request"]
+    assert "f\ufffd" in rows[lone.id]["primary_tool_calls"]

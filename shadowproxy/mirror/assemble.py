@@ -14,11 +14,12 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.capture import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart
 from shadowproxy.normalized import Normalized
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, Side
 from shadowproxy.redact import Redactor
+from shadowproxy.storable import cut_depth
 from shadowproxy.wire import StreamNormalizer
 from shadowproxy.wire import anthropic as anthropic_wire
 from shadowproxy.wire import openai as openai_wire
@@ -34,9 +35,13 @@ def new_stream_normalizer(api: str) -> StreamNormalizer:
 
 
 class _Decoder:
-    """Incremental ``content-encoding`` decoder; identity when the body is not compressed."""
+    """Incremental ``content-encoding`` decoder; identity when the body is not compressed.
 
-    def __init__(self, encoding: str | None) -> None:
+    Inflates at most ``limit`` bytes in all (the capture limit): a 200 KB gzip bomb
+    becomes a truncated answer, never gigabytes in the mirror's memory.
+    """
+
+    def __init__(self, encoding: str | None, limit: int = CAPTURE_LIMIT) -> None:
         encoding = (encoding or "").strip().lower()
         self._z: Any = None
         if encoding in ("gzip", "x-gzip"):
@@ -44,15 +49,25 @@ class _Decoder:
         elif encoding == "deflate":
             self._z = zlib.decompressobj()
         self.failed = False
+        self.truncated = False
+        self._left = limit
 
     def feed(self, data: bytes) -> bytes:
         if self._z is None or self.failed:
             return data
+        if self._left <= 0:
+            self.truncated = self.truncated or bool(data)
+            return b""
         try:
-            return bytes(self._z.decompress(data))
+            out = bytes(self._z.decompress(data, self._left))
         except Exception:  # a corrupt body is recorded as unparseable, never raised
             self.failed = True
             return b""
+        self._left -= len(out)
+        if self._z.unconsumed_tail:
+            self.truncated = True
+            self._left = 0
+        return out
 
 
 def side_from_normalized(norm: Normalized, *, status: int | None) -> Side:
@@ -96,7 +111,7 @@ def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
         side.error = "client disconnected before the answer ended"
     elif end.error:
         side.error = end.error
-    elif end.truncated:
+    elif end.truncated or decoder.truncated:
         side.error = side.error or "answer larger than the capture limit; truncated"
     return side
 
@@ -122,6 +137,8 @@ def slim_request(value: Any) -> Any:
 
 
 def _redact_side(side: Side, redactor: Redactor) -> Side:
+    if side.tool_calls:
+        side.tool_calls = cut_depth(side.tool_calls)
     if not redactor:
         return side
     if side.text:
@@ -155,7 +172,9 @@ def build_record(
     prices: PriceTable,
     replay: Side | None = None,
 ) -> PairRecord:
-    stored_request = slim_request(request) if request is not None else None
+    # Cut first: slim_request recurses, and the stored value must stay within the depth
+    # every reader of the table can walk.
+    stored_request = slim_request(cut_depth(request)) if request is not None else None
     if redactor and stored_request is not None:
         stored_request = redactor.json(stored_request)
     if primary.model is None and isinstance(request, dict) and isinstance(

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from shadowproxy.records import PairRecord, Side
+from shadowproxy.storable import needs_repair, repair_json, repair_text
 from shadowproxy.store.columns import JSONB_COLUMNS, PAIR_COLUMNS
 
 _STAGING = "pairs_incoming"
@@ -64,14 +65,10 @@ def asyncpg_dsn(url: str) -> str:
 
 
 def _scrub(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL; a model may still write one."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
+    """PostgreSQL text and jsonb cannot hold NUL or lone UTF-16 surrogates; a model or an
+    application may still send them (a ``\\ud800`` escape, an emoji split across two
+    stream deltas). Repaired, never dropped: see :func:`shadowproxy.storable.repair_text`."""
+    return repair_json(value)
 
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -119,8 +116,10 @@ def _scrub_cell(value: Any, is_json: bool) -> Any:
     if not isinstance(value, str):
         return value
     if is_json:
-        return _encode_json(_scrub(json.loads(value))) if "\\u0000" in value else value
-    return _scrub(value)
+        if "\\u0000" in value or needs_repair(value):
+            return _encode_json(_scrub(json.loads(value)))
+        return value
+    return repair_text(value)
 
 
 class PairSink:
