@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fakes.providers", "tests.fakes.database"]
+pytest_plugins = ["tests.fakes.providers", "tests.fakes.database", "tests.fakes.hostile"]
