@@ -144,22 +144,27 @@ class Spool:
         self._adopt(path, after_failure=False)
 
     def _adopt(self, path: Path, *, after_failure: bool) -> None:
+        """Record ``path``'s size as the disk reports it.
+
+        After a failure: a known segment keeps its last known size if it cannot be seen
+        now (the disk may come back with it); a new file becomes a segment only if the
+        failed write left bytes in it (replay skips a torn line); otherwise it leaves no
+        trace.
+        """
         try:
-            size = path.stat().st_size
+            size: int | None = path.stat().st_size
         except OSError:
             size = None
-        if after_failure and size == 0 and path not in self._sizes:
+        if path in self._sizes:
+            if size is not None:
+                self._sizes[path] = size
+            return
+        if after_failure and not size:
             with contextlib.suppress(OSError):
                 path.unlink()
-            size = None
-        if size is None:
-            if path in self._sizes:
-                del self._sizes[path]
-                self._segments.remove(path)
             return
-        if path not in self._sizes:
-            self._segments.append(path)
-        self._sizes[path] = size
+        self._segments.append(path)
+        self._sizes[path] = size or 0
 
     def _sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)
