@@ -172,3 +172,44 @@ async def test_hostile_inputs_are_stored_repaired_and_losses_add_up(
     written = total(sample, "shadowproxy_pairs_written_total")
     assert (outcomes, written) == (11, 8)
     assert total(sample, "shadowproxy_pairs_lost_total") == outcomes - written
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_a_gzip_bomb_is_recorded_truncated_and_never_inflated(
+    tmp_path: Path, simulator: SimulatedProvider, database_url: str, hostile_primary: str
+) -> None:
+    """~200 KB of gzip that inflate to 200 MB: the user gets the bytes as sent; the
+    mirror inflates no more than the capture limit and stays under 150 MB."""
+    async with running_serve(
+        tmp_path, primary_url=hostile_primary, shadow_base_url=simulator.url,
+        shadow_api_key=SHADOW_KEY, database_url=database_url,
+    ) as served:
+        mirrors = [p for p in _descendants(served.proc.pid)
+                   if b"mirror" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(mirrors) == 1
+        async with aiohttp.ClientSession(auto_decompress=False) as session, session.post(
+            f"{served.url}/v1/chat/completions", data=chat_body("boom"),
+            headers={"Authorization": f"Bearer {APP_KEY}", "x-hostile": "gzip-bomb"},
+        ) as response:
+            assert response.status == 200
+            assert len(await response.read()) < 1 << 20
+        rows = await wait_pairs(database_url, 1)
+        peak = _peak_rss_mb(mirrors[0])
+    assert len(rows) == 1
+    assert "truncated" in rows[0]["primary_error"]
+    assert peak < 150, f"mirror peak RSS {peak:.0f} MB"

@@ -112,7 +112,9 @@ def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
     elif end.error:
         side.error = end.error
     elif end.truncated or decoder.truncated:
-        side.error = side.error or "answer larger than the capture limit; truncated"
+        # The cut explains whatever the parser then said about the rest.
+        side.error = "answer larger than the capture limit; truncated" + (
+            f" ({side.error[:200]})" if side.error else "")
     return side
 
 
