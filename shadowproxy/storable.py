@@ -49,18 +49,26 @@ def bounded(reason: str, limit: int = MAX_REASON_CHARS) -> str:
 
 
 def json_depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, depth + 1)
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, depth + 1)
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion.
+
+    Level by level, keeping only containers: the cost is one ``isinstance`` per value.
+    """
+    depth = 0
+    level = [value] if isinstance(value, dict | list) else []
+    while level:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below += [c for c in children if isinstance(c, dict | list)]
+        level = below
+    return depth
+
+
+def shallow_enough(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``body`` cannot nest deeper than ``limit``: it has too few brackets.
+    A C-speed count that spares the walk for nearly every real request."""
+    return body.count(b"[") + body.count(b"{") <= limit
 
 
 def parse_json(body: bytes | str) -> Any:

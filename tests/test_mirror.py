@@ -435,7 +435,7 @@ async def test_16k_reused_tool_call_ids_are_translated_in_linear_time(rig: Rig) 
     ids = [b["id"] for m in shadow_req.json["messages"] for b in m["content"]
            if isinstance(b, dict) and b.get("type") == "tool_use"]
     assert len(ids) == len(set(ids)) == 16_000
-    assert elapsed < 10, f"16k ids took {elapsed:.1f} s end to end (was over 16 s)"
+    assert elapsed < 20, f"16k ids took {elapsed:.1f} s end to end (was over 60 s)"
 
 
 async def test_an_unanswered_tool_call_flood_gives_a_short_reason(rig: Rig) -> None:

@@ -174,9 +174,9 @@ def build_record(
     prices: PriceTable,
     replay: Side | None = None,
 ) -> PairRecord:
-    # Cut first: slim_request recurses, and the stored value must stay within the depth
-    # every reader of the table can walk.
-    stored_request = slim_request(cut_depth(request)) if request is not None else None
+    # ``request`` is within MAX_JSON_DEPTH already (the engine checks it on arrival and
+    # cuts a deeper one), so slim_request's recursion is bounded.
+    stored_request = slim_request(request) if request is not None else None
     if redactor and stored_request is not None:
         stored_request = redactor.json(stored_request)
     if primary.model is None and isinstance(request, dict) and isinstance(

@@ -24,7 +24,14 @@ from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.redact import Redactor
-from shadowproxy.storable import MAX_JSON_DEPTH, TOO_DEEP, bounded, cut_depth, json_depth
+from shadowproxy.storable import (
+    MAX_JSON_DEPTH,
+    TOO_DEEP,
+    bounded,
+    cut_depth,
+    json_depth,
+    shallow_enough,
+)
 from shadowproxy.tasks import spawn
 from shadowproxy.translate import Untranslatable, openai_to_messages, prepare_messages_request
 
@@ -123,7 +130,7 @@ class MirrorEngine:
         except (ValueError, UnicodeDecodeError):
             self._settle(pending, ShadowOutcome.SKIPPED, "request body is not valid JSON")
             return
-        if (depth := json_depth(request)) > MAX_JSON_DEPTH:
+        if not shallow_enough(start.body) and (depth := json_depth(request)) > MAX_JSON_DEPTH:
             pending.request = cut_depth(request)
             self._settle(pending, ShadowOutcome.SKIPPED,
                          f"request JSON nested {depth} levels deep (limit {MAX_JSON_DEPTH})")
