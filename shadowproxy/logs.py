@@ -84,6 +84,15 @@ class Redact(logging.Filter):
         self._malformed_quiet = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            return self._redact(record)
+        except Exception:  # a filter that raises would raise in the caller's code
+            record.msg = f"unloggable record from {record.name} (redaction failed)"
+            record.args, record.exc_info, record.exc_text, record.stack_info = (
+                None, None, None, None)
+            return True
+
+    def _redact(self, record: logging.LogRecord) -> bool:
         exc = _malformed(record)
         if exc is not None:
             return self._one_line(record, exc)
@@ -113,7 +122,8 @@ class Redact(logging.Filter):
         record.args = (peer, getattr(exc, "code", 400), what,
                        f"; {quiet} more in the last {MALFORMED_EVERY_S:g}s not logged"
                        if quiet else "")
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if record.levelno > logging.WARNING:  # not our error; a DEBUG stays DEBUG
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True
 

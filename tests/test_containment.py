@@ -11,11 +11,20 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
 import openai
 
+from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
+from shadowproxy.mirror.link import InlineMirrorLink
+from shadowproxy.mirror.shadow import ShadowCaller
+from shadowproxy.pricing import PriceTable
+from shadowproxy.records import PairRecord
+from shadowproxy.redact import Redactor
+from shadowproxy.server import make_proxy_app
+from shadowproxy.settings import Settings
 from shadowproxy.store.sink import asyncpg_dsn
 from tests.fakes.database import TestPostgres
 from tests.fakes.providers import SimulatedProvider
@@ -213,3 +222,52 @@ async def test_a_gzip_bomb_is_recorded_truncated_and_never_inflated(
     assert len(rows) == 1
     assert "truncated" in rows[0]["primary_error"]
     assert peak < 150, f"mirror peak RSS {peak:.0f} MB"
+
+
+async def _engine_rig(
+    simulator: SimulatedProvider, aiohttp_server: Any, *, queue_bytes: int = 256 << 20,
+    capture_budget_bytes: int = 256 << 20,
+) -> tuple[str, MirrorEngine, list[PairRecord], list[str], ShadowCaller]:
+    settings = Settings(primary_url=simulator.url, shadow_base_url=simulator.url,
+                        shadow_api_key=SHADOW_KEY, shadow_max_retries=0, shadow_timeout_s=10)
+    records: list[PairRecord] = []
+    lost: list[str] = []
+    caller = ShadowCaller(settings)
+    engine = MirrorEngine(
+        caller=caller, sink=records.append,
+        limits=EngineLimits(queue_bytes=queue_bytes, timeout_s=10),
+        redactor=Redactor.from_names(["secrets"]), prices=PriceTable.load(),
+    )
+    app = make_proxy_app(primary_url=simulator.url, mirror=InlineMirrorLink(engine),
+                         tag_header="x-shadow-tag", max_body_bytes=32 << 20,
+                         on_lost=lost.append, capture_budget_bytes=capture_budget_bytes)
+    server = await aiohttp_server(app)
+    return f"http://{server.host}:{server.port}", engine, records, lost, caller
+
+
+async def test_the_mirror_queue_is_bounded_in_bytes(
+    simulator: SimulatedProvider, aiohttp_server: Any
+) -> None:
+    url, engine, records, _lost, caller = await _engine_rig(
+        simulator, aiohttp_server, queue_bytes=1 << 20)
+    big = chat_body("#slow=1500 " + "x" * (600 << 10))
+    statuses = await asyncio.gather(*(post_raw(url, big) for _ in range(3)))
+    assert statuses == [200, 200, 200]
+    await engine.drain(15)
+    await caller.close()
+    assert sorted(r.shadow_outcome for r in records) == ["dropped", "dropped", "ok"]
+    assert all("SHADOW_QUEUE_MB" in (r.shadow_reason or "") for r in records
+               if r.shadow_outcome == "dropped")
+    assert engine.pending_bytes == 0
+
+
+async def test_over_the_capture_budget_a_pair_is_served_not_mirrored_and_counted(
+    simulator: SimulatedProvider, aiohttp_server: Any
+) -> None:
+    url, engine, records, lost, caller = await _engine_rig(
+        simulator, aiohttp_server, capture_budget_bytes=64 << 10)
+    assert await post_raw(url, chat_body("small")) == 200
+    assert await post_raw(url, chat_body("y" * (100 << 10))) == 200  # the user is served
+    await engine.drain(15)
+    await caller.close()
+    assert len(records) == 1 and lost == ["capture_budget"]

@@ -143,3 +143,11 @@ async def test_a_cr_in_authorization_leaves_no_key_and_one_warning_line(
         assert json.loads(warnings[0])["level"] == "warning"
     else:
         assert " WARNING " in warnings[0]
+
+
+def test_a_record_that_cannot_be_formatted_never_raises_in_the_caller(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging(Settings(log_format="text"))
+    logging.getLogger("some.library").warning("%d items", "not a number")
+    assert "unloggable record from some.library" in capsys.readouterr().err
