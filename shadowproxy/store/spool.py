@@ -60,6 +60,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.dropped = 0  # pairs refused because the spool was full
+        self.unencodable = 0  # pairs that could not be written as JSON at all
         self.torn = 0  # lines that did not parse on replay (a crash mid-append)
         self.skipped_segments = 0  # segments missing or unreadable on replay
         self.writable = True  # the last append reached the disk (or none was tried)
@@ -107,7 +108,8 @@ class Spool:
                     self.writable = False
                     raise SpoolUnwritable(exc.errno, f"spool write failed: {exc}") from exc
                 self.writable = True
-            refused = len(records) - len(lines)
+            self.unencodable += len(records) - len(encoded)
+            refused = len(encoded) - len(lines)
             self.dropped += refused
         if refused:
             log.error("spool (%d of %d bytes used) dropped %d pairs",

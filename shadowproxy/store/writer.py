@@ -96,7 +96,7 @@ class PairWriter:
             "spool_full": self.spool.dropped,
             "spool_error": self.spool_errors,
             "writer_backlog": self.overflow_dropped,
-            "unstorable": self.rejected,
+            "unstorable": self.rejected + self.spool.unencodable,
         })
 
     async def start(self) -> None:
