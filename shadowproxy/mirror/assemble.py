@@ -176,7 +176,10 @@ def build_record(
 ) -> PairRecord:
     # ``request`` is within MAX_JSON_DEPTH already (the engine checks it on arrival and
     # cuts a deeper one), so slim_request's recursion is bounded.
-    stored_request = slim_request(request) if request is not None else None
+    # The walk costs one call per JSON value; a body that names no base64 payload and
+    # no data: URL has nothing for it to slim.
+    inline_data = b"base64" in start.body or b"data:" in start.body
+    stored_request = slim_request(request) if request is not None and inline_data else request
     if redactor and stored_request is not None:
         stored_request = redactor.json(stored_request)
     if primary.model is None and isinstance(request, dict) and isinstance(
