@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# A mirrored answer is captured for normalisation up to this many bytes; a compressed
+# answer is inflated in the mirror up to the same bound.
+CAPTURE_LIMIT = 16 << 20
+
 
 @dataclass(slots=True)
 class ExchangeStart:

@@ -72,6 +72,15 @@ class Metrics:
             multiprocess_mode="livesum", registry=reg,
         )
 
+        # Every pair that will never be stored, whatever the cause; a reason per cause:
+        # refused (mirror behind), capture_budget (proxy capture memory full),
+        # spool_full, spool_error (the disk refused the write), writer_backlog,
+        # unstorable (PostgreSQL refused it even repaired), assembly, restart_gap.
+        self.pairs_lost = Counter(
+            "shadowproxy_pairs_lost", "Pairs that will never be stored, by reason",
+            ["reason"], registry=reg,
+        )
+
         self.proxy_overhead = Histogram(
             "shadowproxy_added_latency_seconds",
             "Time the proxy adds: user-facing latency minus the upstream exchange",
@@ -86,6 +95,26 @@ class Metrics:
         return Gauge(
             "shadowproxy_database_up", "1 while the mirror can write to PostgreSQL",
             multiprocess_mode="liveall", registry=self.registry,
+        )
+
+    def count_lost(self, reason: str, count: int = 1) -> None:
+        self.pairs_lost.labels(reason).inc(count)
+
+    @functools.cached_property
+    def spool_writable(self) -> Gauge:
+        """1 while the mirror's last spool write (if any) succeeded; made only by a mirror,
+        for the reason :attr:`database_up` is."""
+        return Gauge(
+            "shadowproxy_spool_writable", "1 while the mirror can write to its disk spool",
+            multiprocess_mode="liveall", registry=self.registry,
+        )
+
+    @functools.cached_property
+    def writer_pending(self) -> Gauge:
+        """Pairs accepted by the mirror's writer, neither stored nor spooled yet."""
+        return Gauge(
+            "shadowproxy_writer_pending", "Pairs waiting in the mirror's writer",
+            multiprocess_mode="livesum", registry=self.registry,
         )
 
     def observe_request(self, api: str, status: int, seconds: float, added: float) -> None:

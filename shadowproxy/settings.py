@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     judge_timeout_s: float = Field(60.0, gt=0)
     judge_max_retries: int = Field(2, ge=0, le=10)
 
+    # -- Containment and memory bounds (reliab-contain) ---------------------------------
+    # Bytes all exchanges pending in one mirror may hold (request bodies and captured
+    # answers); past it new shadows are dropped (recorded, counted as outcome "dropped").
+    shadow_queue_mb: float = Field(256.0, gt=0)
+    # Bytes all in-flight mirrored exchanges of one proxy worker may hold in capture
+    # buffers; past it a new exchange is not mirrored (user unaffected) and counted in
+    # shadowproxy_pairs_lost_total{reason="capture_budget"}.
+    capture_budget_mb: float = Field(256.0, gt=0)
+
     @field_validator("primary_url", "shadow_base_url", "judge_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

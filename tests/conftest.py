@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fakes.providers", "tests.fakes.database", "tests.fakes.judge"]
+pytest_plugins = ["tests.fakes.providers", "tests.fakes.database", "tests.fakes.judge",
+                  "tests.fakes.hostile"]
 
 _OWN_BASETEMP = "_shadowproxy_own_basetemp"
 

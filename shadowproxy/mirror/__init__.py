@@ -11,8 +11,10 @@
                                              ├─ replay.Replayer (noise floor)
                                              └─ assemble: normalise both sides, redact,
                                                 price → PairRecord ──▶ store writer
+    conversations: what the mirror saw of Responses answers, for previous_response_id
     exporter: the engine's and writer's counters into the shared metrics files
 
-:mod:`.translate`, :mod:`.translate_responses` and :mod:`.redact` are pure; the rest
-does the I/O (:mod:`.conversations` is the mirror process's memory of Responses answers).
+:mod:`.translate` and :mod:`.translate_responses` are pure; the rest does the I/O
+(:mod:`.conversations` is the mirror process's memory of Responses answers). Redaction,
+shared with the logs of every process, is :mod:`shadowproxy.redact`.
 """

@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shadowproxy.exchange import ExchangeEnd, ExchangeStart
-from shadowproxy.mirror.redact import Redactor
+from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, Side
+from shadowproxy.redact import Redactor
+from shadowproxy.storable import cut_depth
 from shadowproxy.wire import StreamNormalizer
 from shadowproxy.wire import anthropic as anthropic_wire
 from shadowproxy.wire import openai as openai_wire
@@ -38,9 +39,13 @@ def new_stream_normalizer(api: str) -> StreamNormalizer:
 
 
 class _Decoder:
-    """Incremental ``content-encoding`` decoder; identity when the body is not compressed."""
+    """Incremental ``content-encoding`` decoder; identity when the body is not compressed.
 
-    def __init__(self, encoding: str | None) -> None:
+    Inflates at most ``limit`` bytes in all (the capture limit): a 200 KB gzip bomb
+    becomes a truncated answer, never gigabytes in the mirror's memory.
+    """
+
+    def __init__(self, encoding: str | None, limit: int = CAPTURE_LIMIT) -> None:
         encoding = (encoding or "").strip().lower()
         self._z: Any = None
         if encoding in ("gzip", "x-gzip"):
@@ -48,15 +53,25 @@ class _Decoder:
         elif encoding == "deflate":
             self._z = zlib.decompressobj()
         self.failed = False
+        self.truncated = False
+        self._left = limit
 
     def feed(self, data: bytes) -> bytes:
         if self._z is None or self.failed:
             return data
+        if self._left <= 0:
+            self.truncated = self.truncated or bool(data)
+            return b""
         try:
-            return bytes(self._z.decompress(data))
+            out = bytes(self._z.decompress(data, self._left))
         except Exception:  # a corrupt body is recorded as unparseable, never raised
             self.failed = True
             return b""
+        self._left -= len(out)
+        if self._z.unconsumed_tail:
+            self.truncated = True
+            self._left = 0
+        return out
 
 
 def _body_normalizer(api: str) -> Callable[[int, bytes, Mapping[str, str]], Normalized]:
@@ -107,8 +122,10 @@ def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
         side.error = "client disconnected before the answer ended"
     elif end.error:
         side.error = end.error
-    elif end.truncated:
-        side.error = side.error or "answer larger than the capture limit; truncated"
+    elif end.truncated or decoder.truncated:
+        # The cut explains whatever the parser then said about the rest.
+        side.error = "answer larger than the capture limit; truncated" + (
+            f" ({side.error[:200]})" if side.error else "")
     return side
 
 
@@ -133,6 +150,8 @@ def slim_request(value: Any) -> Any:
 
 
 def _redact_side(side: Side, redactor: Redactor) -> Side:
+    if side.tool_calls:
+        side.tool_calls = cut_depth(side.tool_calls)
     if not redactor:
         return side
     if side.text:
@@ -166,7 +185,12 @@ def build_record(
     prices: PriceTable,
     replay: Side | None = None,
 ) -> PairRecord:
-    stored_request = slim_request(request) if request is not None else None
+    # ``request`` is within MAX_JSON_DEPTH already (the engine checks it on arrival and
+    # cuts a deeper one), so slim_request's recursion is bounded.
+    # The walk costs one call per JSON value; a body that names no base64 payload and
+    # no data: URL has nothing for it to slim.
+    inline_data = b"base64" in start.body or b"data:" in start.body
+    stored_request = slim_request(request) if request is not None and inline_data else request
     if redactor and stored_request is not None:
         stored_request = redactor.json(stored_request)
     if primary.model is None and isinstance(request, dict) and isinstance(

@@ -20,7 +20,6 @@ from typing import Any
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.assemble import build_record, primary_side
 from shadowproxy.mirror.conversations import ResponseHistory
-from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
 from shadowproxy.mirror.translate import (
@@ -31,6 +30,15 @@ from shadowproxy.mirror.translate import (
 from shadowproxy.mirror.translate_responses import responses_to_messages
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
+from shadowproxy.redact import Redactor
+from shadowproxy.storable import (
+    MAX_JSON_DEPTH,
+    TOO_DEEP,
+    bounded,
+    cut_depth,
+    json_depth,
+    shallow_enough,
+)
 from shadowproxy.tasks import spawn
 
 log = logging.getLogger("shadowproxy.mirror")
@@ -49,6 +57,7 @@ class _Pending:
     replay_task: asyncio.Task[None] | None = None
     replay: Side | None = None
     created: float = field(default_factory=time.monotonic)
+    size: int = 0  # bytes this exchange holds in the mirror (request and captured answer)
 
 
 @dataclass(slots=True)
@@ -63,6 +72,10 @@ class EngineLimits:
     # What the mirror keeps of Responses API answers for previous_response_id.
     responses_remembered: int = 10_000
     responses_memory_bytes: int = 64 << 20
+    # Bytes all pending exchanges may hold (bodies and captured answers); past it a new
+    # exchange's shadow is dropped (recorded, counted), so a burst of large requests
+    # cannot grow the mirror without limit.
+    queue_bytes: int = 256 << 20
 
 
 class MirrorEngine:
@@ -90,6 +103,9 @@ class MirrorEngine:
         self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
         self.records = 0
+        # Pairs with an outcome that never reached the writer, by reason (assembly).
+        self.lost: Counter[str] = Counter()
+        self.pending_bytes = 0
 
     @property
     def pending(self) -> int:
@@ -98,15 +114,37 @@ class MirrorEngine:
     # -- events from the proxy ---------------------------------------------------------
 
     def on_start(self, start: ExchangeStart) -> None:
-        pending = _Pending(start)
+        """Never raises: whatever the body holds, the exchange ends in one record."""
+        pending = _Pending(start, size=len(start.body))
         self._pending[start.exchange_id] = pending
+        self.pending_bytes += pending.size
+        try:
+            self._start(pending)
+        except Exception as exc:  # a bug or an input we did not foresee: record it
+            log.warning("mirroring an exchange failed: %s", bounded(repr(exc), 200),
+                        extra={"exchange_id": start.exchange_id})
+            if pending.shadow is None and pending.task is None:
+                self._settle(pending, ShadowOutcome.ERROR, f"internal: {exc!r}")
+
+    def _start(self, pending: _Pending) -> None:
+        start = pending.start
         if start.replay_headers is not None and self._replayer is not None:
             pending.replay_task = spawn(self._replay(pending),
                                         name=f"replay-{start.exchange_id}")
         try:
             request = json.loads(start.body)
+        except RecursionError:
+            pending.request = TOO_DEEP
+            self._settle(pending, ShadowOutcome.SKIPPED,
+                         f"request JSON nested too deep to parse (limit {MAX_JSON_DEPTH})")
+            return
         except (ValueError, UnicodeDecodeError):
             self._settle(pending, ShadowOutcome.SKIPPED, "request body is not valid JSON")
+            return
+        if not shallow_enough(start.body) and (depth := json_depth(request)) > MAX_JSON_DEPTH:
+            pending.request = cut_depth(request)
+            self._settle(pending, ShadowOutcome.SKIPPED,
+                         f"request JSON nested {depth} levels deep (limit {MAX_JSON_DEPTH})")
             return
         pending.request = request
         pending.stream = isinstance(request, dict) and request.get("stream") is True
@@ -128,6 +166,10 @@ class MirrorEngine:
             return
         if self.in_flight + self.waiting >= self._limits.concurrency + self._limits.queue:
             self._settle(pending, ShadowOutcome.DROPPED, "shadow queue full (SHADOW_QUEUE)")
+            return
+        if self.pending_bytes > self._limits.queue_bytes:
+            self._settle(pending, ShadowOutcome.DROPPED,
+                         "shadow queue over its byte bound (SHADOW_QUEUE_MB)")
             return
         headers = {k: v for k, v in start.forward_headers.items()
                    if start.api == Api.ANTHROPIC_MESSAGES or k == "anthropic-beta"}
@@ -155,6 +197,9 @@ class MirrorEngine:
         pending.end = end
         if pending.start.api == Api.OPENAI_RESPONSES:
             self.responses.ended(end)
+        grown = sum(len(chunk) for _, chunk in end.chunks)
+        pending.size += grown
+        self.pending_bytes += grown
         self._maybe_emit(pending)
 
     # -- internals ---------------------------------------------------------------------
@@ -174,6 +219,7 @@ class MirrorEngine:
         )
 
     def _settle(self, pending: _Pending, outcome: ShadowOutcome, reason: str) -> None:
+        reason = bounded(reason)
         pending.shadow = ShadowResult(Side(error=reason if outcome != "skipped" else None),
                                       outcome, reason)
         self._maybe_emit(pending)
@@ -207,7 +253,7 @@ class MirrorEngine:
         except Exception as exc:  # a bug in our own parsing: record it, keep the loop alive
             log.exception("shadow call failed unexpectedly")
             pending.shadow = ShadowResult(Side(error=f"internal: {type(exc).__name__}"),
-                                          ShadowOutcome.ERROR, f"internal: {exc!r}")
+                                          ShadowOutcome.ERROR, bounded(f"internal: {exc!r}"))
         self._maybe_emit(pending)
 
     async def _replay(self, pending: _Pending) -> None:
@@ -227,35 +273,65 @@ class MirrorEngine:
             return
         if self._pending.pop(pending.start.exchange_id, None) is None:
             return
+        self.pending_bytes -= pending.size
         self._emit(pending, pending.end, pending.shadow)
 
     def _emit(self, pending: _Pending, end: ExchangeEnd, shadow: ShadowResult) -> None:
+        outcome, reason = shadow.outcome.value, shadow.reason
+        if reason is not None:
+            reason = bounded(reason)
+        self.outcomes[outcome] += 1
         try:
-            record = build_record(
-                start=pending.start,
-                request=pending.request,
-                stream=pending.stream,
-                primary=primary_side(pending.start, end),
-                shadow=shadow.side,
-                outcome=shadow.outcome.value,
-                reason=shadow.reason,
-                client_disconnected=end.client_disconnected,
-                redactor=self._redactor,
-                prices=self._prices,
-                replay=pending.replay,
-            )
-        except Exception:  # a record we cannot build is a bug: log it, never crash the loop
-            log.exception("could not assemble a pair record")
-            return
-        self.outcomes[shadow.outcome.value] += 1
+            record = self._build(pending, end, shadow.side, outcome, reason)
+        except Exception as exc:
+            # The answer itself broke assembly (a shape no normaliser foresaw): keep the
+            # pair with what is certainly known, the failure as the primary's error.
+            log.warning("could not assemble a pair record, storing it bare: %s",
+                        bounded(repr(exc), 200), extra={"exchange_id": pending.start.exchange_id})
+            try:
+                record = self._build_bare(pending, end, outcome, reason, exc)
+            except Exception:
+                log.exception("could not assemble even a bare pair record; pair lost")
+                self.lost["assembly"] += 1
+                return
         self.records += 1
         self._sink(record)
         level = logging.DEBUG if shadow.outcome == ShadowOutcome.OK else logging.INFO
         if log.isEnabledFor(level):
             log.log(level, "pair recorded: api=%s tag=%s primary=%s shadow=%s%s",
-                    record.api, record.tag, record.primary.status, shadow.outcome.value,
-                    f" ({shadow.reason})" if shadow.reason else "",
+                    record.api, record.tag, record.primary.status, outcome,
+                    f" ({bounded(record.shadow_reason, 200)})" if record.shadow_reason else "",
                     extra={"exchange_id": str(record.id)})
+
+    def _build(self, pending: _Pending, end: ExchangeEnd, shadow: Side, outcome: str,
+               reason: str | None) -> PairRecord:
+        return build_record(
+            start=pending.start,
+            request=pending.request,
+            stream=pending.stream,
+            primary=primary_side(pending.start, end),
+            shadow=shadow,
+            outcome=outcome,
+            reason=reason,
+            client_disconnected=end.client_disconnected,
+            redactor=self._redactor,
+            prices=self._prices,
+            replay=pending.replay,
+        )
+
+    def _build_bare(self, pending: _Pending, end: ExchangeEnd, outcome: str,
+                    reason: str | None, exc: Exception) -> PairRecord:
+        latency = (end.ended_at - pending.start.sent_at) * 1000 if end.ended_at else None
+        primary = Side(status=end.status, latency_ms=latency,
+                       error=bounded(f"answer could not be normalised: {exc!r}"))
+        shadow = pending.shadow.side if pending.shadow is not None else Side()
+        return build_record(
+            start=pending.start, request=None, stream=pending.stream, primary=primary,
+            shadow=Side(model=shadow.model, status=shadow.status, error=shadow.error,
+                        latency_ms=shadow.latency_ms),
+            outcome=outcome, reason=reason, client_disconnected=end.client_disconnected,
+            redactor=self._redactor, prices=self._prices, replay=None,
+        )
 
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight shadows finish within ``timeout_s``; then cut them short.

@@ -2,6 +2,11 @@
 
 The engine and the writer keep ints (cheap, no library on their hot paths); this task
 turns their growth into counter increments and their levels into gauges.
+
+The writer's real state is here for ``/readyz`` and alerts: ``shadowproxy_database_up``,
+``shadowproxy_spool_writable``, ``shadowproxy_spool_bytes``,
+``shadowproxy_writer_pending``, and every pair lost in
+``shadowproxy_pairs_lost_total{reason}``.
 """
 
 from __future__ import annotations
@@ -44,8 +49,14 @@ class MirrorExporter:
         ):
             if delta := self._grow(key, value):
                 metric.inc(delta)
+        lost = w.lost + e.lost
+        for reason, count in lost.items():
+            if delta := self._grow(f"lost:{reason}", count):
+                m.count_lost(reason, delta)
         m.spool_bytes.set(w.spool.size_bytes)
         m.database_up.set(1 if w.database_up else 0)
+        m.spool_writable.set(1 if w.spool_writable else 0)
+        m.writer_pending.set(w.pending)
 
     async def run(self, interval_s: float = 1.0) -> None:
         with contextlib.suppress(asyncio.CancelledError):

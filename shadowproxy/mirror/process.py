@@ -23,18 +23,23 @@ from pathlib import Path
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
-from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
 from shadowproxy.proxy.mirror_link import CLOSE, END, START, read_frame
+from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
+from shadowproxy.storable import bounded
 from shadowproxy.store.retention import RetentionTask
 from shadowproxy.store.spool import Spool
 from shadowproxy.store.writer import PairWriter
 from shadowproxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("shadowproxy.mirror")
+
+# A frame is read whole before it is decoded, so one bad frame leaves the stream in step;
+# this many failures in a row means it is not, and reading on would only spin.
+_MAX_FRAME_FAILURES = 100
 
 
 def engine_limits(settings: Settings) -> EngineLimits:
@@ -46,6 +51,7 @@ def engine_limits(settings: Settings) -> EngineLimits:
         timeout_s=settings.shadow_timeout_s,
         responses_remembered=settings.responses_remembered,
         responses_memory_bytes=int(settings.responses_memory_mb * (1 << 20)),
+        queue_bytes=int(settings.shadow_queue_mb * (1 << 20)),
     )
 
 
@@ -92,16 +98,30 @@ async def run_mirror(
     grace = asyncio.get_running_loop().create_future()
 
     async def serve_connection(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while (frame := await read_frame(reader)) is not None:
-            kind, payload = frame
-            if kind == START:
-                engine.on_start(payload)
-            elif kind == END:
-                engine.on_end(payload)
-            elif kind == CLOSE:
-                if not grace.done():
-                    grace.set_result(float(payload))
-                break
+        # Nothing one exchange carries may end this loop: it is the only way exchanges
+        # reach the mirror. A frame that fails is logged and the next one is read.
+        failures = 0
+        while True:
+            try:
+                frame = await read_frame(reader)
+                if frame is None:
+                    break
+                kind, payload = frame
+                if kind == START:
+                    engine.on_start(payload)
+                elif kind == END:
+                    engine.on_end(payload)
+                elif kind == CLOSE:
+                    if not grace.done():
+                        grace.set_result(float(payload))
+                    break
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.error("mirror frame failed, skipped: %s", bounded(repr(exc), 200))
+                if failures >= _MAX_FRAME_FAILURES:  # the stream itself is broken
+                    log.error("%d frames failed in a row; closing the link", failures)
+                    break
         if not grace.done():  # the parent went away without saying goodbye
             grace.set_result(settings.grace_s)
         w.close()

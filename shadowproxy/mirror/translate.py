@@ -325,6 +325,8 @@ class _Conversation:
     # Legacy function name → tool_use id of its latest call.
     legacy_calls: dict[str, str] = field(default_factory=dict)
     used_ids: set[str] = field(default_factory=set)
+    # The last suffix tried per candidate, so n reuses of one id cost O(n), not O(n²).
+    next_suffix: dict[str, int] = field(default_factory=dict)
 
     def add(self, index: int, message: Any) -> None:
         if not isinstance(message, dict):
@@ -392,10 +394,13 @@ class _Conversation:
 
     def _fresh_id(self, candidate: str) -> str:
         """Messages wants unique tool-use ids; OpenAI-compatible servers may reuse them."""
-        unique, counter = candidate, 1
+        unique, counter = candidate, self.next_suffix.get(candidate, 1)
+        if counter > 1:
+            unique = f"{candidate}_{counter}"
         while unique in self.used_ids:
             counter += 1
             unique = f"{candidate}_{counter}"
+        self.next_suffix[candidate] = counter
         self.used_ids.add(unique)
         return unique
 
@@ -444,8 +449,10 @@ def _check_tool_pairing(turns: list[_Turn]) -> None:
                 if following is not None
                 else set()
             )
-            if asked - answered:
-                raise Untranslatable(f"tool calls {sorted(asked - answered)} have no tool result")
+            if unanswered := sorted(asked - answered):
+                shown = ", ".join(_show(i) for i in unanswered[:5])
+                more = f" and {len(unanswered) - 5} more" if len(unanswered) > 5 else ""
+                raise Untranslatable(f"tool calls [{shown}{more}] have no tool result")
         else:
             previous = turns[position - 1] if position > 0 else None
             asked = (

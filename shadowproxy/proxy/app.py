@@ -55,6 +55,8 @@ def make_proxy_app(
     read_timeout_s: float = 600.0,
     observe: Observe | None = None,
     on_refused: Callable[[], None] | None = None,
+    on_lost: Callable[[str], None] | None = None,
+    capture_budget_bytes: int = 256 << 20,
 ) -> web.Application:
     """The proxy application. Every method and path goes to the proxy, including the
     ones no router would match (absolute-form targets, CONNECT), so it can refuse them."""
@@ -72,7 +74,8 @@ def make_proxy_app(
         app[PROXY] = Proxy(
             primary_url=primary_url, session=session, mirror=mirror, tag_header=tag_header,
             max_body_bytes=max_body_bytes, sample_rate=sample_rate, replay_rate=replay_rate,
-            observe=observe, on_refused=on_refused,
+            observe=observe, on_refused=on_refused, on_lost=on_lost,
+            capture_budget_bytes=capture_budget_bytes,
         )
         yield
         await session.close()

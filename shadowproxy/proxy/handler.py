@@ -21,7 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from shadowproxy.exchange import ExchangeEnd, ExchangeStart
+from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart
 from shadowproxy.proxy.routing import (
     CREDENTIAL_HEADERS,
     HOP_BY_HOP,
@@ -35,8 +35,7 @@ log = logging.getLogger("shadowproxy.proxy.handler")
 # Answers up to this size with a Content-Length are read whole and sent in one write;
 # anything else (SSE, chunked, large downloads) is relayed chunk by chunk as it arrives.
 _WHOLE_BODY_LIMIT = 1 << 20
-# A mirrored answer is captured for normalisation up to this many bytes.
-_CAPTURE_LIMIT = 16 << 20
+_CAPTURE_LIMIT = CAPTURE_LIMIT
 # Headers the shadow may see: they change model behaviour, they are not credentials.
 _SHADOW_HEADERS = ("anthropic-beta", "anthropic-version")
 _SKIP_AUTO = frozenset({"User-Agent", "Accept-Encoding", "Content-Type"})
@@ -63,6 +62,8 @@ class Proxy:
         replay_rate: float = 0.0,
         observe: Callable[[str, int, float, float], None] | None = None,
         on_refused: Callable[[], None] | None = None,
+        on_lost: Callable[[str], None] | None = None,
+        capture_budget_bytes: int = 256 << 20,
     ) -> None:
         base = URL(primary_url)
         self._origin = str(base.origin())
@@ -75,6 +76,11 @@ class Proxy:
         self._replay_rate = replay_rate
         self._observe = observe
         self._on_refused = on_refused
+        self._on_lost = on_lost
+        # Bytes held for the mirror by all exchanges in flight (request bodies and
+        # captured answers): memory bounded in total, not only per exchange.
+        self._capture_budget = capture_budget_bytes
+        self.captured_bytes = 0
 
     def upstream_url(self, raw_path: str) -> URL:
         return URL(self._origin + self._base_path + raw_path, encoded=True)
@@ -143,14 +149,24 @@ class Proxy:
             if self._replay_rate > 0 and random.random() < self._replay_rate:
                 start.replay_headers = dict(headers)
                 start.query = request.query_string
-            if not self._mirror.start(start):
+            if self.captured_bytes + len(body) > self._capture_budget:
+                # Capture memory is full: the user is served, this pair is not mirrored.
+                self._lost("capture_budget")
+                exchange_id = None
+            elif not self._mirror.start(start):
                 # The mirror is too far behind to take more: counted, not mirrored.
                 if self._on_refused is not None:
                     self._on_refused()
+                self._lost("refused")
                 exchange_id = None
 
         end = ExchangeEnd(exchange_id or "", status=None, headers={})
-        response = await self._relay(request, raw_path, headers, body, end)
+        held = len(body) if exchange_id else 0
+        self.captured_bytes += held
+        try:
+            response = await self._relay(request, raw_path, headers, body, end)
+        finally:
+            self.captured_bytes -= held + sum(len(chunk) for _, chunk in end.chunks)
         if self._observe is not None:
             done = time.monotonic()
             # What the proxy added: the user's wait minus the upstream exchange itself.
@@ -158,6 +174,20 @@ class Proxy:
             self._observe(api.value if api else "other", response.status,
                           done - received, max(0.0, done - received - upstream))
         return response
+
+    def _lost(self, reason: str) -> None:
+        if self._on_lost is not None:
+            self._on_lost(reason)
+
+    def _capture(self, end: ExchangeEnd, chunk: bytes, captured: int) -> bool:
+        """Keep ``chunk`` for the mirror if both bounds allow; else mark it truncated."""
+        if (captured + len(chunk) <= _CAPTURE_LIMIT
+                and self.captured_bytes + len(chunk) <= self._capture_budget):
+            end.chunks.append((time.monotonic(), chunk))
+            self.captured_bytes += len(chunk)
+            return True
+        end.truncated = True
+        return False
 
     def _too_large_message(self) -> str:
         return f"request body is larger than the proxy's limit of {self._max_body} bytes"
@@ -230,7 +260,7 @@ class Proxy:
                                        "the upstream provider failed while answering")
                 end.ended_at = time.monotonic()
                 if capture:
-                    end.chunks.append((end.ended_at, data))
+                    self._capture(end, data, 0)
                 if request.method == "HEAD":
                     # No body, but the length of the one GET would send (RFC 9110 §9.3.2).
                     out_headers["Content-Length"] = str(length)
@@ -262,12 +292,8 @@ class Proxy:
         captured = 0
         try:
             async for chunk in upstream.content.iter_any():
-                if capture:
-                    if captured + len(chunk) <= _CAPTURE_LIMIT:
-                        end.chunks.append((time.monotonic(), chunk))
-                        captured += len(chunk)
-                    else:
-                        end.truncated = True
+                if capture and not end.truncated and self._capture(end, chunk, captured):
+                    captured += len(chunk)
                 await response.write(chunk)
         except (TimeoutError, aiohttp.ClientError) as exc:
             # Headers are gone already: all we can do is cut the connection short.

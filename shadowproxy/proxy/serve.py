@@ -149,7 +149,8 @@ async def run_worker(
             replay_rate=settings.replay_rate,
             connect_timeout_s=settings.upstream_connect_timeout_s,
             read_timeout_s=settings.upstream_timeout_s, observe=metrics.observe_request,
-            on_refused=metrics.mirror_refused.inc,
+            on_refused=metrics.mirror_refused.inc, on_lost=metrics.count_lost,
+            capture_budget_bytes=int(settings.capture_budget_mb * (1 << 20)),
         ),
         grace_s=settings.grace_s,
     )

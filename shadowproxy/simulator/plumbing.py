@@ -22,7 +22,7 @@ async def _receive(request: web.Request) -> tuple[Any, IdSource]:
     body = await request.read()
     try:
         parsed = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # a provider answers 400 to a poison body too
         parsed = None
     config = request.app[CONFIG]
     seeded = config.deterministic

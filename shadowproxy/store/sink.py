@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from shadowproxy.records import PairRecord
+from shadowproxy.storable import needs_repair, repair_json, repair_text
 from shadowproxy.store.columns import HEAD_COLUMNS, JSONB_COLUMNS, PAIR_COLUMNS, SIDE_FIELDS
 from shadowproxy.store.urls import asyncpg_dsn
 
@@ -59,14 +60,10 @@ class PairRejected(StoreError):
 
 
 def _scrub(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL; a model may still write one."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
+    """PostgreSQL text and jsonb cannot hold NUL or lone UTF-16 surrogates; a model or an
+    application may still send them (a ``\\ud800`` escape, an emoji split across two
+    stream deltas). Repaired, never dropped: see :func:`shadowproxy.storable.repair_text`."""
+    return repair_json(value)
 
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -98,8 +95,10 @@ def _scrub_cell(value: Any, is_json: bool) -> Any:
     if not isinstance(value, str):
         return value
     if is_json:
-        return _encode_json(_scrub(json.loads(value))) if "\\u0000" in value else value
-    return _scrub(value)
+        if "\\u0000" in value or needs_repair(value):
+            return _encode_json(_scrub(json.loads(value)))
+        return value
+    return repair_text(value)
 
 
 class PairSink:

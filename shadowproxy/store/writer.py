@@ -19,13 +19,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 
 from shadowproxy.records import PairRecord
 from shadowproxy.store.reach import database_problem
 from shadowproxy.store.sink import PairRejected, PairSink, StoreUnavailable
-from shadowproxy.store.spool import Spool
+from shadowproxy.store.spool import Spool, SpoolUnwritable
 from shadowproxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,12 @@ class PairWriter:
         self.rejected = 0  # pairs the database refused as invalid (logged, not stored)
         self.overflow_dropped = 0  # pairs refused because pending was full
         self.db_errors = 0  # failed writes and failed probes while it is down
+        self.spool_errors = 0  # pairs lost because the disk refused them
         self.last_batch_latency_s: float | None = None
+        # When the disk refused a spool append: pairs wait in memory (up to max_pending)
+        # and the spool is tried again no sooner than this.
+        self._spool_retry_at = 0.0
+        self._spool_failing = False
 
     @property
     def pending(self) -> int:
@@ -81,6 +86,20 @@ class PairWriter:
     @property
     def database_up(self) -> bool:
         return not self._down
+
+    @property
+    def spool_writable(self) -> bool:
+        return self.spool.writable
+
+    @property
+    def lost(self) -> Counter[str]:
+        """Pairs this writer will never store, by reason (``pairs_lost_total``'s labels)."""
+        return Counter({
+            "spool_full": self.spool.dropped,
+            "spool_error": self.spool_errors,
+            "writer_backlog": self.overflow_dropped,
+            "unstorable": self.rejected + self.spool.unencodable,
+        })
 
     async def start(self) -> None:
         """Connect, replay what an earlier run spooled, then start flushing.
@@ -96,7 +115,11 @@ class PairWriter:
         try:
             if self._closed:
                 # Nothing flushes any more; the spool is the only way not to lose it.
-                self.spooled += self.spool.append([record])
+                try:
+                    self.spooled += self.spool.append([record])
+                except SpoolUnwritable as exc:
+                    self.spool_errors += 1
+                    log.error("pair %s lost: %s", record.id, exc)
                 return
             if len(self._pending) >= self.max_pending:
                 self.overflow_dropped += 1
@@ -121,13 +144,18 @@ class PairWriter:
         self._inflight = ()
         self._pending.clear()
         if leftover:
-            await self._to_spool(leftover)
+            await self._to_spool(leftover, requeue=False)
         await self._sink.close()
 
     # -- the flush task --------------------------------------------------------------
 
+    def _finished(self) -> bool:
+        # Closing with the disk refusing the spool: close() takes what is left.
+        return self._closing and (
+            not self._pending or time.monotonic() < self._spool_retry_at)
+
     async def _run(self) -> None:
-        while not (self._closing and not self._pending):
+        while not self._finished():
             try:
                 await self._flush_once()
             except Exception:
@@ -138,7 +166,10 @@ class PairWriter:
     async def _flush_once(self) -> None:
         await self._wait_for_work()
         if self._down or not self.spool.is_empty():
-            await self._to_spool(self._take(len(self._pending)))
+            if time.monotonic() >= self._spool_retry_at:
+                await self._to_spool(self._take(len(self._pending)))
+            elif self._closing:
+                return
             if not self._closing and time.monotonic() >= self._next_probe:
                 await self._replay_spool()
             return
@@ -147,6 +178,16 @@ class PairWriter:
             await self._to_spool(batch)
 
     async def _wait_for_work(self) -> None:
+        now = time.monotonic()
+        if now < self._spool_retry_at and not self._closing:
+            # The disk refused the last append: pending pairs wait in memory a moment.
+            pause = self._spool_retry_at - now
+            if self._down:
+                pause = min(pause, max(0.0, self._next_probe - now))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+            self._wake.clear()
+            return
         if not self._pending and not self._closing:
             timeout = max(0.0, self._next_probe - time.monotonic()) if self._down else None
             with contextlib.suppress(TimeoutError):
@@ -202,9 +243,31 @@ class PairWriter:
                 break
         return stored
 
-    async def _to_spool(self, records: Sequence[PairRecord]) -> None:
-        if records:
+    async def _to_spool(self, records: Sequence[PairRecord], *, requeue: bool = True) -> None:
+        """Spool ``records``; if the disk refuses, keep them in memory and retry later.
+
+        Kept at the front of pending (order preserved) while there is room; past
+        ``max_pending`` they are lost and counted (``spool_error``).
+        """
+        if not records:
+            return
+        try:
             self.spooled += await asyncio.to_thread(self.spool.append, records)
+        except SpoolUnwritable as exc:
+            self._spool_retry_at = time.monotonic() + 1.0
+            room = max(0, self.max_pending - len(self._pending)) if requeue else 0
+            keep = list(records)[:room]
+            self._pending.extendleft(reversed(keep))
+            lost = len(records) - len(keep)
+            self.spool_errors += lost
+            if lost or not self._spool_failing:
+                log.error("spool unwritable (%s): %d pairs lost, %d kept in memory",
+                          exc, lost, len(keep))
+            self._spool_failing = True
+            return
+        if self._spool_failing:
+            log.warning("spool writable again")
+            self._spool_failing = False
 
     async def _replay_spool(self) -> None:
         """Write the spool oldest segment first; stop at the first failure.

@@ -14,10 +14,10 @@ from shadowproxy.decision.diff import run_diff
 from shadowproxy.decision.judge import load_rubrics, make_judge
 from shadowproxy.records import PairRecord, ShadowOutcome, Side
 from shadowproxy.settings import Settings, SettingsError
+from tests.decision.test_diff import fetch
 from tests.fakes.database import make_pair
 from tests.fakes.judge import FakeJudge
 from tests.fakes.traffic import store
-from tests.decision.test_diff import fetch
 
 JUDGE_KEY = "sk-judge-only-7f3a"
 SHADOW_KEY = "sk-ant-shadow-91c2"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +22,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
-from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
 from shadowproxy.proxy.app import make_proxy_app
 from shadowproxy.records import PairRecord
+from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
 from shadowproxy.simulator import SimulatorConfig
 from tests.fakes.mirror import InlineMirrorLink
@@ -417,3 +418,41 @@ async def test_shadow_timeout_bounds_the_wait_for_a_slot_too(rig: Rig) -> None:
     # may get the slot when the first times out, and then time out in the call).
     assert 1 <= len(waited) <= 2
     assert rig.engine.waiting == 0 and rig.engine.in_flight == 0
+
+
+async def test_16k_reused_tool_call_ids_are_translated_in_linear_time(rig: Rig) -> None:
+    """16,000 assistant tool calls all with id "x" (1.9 MB with short arguments) took the
+    mirror's loop 16 s to 69 s; the speed figure is in bench/bench_worst_inputs.py."""
+    from tests.fakes.worst import reused_tool_ids
+
+    body = reused_tool_ids(16_000)
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{rig.proxy_url}/v1/chat/completions", data=body,
+        headers={"Authorization": f"Bearer {APP_KEY}", "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 200
+        await response.read()
+    async with asyncio.timeout(30):
+        (record,) = await rig.wait_records(1)
+    elapsed = time.monotonic() - started
+    assert record.shadow_outcome == "ok", record.shadow_reason
+    (shadow_req,) = rig.shadow_requests()
+    ids = [b["id"] for m in shadow_req.json["messages"] for b in m["content"]
+           if isinstance(b, dict) and b.get("type") == "tool_use"]
+    assert len(ids) == len(set(ids)) == 16_000
+    assert elapsed < 20, f"16k ids took {elapsed:.1f} s end to end (was over 60 s)"
+
+
+async def test_an_unanswered_tool_call_flood_gives_a_short_reason(rig: Rig) -> None:
+    from tests.fakes.worst import reused_tool_ids
+
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{rig.proxy_url}/v1/chat/completions", data=reused_tool_ids(4_000, answered=False),
+        headers={"Authorization": f"Bearer {APP_KEY}", "Content-Type": "application/json"},
+    ) as response:
+        await response.read()
+    (record,) = await rig.wait_records(1)
+    assert record.shadow_outcome == "skipped"
+    assert record.shadow_reason is not None and len(record.shadow_reason) <= 500
+    assert "more" in record.shadow_reason

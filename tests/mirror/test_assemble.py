@@ -9,9 +9,9 @@ import uuid
 
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.assemble import build_record, primary_side, slim_request
-from shadowproxy.mirror.redact import Redactor
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, Side
+from shadowproxy.redact import Redactor
 
 SENT = 1000.0
 

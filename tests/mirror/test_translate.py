@@ -593,3 +593,23 @@ def test_damaged_valid_requests_only_ever_raise_untranslatable(data: st.DataObje
         assert isinstance(translate(body), dict)
     except Untranslatable as exc:
         not_from_the_safety_net(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["x", "x_2", "x_3", "y", "x_2_2", "call_1"]), max_size=40))
+def test_fresh_ids_are_unique_and_the_same_as_counting_from_one(candidates: list[str]) -> None:
+    """The linear renaming gives exactly the ids the original search from suffix 2 gave,
+    including when a renamed id collides with one the application sent."""
+    from shadowproxy.mirror.translate import _Conversation
+
+    conversation = _Conversation()
+    used: set[str] = set()
+    expected = []
+    for candidate in candidates:
+        unique, counter = candidate, 1
+        while unique in used:
+            counter += 1
+            unique = f"{candidate}_{counter}"
+        used.add(unique)
+        expected.append(unique)
+    assert [conversation._fresh_id(c) for c in candidates] == expected

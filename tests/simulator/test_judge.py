@@ -33,10 +33,10 @@ from shadowproxy.simulator.variants import (
     shadow_kind,
     subtly_wrong,
 )
+from tests.decision.test_diff import fetch
 from tests.fakes.database import make_pair
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.traffic import store
-from tests.decision.test_diff import fetch
 
 TRUTH = {"support": 0.20, "billing": 0.05}
 PER_TAG = 400

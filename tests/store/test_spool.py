@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowproxy.store.spool import Spool
+from shadowproxy.store.spool import Spool, SpoolUnwritable
 from tests.fakes.database import make_pair
 
 
@@ -76,3 +77,37 @@ def test_any_sequence_of_appends_reads_back_in_order(sizes: list[int]) -> None:
             spool.append(batch)
             appended.extend(batch)
         assert Spool(Path(directory), max_bytes=10_000_000).read_all() == appended
+
+
+def test_a_failed_append_leaves_no_phantom_segment_and_sizes_stay_true(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    spool = Spool(directory, max_bytes=1 << 30)
+    spool.append([make_pair()])
+    directory.rename(tmp_path / "away")
+    directory.write_bytes(b"")  # the directory is gone: every write fails, even as root
+    for _ in range(5):
+        with pytest.raises(SpoolUnwritable):
+            spool.append([make_pair()])
+    assert not spool.writable
+    directory.unlink()
+    (tmp_path / "away").rename(directory)
+    kept = [make_pair() for _ in range(3)]
+    assert spool.append(kept) == 3 and spool.writable
+    assert len(list(directory.iterdir())) == 2  # the first segment and one new one
+    assert spool.size_bytes == sum(p.stat().st_size for p in directory.iterdir())
+    assert len(spool.read_all()) == 4
+
+
+def test_replay_skips_a_missing_segment_and_keeps_going(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 30, segment_bytes=1)  # one pair per segment
+    pairs = [make_pair() for _ in range(3)]
+    for pair in pairs:
+        spool.append([pair])
+    sorted(tmp_path.iterdir())[1].unlink()
+    replayed = []
+    while (segment := spool.oldest()) is not None:
+        replayed += segment.records
+        spool.release(segment)
+    assert [p.id for p in replayed] == [pairs[0].id, pairs[2].id]
+    assert spool.skipped_segments == 1
+    assert spool.size_bytes == 0 and spool.is_empty()

@@ -227,3 +227,89 @@ async def test_submit_never_waits(database_url: str, tmp_path: Path) -> None:
     await writer.start()
     await writer.close(timeout_s=10)
     assert len(await _stored(database_url)) == 10
+
+
+async def test_text_postgresql_cannot_hold_is_repaired_not_dropped(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A lone surrogate (a ``\\ud800`` escape in a request or answer) and an emoji whose
+    two UTF-16 halves arrived in two stream deltas are stored, repaired, not dropped."""
+    lone = make_pair(
+        request={"messages": [{"role": "user", "content": "half \ud800 of a pair"}]},
+        primary=Side(status=200, text="answer \udfff", tool_calls=[{"name": "f\ud83d",
+                                                                    "arguments": {}}]),
+    )
+    split_emoji = make_pair(primary=Side(status=200, text="smile " + "\ud83d" + "\ude00"))
+    writer = _writer(database_url, tmp_path)
+    await writer.start()
+    for pair in (lone, split_emoji, make_pair()):
+        writer.submit(pair)
+    await writer.close(timeout_s=10)
+    rows = {r["id"]: r for r in await _stored(database_url)}
+    assert len(rows) == 3 and writer.rejected == 0
+    assert rows[split_emoji.id]["primary_text"] == "smile \U0001f600"
+    assert rows[lone.id]["primary_text"] == "answer \ufffd"
+    assert "half \ufffd of a pair" in rows[lone.id]["request"]
+    assert "f\ufffd" in rows[lone.id]["primary_tool_calls"]
+
+
+class _BadDisk:
+    """The spool directory made unwritable, then restored. Mode bits do not stop root
+    (CI runs as root), so the directory is moved away and a plain file put in its place:
+    every create, append and rename under it fails as on a read-only mount."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.away = directory.with_name(directory.name + "-away")
+
+    def break_(self) -> None:
+        self.directory.rename(self.away)
+        self.directory.write_bytes(b"not a directory")
+
+    def restore(self) -> None:
+        self.directory.unlink()
+        self.away.rename(self.directory)
+
+
+async def test_an_unwritable_spool_while_the_database_is_down_recovers_without_restart(
+    database_url: str, postgres_server: TestPostgres, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    writer = _writer(database_url, spool_dir, probe_max_s=0.5)
+    await writer.start()
+    submitted: list[PairRecord] = []
+
+    def arrive(count: int) -> None:
+        for _ in range(count):
+            submitted.append(make_pair())
+            writer.submit(submitted[-1])
+
+    async def spooled_at_least(n: int) -> bool:
+        return writer.spooled >= n
+
+    async def spool_refused() -> bool:
+        return not writer.spool_writable
+
+    arrive(10)
+    await _eventually(lambda: _count_is(database_url, 10))
+    disk = _BadDisk(spool_dir)
+    await asyncio.to_thread(postgres_server.stop)
+    try:
+        arrive(10)
+        await _eventually(lambda: spooled_at_least(10))
+        disk.break_()
+        arrive(20)  # neither the database nor the disk takes these
+        await _eventually(spool_refused)
+        await asyncio.sleep(1.5)  # a few failed rounds: none may leave a phantom segment
+        assert writer.spool.size_bytes >= 0
+    finally:
+        disk.restore()
+        await asyncio.to_thread(postgres_server.start)
+    arrive(10)
+    await _eventually(lambda: _count_is(database_url, 50), timeout_s=30)
+    assert writer.spool_writable and writer.database_up
+    await writer.close(timeout_s=10)
+    assert {r["id"] for r in await _stored(database_url)} == {p.id for p in submitted}
+    assert sum(writer.lost.values()) == 0
+    assert writer.spool.is_empty() and writer.spool.size_bytes == 0
+    assert list(spool_dir.iterdir()) == []

@@ -1,4 +1,7 @@
-"""Redaction: scrub secrets and personal data before anything reaches the database.
+"""Redaction: scrub secrets and personal data before anything reaches the database or a log.
+
+Shared: the mirror applies it to what it stores, and :mod:`shadowproxy.logs` to every
+log line of every process (which is why it sits at the top, not in ``mirror/``).
 
 A :class:`Redactor` is built once from the ``REDACT`` setting and applied to every
 request body and both answers, so it is tuned for the common case: precompiled
@@ -13,6 +16,8 @@ the text stops changing, and replacement tokens are never matched again.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
 import re
 from collections.abc import Callable
@@ -105,10 +110,34 @@ def _credential_name() -> str:
     return rf"[{firsts}](?<![A-Za-z0-9].)(?:{rests})"
 
 
-# A credential-named JSON key (``"DB_PASSWORD"``); its string value is replaced whole.
+# Names that mark a credential only as a whole JSON key (or its last segment:
+# ``stripe_key``, ``github_token``, ``db.pass``); in prose they are ordinary words.
+_KEY_ONLY_NAMES = ("token", "key", "bearer", "authorization", "auth", "pass", "cookie")
+
+# A credential-named JSON key (``"DB_PASSWORD"``); its value is replaced whole, a string
+# or a number (``"api_key": 12345678``).
 _CREDENTIAL_KEY = re.compile(
-    r"(?:[A-Za-z0-9]+[_.-])*(?i:" + "|".join(map(_name_pattern, _CREDENTIAL_NAMES)) + ")"
+    r"(?:[A-Za-z0-9]+[_.-])*(?i:"
+    + "|".join(map(_name_pattern, _CREDENTIAL_NAMES + _KEY_ONLY_NAMES)) + ")"
 )
+
+# HTTP Basic credentials in text: ``Basic dXNlcjpwYXNz``. Only a base64 run that decodes
+# to ``user:password`` counts, so "Basic English" and "basic tier" are left alone.
+_BASIC = re.compile(
+    r"(?P<keep>(?<![A-Za-z0-9_])[Bb][Aa][Ss][Ii][Cc][ \t]+)"
+    r"(?P<cred>[A-Za-z0-9+/]{4,1024}+={0,2})(?![A-Za-z0-9+/=])"
+)
+
+
+def _basic(match: re.Match[str]) -> str:
+    cred = match["cred"]
+    try:
+        decoded = base64.b64decode(cred + "=" * (-len(cred) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return match.group()
+    if b":" not in decoded:
+        return match.group()
+    return match["keep"] + SECRET
 
 _VALUE_CHAR = r"[^\s\"'\[\](){}<>,;&]"
 _ASSIGNMENT = re.compile(
@@ -277,6 +306,7 @@ _BUILTINS: dict[str, tuple[tuple[_Pass, ...], int]] = {
             _rule(_TOKEN_SHAPES, SECRET),
             _rule(_PRIVATE_KEY, SECRET, needs="PRIVATE KEY-----"),
             _rule(_BEARER, _KEEP, needs="earer"),
+            _rule(_BASIC, _basic, needs=re.compile("(?i)basic")),
             _rule(_URL_PASSWORD, _KEEP, needs="://"),
             _rule(_ASSIGNMENT, _KEEP),
         ),
@@ -374,6 +404,10 @@ class Redactor:
                     and _CREDENTIAL_KEY.fullmatch(key) and not _TOKEN.fullmatch(item)):
                 return SECRET
             return self.text(item)
+        if (isinstance(item, int | float) and not isinstance(item, bool)
+                and self._secret_keys and isinstance(key, str)
+                and _CREDENTIAL_KEY.fullmatch(key)):
+            return SECRET
         if isinstance(item, dict | list):
             child: dict[str, Any] | list[Any] = {} if isinstance(item, dict) else []
             stack.append((item, child))

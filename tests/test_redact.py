@@ -1,11 +1,14 @@
+import base64
+import json
 import string
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowproxy.mirror.redact import Redactor, luhn_valid
+from shadowproxy.redact import Redactor, luhn_valid
 
+SECRET = "[REDACTED:secret]"
 ALL = Redactor.from_names(["secrets", "email", "phone", "card", "re:ACME-[0-9]{4}"])
 SECRETS = Redactor.from_names(["secrets"])
 EMAIL = Redactor.from_names(["email"])
@@ -203,6 +206,40 @@ def test_json_walk_keeps_structure_and_keys() -> None:
     assert request["messages"][0]["content"][0]["text"] == "mail me at a@b.com"  # type: ignore[index]
 
 
+def test_generic_credential_keys_and_numbers_are_redacted() -> None:
+    """Keys that only mean a credential as a key: ``token``, ``key``, ``bearer``,
+    ``authorization`` (a Basic value), a nested ``pass``, and a numeric ``api_key``."""
+    request = {
+        "token": "plainwordsonly", "key": "abc", "bearer": "xyz",
+        "authorization": "Basic dXNlcjpodW50ZXIy",
+        "db": {"connection": {"host": "db", "pass": "hunter2"}},
+        "api_key": 1234567890, "stripe_key": 42.5,
+        "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "hi"}],
+    }
+    assert ALL.json(request) == {
+        "token": SECRET, "key": SECRET, "bearer": SECRET, "authorization": SECRET,
+        "db": {"connection": {"host": "db", "pass": SECRET}},
+        "api_key": SECRET, "stripe_key": SECRET,
+        "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "hi"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("curl -H 'Authorization: Basic dXNlcjpodW50ZXIy' https://x",
+         "curl -H 'Authorization: Basic [REDACTED:secret]' https://x"),
+        ("use basic YWRtaW46c2VjcmV0 for the proxy",
+         "use basic [REDACTED:secret] for the proxy"),
+        # Not credentials: prose, and base64 that is no user:password.
+        ("Basic English is a simplified language", "Basic English is a simplified language"),
+        ("basic aGVsbG8gd29ybGQ= greeting", "basic aGVsbG8gd29ybGQ= greeting"),
+    ],
+)
+def test_basic_credentials_in_text(text: str, expected: str) -> None:
+    assert ALL.text(text) == expected
+
+
 def test_json_walk_survives_deep_nesting() -> None:
     nested: object = "a@b.com"
     for _ in range(5000):
@@ -231,6 +268,7 @@ FRAGMENTS = st.sampled_from([
     "555", "0", "a", "Z", "x.com", "sk-", "ant-", "AKIA", "eyJ", "Bearer ", "password",
     "api_key", "://", "[REDACTED", "[REDACTED:email]", "]", "ACME-", "-----BEGIN PRIVATE KEY-----",
     "4111 1111 1111 1111", "+44 20 ", "7946 0958", "j@x.io", "abcdef0123456789",
+    "Basic ", "basic ", "dXNlcjpwYXNz", "==", "token", "key",
 ])
 TRICKY_TEXT = st.one_of(
     st.text(max_size=300),
@@ -298,3 +336,51 @@ def test_embedded_secret_email_or_card_never_survives(
     position = data.draw(st.integers(0, len(words_before)))
     text = " ".join([*words_before[:position], sensitive, *words_before[position:]])
     assert sensitive not in ALL.text(text)
+
+
+credential_keys = st.sampled_from([
+    "token", "key", "bearer", "authorization", "pass", "api_key", "API-Key", "github_token",
+    "stripe_key", "db.pass", "password", "client_secret",
+])
+secret_values = st.one_of(
+    st.text(KEY_CHARS, min_size=6, max_size=30).map(lambda s: f"v{s}"),
+    st.integers(min_value=10_000_000, max_value=10**15),
+    st.builds(lambda user, pw: "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode(),
+              st.text(KEY_CHARS, min_size=1, max_size=10),
+              st.text(KEY_CHARS, min_size=6, max_size=20)),
+)
+
+
+@st.composite
+def documents_with_a_credential(draw: st.DrawFn) -> tuple[object, str]:
+    """A JSON document holding one credential-named key at any depth."""
+    value = draw(secret_values)
+    doc: object = {draw(credential_keys): value}
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.booleans()):
+            doc = {draw(st.text(string.ascii_lowercase, min_size=1, max_size=8)): doc,
+                   "role": "user"}
+        else:
+            doc = [draw(st.text(max_size=10)), doc]
+    shown = value.split(" ", 1)[1] if isinstance(value, str) and value.startswith(
+        "Basic ") else str(value)
+    return doc, shown
+
+
+@PROPERTY
+@given(documents_with_a_credential())
+def test_a_credential_key_never_survives_at_any_depth(case: tuple[object, str]) -> None:
+    doc, secret = case
+    assert secret not in json.dumps(ALL.json(doc))
+
+
+@PROPERTY
+@given(prose, st.text(KEY_CHARS, min_size=1, max_size=10),
+       st.text(KEY_CHARS, min_size=6, max_size=20), st.data())
+def test_basic_credentials_in_prose_never_survive(
+    words_before: list[str], user: str, password: str, data: st.DataObject
+) -> None:
+    encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
+    position = data.draw(st.integers(0, len(words_before)))
+    text = " ".join([*words_before[:position], "Basic", encoded, *words_before[position:]])
+    assert encoded not in ALL.text(text)
