@@ -131,8 +131,8 @@ class PairSink:
         assert self._conn is not None
         try:
             rows = [pair_row(r, scrub=scrub) for r in records]
-        except (TypeError, ValueError) as exc:
-            raise PairRejected(str(exc)) from exc
+        except Exception as exc:  # our own encoding of this data: retrying cannot help
+            raise PairRejected(f"cannot encode: {exc!r}") from exc
         try:
             return await self._insert(self._conn, rows)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
@@ -141,6 +141,19 @@ class PairSink:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self.close()
             raise StoreUnavailable(str(exc)) from exc
+        except Exception as exc:
+            # asyncpg's own state errors ("cannot switch to state 15; another operation is
+            # in progress", InternalClientError) leave the connection unusable and are none
+            # of the above: drop the connection and let the writer spool the batch. Before
+            # this, such a batch escaped the writer's handling and was lost uncounted (seen
+            # while PostgreSQL restarted under load).
+            self._terminate()
+            raise StoreUnavailable(f"database client error: {exc!r}") from exc
+
+    def _terminate(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
 
     async def _insert(self, conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> int:
         # Fast path: straight COPY. It fails as a whole on a pair already stored (a

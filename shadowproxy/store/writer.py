@@ -213,6 +213,13 @@ class PairWriter:
             return False
         except PairRejected:
             stored = await self._write_rejected(batch)
+        except Exception as exc:
+            # Not an outage the sink recognised, nor bad data: a client or library fault.
+            # The batch must not vanish with it: treat it as an outage, so it is spooled
+            # and written by the next probe.
+            log.exception("writing a batch failed unexpectedly; spooling it")
+            self._mark_down(exc)
+            return False
         finally:
             self._inflight = ()
         self.last_batch_latency_s = time.monotonic() - started
