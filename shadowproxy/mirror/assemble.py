@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.mirror.content_coding import decompressor_for
 from shadowproxy.normalized import Normalized
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, Side
@@ -43,6 +44,8 @@ class _Decoder:
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             self._z = zlib.decompressobj()
+        else:
+            self._z = decompressor_for(encoding)  # br, zstd
         self.failed = False
 
     def feed(self, data: bytes) -> bytes:
