@@ -98,6 +98,7 @@ def expected(answer: Answer) -> Normalized:
         input_tokens=answer.prompt_tokens if usage else None,
         output_tokens=answer.completion_tokens if usage else None,
         cache_read_input_tokens=answer.cached_tokens if usage else None,
+        thinking_tokens=0 if usage else None,
         error={"done": None, "no_done": None, "cut": "stream ended before [DONE]",
                "error": "server_error: The server had an error while processing your request."
                }[answer.ending],
@@ -139,6 +140,7 @@ def test_realistic_tool_call_stream_with_usage_chunk() -> None:
         model=MODEL, text="Let me check… ☀️",
         tool_calls=[ToolCall("get_weather", {"location": "Zürich 🇨🇭"}), ToolCall("now", {})],
         stop_reason="tool_use", input_tokens=19, output_tokens=10, cache_read_input_tokens=1024,
+        thinking_tokens=0,  # completion_tokens_details.reasoning_tokens
         request_id="req_ab12",
     )
 

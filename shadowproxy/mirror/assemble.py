@@ -58,8 +58,12 @@ class _Decoder:
             return b""
 
 
-def side_from_normalized(norm: Normalized, *, status: int | None) -> Side:
-    return Side(
+def side_from_normalized(
+    norm: Normalized, *, status: int | None, prices: PriceTable | None = None
+) -> Side:
+    """The stored side of an answer; priced here when ``prices`` is given, because only
+    the normalised answer knows how its cache writes split between the TTLs."""
+    side = Side(
         model=norm.model,
         status=status,
         input_tokens=norm.input_tokens,
@@ -72,9 +76,18 @@ def side_from_normalized(norm: Normalized, *, status: int | None) -> Side:
         error=norm.error,
         request_id=norm.request_id,
     )
+    if prices is not None:
+        side.cost_usd = prices.cost(
+            norm.model, norm.input_tokens, norm.output_tokens,
+            norm.cache_creation_input_tokens, norm.cache_read_input_tokens,
+            norm.cache_creation_1h_input_tokens,
+        )
+    return side
 
 
-def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
+def primary_side(
+    start: ExchangeStart, end: ExchangeEnd, prices: PriceTable | None = None
+) -> Side:
     """The primary's answer as the user received it, normalised and timed."""
     latency = (end.ended_at - start.sent_at) * 1000 if end.ended_at else None
     if end.status is None:
@@ -92,7 +105,7 @@ def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
         body = b"".join(decoder.feed(chunk) for _, chunk in end.chunks)
         module = anthropic_wire if start.api == Api.ANTHROPIC_MESSAGES else openai_wire
         norm = module.normalize_body(end.status, body, end.headers)
-    side = side_from_normalized(norm, status=end.status)
+    side = side_from_normalized(norm, status=end.status, prices=prices)
     side.latency_ms = latency
     side.ttft_ms = ttft
     if end.client_disconnected:
@@ -137,6 +150,8 @@ def _redact_side(side: Side, redactor: Redactor) -> Side:
 
 
 def _price(side: Side, prices: PriceTable) -> Side:
+    if side.cost_usd is not None:  # priced from the full usage already
+        return side
     side.cost_usd = prices.cost(
         side.model, side.input_tokens, side.output_tokens,
         side.cache_creation_input_tokens, side.cache_read_input_tokens,

@@ -193,7 +193,7 @@ class MirrorEngine:
                 start=pending.start,
                 request=pending.request,
                 stream=pending.stream,
-                primary=primary_side(pending.start, end),
+                primary=primary_side(pending.start, end, self._prices),
                 shadow=shadow.side,
                 outcome=shadow.outcome.value,
                 reason=shadow.reason,

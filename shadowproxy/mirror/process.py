@@ -63,7 +63,8 @@ async def run_mirror(
     spool = Spool(spool_dir(settings, worker), max_bytes=int(settings.spool_max_mb * (1 << 20)))
     writer = PairWriter(settings.database_url.get_secret_value(), spool)
     await writer.start()
-    caller = ShadowCaller(settings)
+    prices = PriceTable.load(settings.prices_file)
+    caller = ShadowCaller(settings, prices=prices)
     replayer = (
         Replayer(settings.primary_url, concurrency=settings.shadow_concurrency,
                  timeout_s=settings.upstream_timeout_s)
@@ -74,7 +75,7 @@ async def run_mirror(
         sink=writer.submit,
         limits=engine_limits(settings),
         redactor=Redactor.from_names(settings.redactors),
-        prices=PriceTable.load(settings.prices_file),
+        prices=prices,
         replayer=replayer,
     )
     if stats_hook is not None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,13 @@ from shadowproxy.simulator.answers import (
     compose_answer,
     read_controls,
     split_text,
+)
+from shadowproxy.simulator.features import (
+    PROMPT_CACHE,
+    cache_usage,
+    feature_problem,
+    output_schema,
+    schema_instance,
 )
 from shadowproxy.simulator.plumbing import _json_response, _pause, _receive, _stream
 
@@ -115,7 +123,7 @@ def anthropic_problem(body: Any, version: str) -> str | None:
         isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools
     ):
         return "tools: each tool needs a name"
-    return None
+    return feature_problem(body)
 
 
 def _anthropic_tool_choice(body: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -129,13 +137,24 @@ def _anthropic_tool_choice(body: Mapping[str, Any]) -> tuple[str, str | None]:
 
 
 def _anthropic_usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
-    return {
+    cache = answer.cache
+    usage: dict[str, Any] = {
         "input_tokens": answer.input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": cache.write_5m + cache.write_1h,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {"ephemeral_5m_input_tokens": cache.write_5m,
+                           "ephemeral_1h_input_tokens": cache.write_1h},
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+    if answer.thinking is not None:  # part of output_tokens, as the API reports it
+        usage["output_tokens_details"] = {
+            "thinking_tokens": min(output_tokens, _thinking_tokens(answer.thinking))}
+    return usage
+
+
+def _thinking_tokens(thinking: str) -> int:
+    return max(1, len(thinking) // 4)
 
 
 def _signature(answer: Answer) -> str:
@@ -323,6 +342,15 @@ async def messages_turn(request: web.Request, body: Mapping[str, Any], model: st
         thinking=isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"),
         max_tokens=body["max_tokens"],
     )
+    schema = output_schema(body)
+    if schema is not None and answer.tool_use is None and answer.stop_reason == "end_turn":
+        text = json.dumps(schema_instance(schema, answer.text))
+        thought = _thinking_tokens(answer.thinking) if answer.thinking else 0
+        answer = replace(answer, text=text, output_tokens=max(1, len(text) // 4) + thought)
+    cache = cache_usage(body, request.app[PROMPT_CACHE])
+    if cache.cached:
+        answer = replace(answer, cache=cache,
+                         input_tokens=max(1, answer.input_tokens - cache.cached))
     return Turn(answer, controls, MODEL_ALIASES.get(model, model))
 
 

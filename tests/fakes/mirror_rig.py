@@ -59,13 +59,14 @@ async def mirror_rig(
         records.append(record)
         arrived.set()
 
-    caller = ShadowCaller(settings)
+    prices = PriceTable.load()
+    caller = ShadowCaller(settings, prices=prices)
     engine = MirrorEngine(
         caller=caller, sink=sink,
         limits=EngineLimits(concurrency=settings.shadow_concurrency,
                             queue=settings.shadow_queue, model=settings.shadow_model,
                             timeout_s=settings.shadow_timeout_s),
-        redactor=Redactor.from_names(settings.redactors), prices=PriceTable.load(),
+        redactor=Redactor.from_names(settings.redactors), prices=prices,
     )
     app = make_proxy_app(
         primary_url=primary_url, mirror=InlineMirrorLink(engine),
