@@ -43,6 +43,8 @@ class _Pending:
     replay_task: asyncio.Task[None] | None = None
     replay: Side | None = None
     created: float = field(default_factory=time.monotonic)
+    # What the shadow request changed to stay within Haiku's rules (thinking), for humans.
+    adjustments: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -54,6 +56,7 @@ class EngineLimits:
     # Bounds the wait for a slot and the call together: a shadow that sat in the queue
     # for the whole budget is a timeout, not a call started late.
     timeout_s: float = 120.0
+    server_tools: str = "skip"  # SHADOW_SERVER_TOOLS: "allow" mirrors server tools
 
 
 class MirrorEngine:
@@ -100,7 +103,7 @@ class MirrorEngine:
         pending.request = request
         pending.stream = isinstance(request, dict) and request.get("stream") is True
         try:
-            params = self._translate(start.api, request)
+            params = self._translate(start.api, request, pending.adjustments)
         except Untranslatable as exc:
             self._settle(pending, ShadowOutcome.SKIPPED, exc.reason)
             return
@@ -123,12 +126,15 @@ class MirrorEngine:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _translate(self, api: str, request: Any) -> dict[str, Any]:
+    def _translate(self, api: str, request: Any, notes: list[str]) -> dict[str, Any]:
         if api == Api.ANTHROPIC_MESSAGES:
-            return prepare_messages_request(request, model=self._limits.model)
+            return prepare_messages_request(request, model=self._limits.model,
+                                            server_tools=self._limits.server_tools,
+                                            notes=notes)
         return openai_to_messages(
             request, model=self._limits.model,
             default_max_tokens=self._limits.default_max_tokens,
+            server_tools=self._limits.server_tools,
         )
 
     def _settle(self, pending: _Pending, outcome: ShadowOutcome, reason: str) -> None:
@@ -196,7 +202,7 @@ class MirrorEngine:
                 primary=primary_side(pending.start, end, self._prices),
                 shadow=shadow.side,
                 outcome=shadow.outcome.value,
-                reason=shadow.reason,
+                reason=shadow.reason or "; ".join(pending.adjustments) or None,
                 client_disconnected=end.client_disconnected,
                 redactor=self._redactor,
                 prices=self._prices,

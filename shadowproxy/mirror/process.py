@@ -44,6 +44,7 @@ def engine_limits(settings: Settings) -> EngineLimits:
         default_max_tokens=settings.shadow_default_max_tokens,
         model=settings.shadow_model,
         timeout_s=settings.shadow_timeout_s,
+        server_tools=settings.shadow_server_tools,
     )
 
 

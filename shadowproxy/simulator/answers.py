@@ -88,6 +88,8 @@ class Answer:
     output_tokens: int
     # Prompt-cache writes and reads (Messages only); input_tokens excludes them.
     cache: CacheUsage = NO_CACHE
+    # A web search the simulated Claude ran first (server tool): its query.
+    web_search: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -30,9 +30,12 @@ from shadowproxy.simulator.answers import (
 from shadowproxy.simulator.features import (
     PROMPT_CACHE,
     cache_usage,
+    citation,
     feature_problem,
     output_schema,
     schema_instance,
+    search_blocks,
+    uses_web_search,
 )
 from shadowproxy.simulator.plumbing import _json_response, _pause, _receive, _stream
 
@@ -147,6 +150,8 @@ def _anthropic_usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+    if answer.web_search is not None:
+        usage["server_tool_use"] = {"web_search_requests": 1}
     if answer.thinking is not None:  # part of output_tokens, as the API reports it
         usage["output_tokens_details"] = {
             "thinking_tokens": min(output_tokens, _thinking_tokens(answer.thinking))}
@@ -169,7 +174,11 @@ def anthropic_message(
         content.append(
             {"type": "thinking", "thinking": answer.thinking, "signature": _signature(answer)}
         )
-    if answer.text:
+    if answer.web_search is not None:
+        content.extend(search_blocks(answer.web_search, ids.new("srvtoolu_01")))
+        content.append({"type": "text", "text": answer.text,
+                        "citations": [citation(answer.text)]})
+    elif answer.text:
         content.append({"type": "text", "text": answer.text})
     if answer.tool_use is not None:
         content.append(
@@ -208,7 +217,15 @@ def _anthropic_blocks(
         deltas = [{"type": "thinking_delta", "thinking": p} for p in split_text(answer.thinking, 2)]
         deltas.append({"type": "signature_delta", "signature": _signature(answer)})
         blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
-    if answer.text:
+    if answer.web_search is not None:
+        use, result = search_blocks(answer.web_search, ids.new("srvtoolu_01"))
+        blocks.append(({**use, "input": {}}, [
+            {"type": "input_json_delta", "partial_json": _dumps(use["input"])}]))
+        blocks.append((result, []))
+        blocks.append(({"type": "text", "text": "", "citations": []}, [
+            {"type": "citations_delta", "citation": citation(answer.text)},
+            *({"type": "text_delta", "text": p} for p in split_text(answer.text, chunks))]))
+    elif answer.text:
         pieces = split_text(answer.text, chunks)
         blocks.append(
             ({"type": "text", "text": ""}, [{"type": "text_delta", "text": p} for p in pieces])
@@ -347,6 +364,8 @@ async def messages_turn(request: web.Request, body: Mapping[str, Any], model: st
         text = json.dumps(schema_instance(schema, answer.text))
         thought = _thinking_tokens(answer.thinking) if answer.thinking else 0
         answer = replace(answer, text=text, output_tokens=max(1, len(text) // 4) + thought)
+    if uses_web_search(body) and answer.tool_use is None:
+        answer = replace(answer, web_search=answer.text[:40])
     cache = cache_usage(body, request.app[PROMPT_CACHE])
     if cache.cached:
         answer = replace(answer, cache=cache,

@@ -199,3 +199,30 @@ def cache_usage(body: Mapping[str, Any], seen: set[str]) -> CacheUsage:
             usage = CacheUsage(usage.write_5m + tokens, usage.write_1h, usage.read)
         seen.add(key)
     return usage
+
+
+# ------------------------------------------------------------------------ server tools
+
+SEARCH_URL = "https://docs.example.com/answer"
+
+
+def uses_web_search(body: Mapping[str, Any]) -> bool:
+    tools = body.get("tools")
+    return any(isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_")
+               for t in (tools if isinstance(tools, list) else []))
+
+
+def search_blocks(query: str, tool_use_id: str) -> list[dict[str, Any]]:
+    """The ``server_tool_use`` and ``web_search_tool_result`` blocks a search leaves."""
+    return [
+        {"type": "server_tool_use", "id": tool_use_id, "name": "web_search",
+         "input": {"query": query}},
+        {"type": "web_search_tool_result", "tool_use_id": tool_use_id, "content": [
+            {"type": "web_search_result", "url": SEARCH_URL, "title": "Answer",
+             "encrypted_content": "sim", "page_age": None}]},
+    ]
+
+
+def citation(cited_text: str) -> dict[str, Any]:
+    return {"type": "web_search_result_location", "url": SEARCH_URL, "title": "Answer",
+            "encrypted_index": "sim", "cited_text": cited_text}

@@ -65,7 +65,8 @@ async def mirror_rig(
         caller=caller, sink=sink,
         limits=EngineLimits(concurrency=settings.shadow_concurrency,
                             queue=settings.shadow_queue, model=settings.shadow_model,
-                            timeout_s=settings.shadow_timeout_s),
+                            timeout_s=settings.shadow_timeout_s,
+                            server_tools=settings.shadow_server_tools),
         redactor=Redactor.from_names(settings.redactors), prices=prices,
     )
     app = make_proxy_app(
