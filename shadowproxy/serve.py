@@ -149,6 +149,7 @@ async def run_worker(
             connect_timeout_s=settings.upstream_connect_timeout_s,
             read_timeout_s=settings.upstream_timeout_s, observe=metrics.observe_request,
             on_refused=metrics.mirror_refused.inc,
+            conversation_header=settings.conversation_header,
         ),
         grace_s=settings.grace_s,
     )

@@ -55,6 +55,7 @@ def make_proxy_app(
     read_timeout_s: float = 600.0,
     observe: Observe | None = None,
     on_refused: Callable[[], None] | None = None,
+    conversation_header: str = "x-shadow-conversation",
 ) -> web.Application:
     """The proxy application. Every method and path goes to the proxy, including the
     ones no router would match (absolute-form targets, CONNECT), so it can refuse them."""
@@ -72,7 +73,7 @@ def make_proxy_app(
         app[PROXY] = Proxy(
             primary_url=primary_url, session=session, mirror=mirror, tag_header=tag_header,
             max_body_bytes=max_body_bytes, sample_rate=sample_rate, replay_rate=replay_rate,
-            observe=observe, on_refused=on_refused,
+            observe=observe, on_refused=on_refused, conversation_header=conversation_header,
         )
         yield
         await session.close()

@@ -172,6 +172,8 @@ def build_record(
     redactor: Redactor,
     prices: PriceTable,
     replay: Side | None = None,
+    conversation_id: str | None = None,
+    turn: int | None = None,
 ) -> PairRecord:
     stored_request = slim_request(request) if request is not None else None
     if redactor and stored_request is not None:
@@ -198,4 +200,6 @@ def build_record(
         shadow_reason=redactor.text(reason) if (reason and redactor) else reason,
         client_disconnected=client_disconnected,
         replay=replay,
+        conversation_id=conversation_id,
+        turn=turn,
     )

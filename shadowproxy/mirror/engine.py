@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.conversations import conversation_of
 from shadowproxy.mirror.assemble import build_record, primary_side
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
@@ -45,6 +46,8 @@ class _Pending:
     created: float = field(default_factory=time.monotonic)
     # What the shadow request changed to stay within Haiku's rules (thinking), for humans.
     adjustments: list[str] = field(default_factory=list)
+    conversation_id: str | None = None
+    turn: int | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +105,8 @@ class MirrorEngine:
             return
         pending.request = request
         pending.stream = isinstance(request, dict) and request.get("stream") is True
+        pending.conversation_id, pending.turn = conversation_of(
+            start.api, request, start.conversation)
         try:
             params = self._translate(start.api, request, pending.adjustments)
         except Untranslatable as exc:
@@ -207,6 +212,8 @@ class MirrorEngine:
                 redactor=self._redactor,
                 prices=self._prices,
                 replay=pending.replay,
+                conversation_id=pending.conversation_id or start_conversation(pending.start),
+                turn=pending.turn,
             )
         except Exception:  # a record we cannot build is a bug: log it, never crash the loop
             log.exception("could not assemble a pair record")
@@ -245,6 +252,11 @@ class MirrorEngine:
                     error="the proxy stopped before the primary answer ended",
                 )
             self._maybe_emit(pending)
+
+
+def start_conversation(start: ExchangeStart) -> str | None:
+    """The header's conversation id for a request whose body did not parse."""
+    return conversation_of(start.api, None, start.conversation)[0]
 
 
 def _unfinished() -> ShadowResult:

@@ -72,6 +72,7 @@ async def mirror_rig(
     app = make_proxy_app(
         primary_url=primary_url, mirror=InlineMirrorLink(engine),
         tag_header=settings.tag_header, max_body_bytes=settings.max_body_bytes,
+        conversation_header=settings.conversation_header,
     )
     server: TestServer = await aiohttp_server(app)
     try:
