@@ -26,7 +26,12 @@ from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.redact import Redactor
 from shadowproxy.tasks import spawn
-from shadowproxy.translate import Untranslatable, openai_to_messages, prepare_messages_request
+from shadowproxy.translate import (
+    SHADOW_MAX_OUTPUT_TOKENS,
+    Untranslatable,
+    openai_to_messages,
+    prepare_messages_request,
+)
 
 log = logging.getLogger("shadowproxy.mirror")
 
@@ -60,6 +65,8 @@ class EngineLimits:
     # for the whole budget is a timeout, not a call started late.
     timeout_s: float = 120.0
     server_tools: str = "skip"  # SHADOW_SERVER_TOOLS: "allow" mirrors server tools
+    # The shadow model's max_tokens limit; the Models API's figure replaces it at start.
+    max_output_tokens: int = SHADOW_MAX_OUTPUT_TOKENS
 
 
 class MirrorEngine:
@@ -134,11 +141,13 @@ class MirrorEngine:
     def _translate(self, api: str, request: Any, notes: list[str]) -> dict[str, Any]:
         if api == Api.ANTHROPIC_MESSAGES:
             return prepare_messages_request(request, model=self._limits.model,
+                                            max_tokens_limit=self._limits.max_output_tokens,
                                             server_tools=self._limits.server_tools,
                                             notes=notes)
         return openai_to_messages(
             request, model=self._limits.model,
             default_max_tokens=self._limits.default_max_tokens,
+            max_tokens_limit=self._limits.max_output_tokens,
             server_tools=self._limits.server_tools,
         )
 

@@ -18,8 +18,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+from shadowproxy.lifecycle import lifecycle_warning, lookup_lifecycles
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
@@ -48,6 +50,35 @@ def engine_limits(settings: Settings) -> EngineLimits:
     )
 
 
+MODELS_API_TIMEOUT_S = 3.0
+
+
+async def check_models(settings: Settings, limits: EngineLimits, *, warn: bool) -> None:
+    """At start: warn when the shadow or judge model is deprecated or retired, and take
+    the shadow model's max_tokens limit from the Models API when it answers."""
+    import anthropic
+
+    client = None
+    if settings.shadow_provider == "anthropic" and settings.shadow_api_key is not None:
+        client = anthropic.AsyncAnthropic(
+            api_key=settings.shadow_api_key.get_secret_value(),
+            base_url=settings.shadow_base_url, max_retries=0, timeout=MODELS_API_TIMEOUT_S)
+    models = [settings.shadow_model, getattr(settings, "judge_model", None) or ""]
+    try:
+        found = await lookup_lifecycles(models, client, timeout_s=MODELS_API_TIMEOUT_S)
+    finally:
+        if client is not None:
+            await client.close()
+    shadow = found.get(settings.shadow_model)
+    if shadow is not None and shadow.max_tokens:
+        limits.max_output_tokens = shadow.max_tokens
+    if warn:
+        today = datetime.now(UTC).date()
+        for model, info in found.items():
+            if (line := lifecycle_warning(model, info, today)) is not None:
+                log.warning("%s", line)
+
+
 def spool_dir(settings: Settings, worker: int) -> Path:
     return settings.data_dir / "spool" / f"worker-{worker}"
 
@@ -66,6 +97,10 @@ async def run_mirror(
     await writer.start()
     prices = PriceTable.load(settings.prices_file)
     caller = ShadowCaller(settings, prices=prices)
+    limits = engine_limits(settings)
+    # Before ready, so the warning is among serve's start-up lines and the first shadow
+    # is clamped to the Models API's limit; bounded by MODELS_API_TIMEOUT_S.
+    await check_models(settings, limits, warn=worker == 0)
     replayer = (
         Replayer(settings.primary_url, concurrency=settings.shadow_concurrency,
                  timeout_s=settings.upstream_timeout_s)
@@ -74,7 +109,7 @@ async def run_mirror(
     engine = MirrorEngine(
         caller=caller,
         sink=writer.submit,
-        limits=engine_limits(settings),
+        limits=limits,
         redactor=Redactor.from_names(settings.redactors),
         prices=prices,
         replayer=replayer,
