@@ -401,3 +401,25 @@ def test_any_body_is_normalised_without_raising(status: int, body: bytes) -> Non
     assert result.error is not None or 200 <= status < 300
     assert isinstance(normalize_completion({"choices": [{"message": body.decode("latin-1")}]}),
                       Normalized)
+
+
+def test_reasoning_is_counted_but_never_compared_as_the_answer() -> None:
+    """OpenAI-compatible servers stream reasoning as ``reasoning_content``; the answer is
+    ``content`` only, and reasoning tokens are read from the usage details."""
+    lines = [
+        {"id": "c", "model": "o4-mini", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "reasoning_content": "Let me think"}}]},
+        {"id": "c", "model": "o4-mini", "choices": [
+            {"index": 0, "delta": {"content": "42"}, "finish_reason": "stop"}]},
+        {"id": "c", "model": "o4-mini", "choices": [], "usage": {
+            "prompt_tokens": 10, "completion_tokens": 300,
+            "completion_tokens_details": {"reasoning_tokens": 290}}},
+    ]
+    raw = "".join(f"data: {json.dumps(line)}\n\n" for line in lines) + "data: [DONE]\n\n"
+    result = run(raw.encode())
+    assert result.text == "42" and result.thinking_tokens == 290
+    assert result.output_tokens == 300  # reasoning is inside completion_tokens, priced once
+    whole = normalize_completion({"model": "o4-mini", "choices": [{"index": 0, "message": {
+        "role": "assistant", "content": "42", "reasoning_content": "Let me think"},
+        "finish_reason": "stop"}]})
+    assert whole.text == "42"
