@@ -1,39 +1,42 @@
 """Model end-of-life: is the primary, shadow or judge model deprecated or retired, and when.
 
 Two sources, no hand-kept table: the anthropic SDK's own deprecated-models data
-(``anthropic._data.DEPRECATED_MODELS``, model id → end-of-life date as the SDK prints it,
-shipped with every SDK release) and the Models API (``GET /v1/models/{id}``:
-``lifecycle``, ``retires_at``, ``max_tokens``), which is authoritative when reachable. The
-Models API also gives the shadow model's ``max_tokens``, the limit the mirror clamps to.
+(``anthropic/_data/deprecated_models.py``: model id → end-of-life date as the SDK prints
+it, shipped with every SDK release) and the Models API (``GET /v1/models/{id}``:
+``lifecycle``, ``retires_at``, ``max_tokens``), which is authoritative when it answers
+(:mod:`shadowproxy.models_api` asks it).
 
-:func:`lifecycle_warning` is pure (the report and the dashboard call it with what they
-know); :func:`lookup_lifecycle` is the one network call, bounded and never raising.
+Pure: the SDK's data is read from the installed package's file, not imported, so the
+proxy process (dashboard) and the report can call :func:`lifecycle_warning` without
+loading the SDK.
 """
 
 from __future__ import annotations
 
-import asyncio
+import ast
+import functools
+import importlib.util
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
-
-import anthropic
 
 __all__ = [
     "ModelLifecycle",
+    "from_model_info",
     "lifecycle_warning",
-    "lookup_lifecycle",
-    "lookup_lifecycles",
+    "sdk_deprecated_models",
     "sdk_end_of_life",
 ]
 
-DEFAULT_TIMEOUT_S = 5.0
 _ORDINAL = re.compile(r"(\d+)(st|nd|rd|th)\b")
 # Provider wrappings around a Claude id: Bedrock's [region.]anthropic.…-v1:0, Vertex's @date.
 _BEDROCK = re.compile(r"^(?:[a-z]+\.)?anthropic\.")
 _BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
+MODELS_API_SOURCE = "models api"
+SDK_SOURCE = "anthropic sdk"
 
 
 @dataclass(slots=True, frozen=True)
@@ -45,15 +48,36 @@ class ModelLifecycle:
     lifecycle: str | None = None
     retires_at: date | None = None
     max_tokens: int | None = None
-    source: str | None = None  # "models api" | "anthropic sdk"
+    source: str | None = None  # MODELS_API_SOURCE | SDK_SOURCE
 
 
-def _sdk_table() -> Mapping[str, str]:
-    try:
-        from anthropic._data import DEPRECATED_MODELS
-    except ImportError:  # an SDK without the data: the Models API alone decides
+@functools.cache
+def sdk_deprecated_models() -> Mapping[str, str]:
+    """``DEPRECATED_MODELS`` of the installed anthropic SDK, read from its source file.
+
+    Empty when the SDK is missing or this version has no such data: then the Models API
+    alone decides.
+    """
+    spec = importlib.util.find_spec("anthropic")  # locates the package, runs none of it
+    if spec is None or spec.origin is None:
         return {}
-    return dict(DEPRECATED_MODELS)
+    path = Path(spec.origin).parent / "_data" / "deprecated_models.py"
+    try:
+        tree = ast.parse(path.read_text("utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return {}
+    for node in ast.walk(tree):
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and node.targets else None)
+        if isinstance(target, ast.Name) and target.id == "DEPRECATED_MODELS":
+            value = getattr(node, "value", None)
+            try:
+                table = ast.literal_eval(value) if value is not None else None
+            except ValueError:
+                return {}
+            if isinstance(table, dict):
+                return {str(k): str(v) for k, v in table.items()}
+    return {}
 
 
 def parse_sdk_date(text: str) -> date | None:
@@ -73,11 +97,46 @@ def base_model_id(model: str) -> str:
 
 def sdk_end_of_life(model: str, table: Mapping[str, str] | None = None) -> date | None:
     """The end-of-life date the installed anthropic SDK knows for ``model``."""
-    table = _sdk_table() if table is None else table
+    table = sdk_deprecated_models() if table is None else table
     for name in (model, base_model_id(model)):
         if name in table:
             return parse_sdk_date(table[name])
     return None
+
+
+def from_sdk(model: str, table: Mapping[str, str] | None = None) -> ModelLifecycle:
+    """What the SDK's data alone says (deprecated with a date, or nothing)."""
+    when = sdk_end_of_life(model, table)
+    if when is None:
+        return ModelLifecycle(model)
+    return ModelLifecycle(model, "deprecated", when, None, SDK_SOURCE)
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC).date() if parsed.tzinfo else parsed.date()
+
+
+def from_model_info(
+    model: str, info: Mapping[str, Any], table: Mapping[str, str] | None = None
+) -> ModelLifecycle:
+    """A Models API ``ModelInfo`` body; where it has no lifecycle fields (an older API),
+    the SDK's date fills in."""
+    max_tokens = info.get("max_tokens")
+    max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+    lifecycle = info.get("lifecycle")
+    lifecycle = lifecycle if isinstance(lifecycle, str) else None
+    retires_at = _date(info.get("retires_at"))
+    if lifecycle is None and retires_at is None:
+        sdk = from_sdk(model, table)
+        return ModelLifecycle(model, sdk.lifecycle, sdk.retires_at, max_tokens,
+                              sdk.source or MODELS_API_SOURCE)
+    return ModelLifecycle(model, lifecycle, retires_at, max_tokens, MODELS_API_SOURCE)
 
 
 def lifecycle_warning(model: str, info: ModelLifecycle | None, today: date) -> str | None:
@@ -97,58 +156,3 @@ def lifecycle_warning(model: str, info: ModelLifecycle | None, today: date) -> s
                 f"({-days} days ago){source}")
     return (f"model {model} is deprecated and reaches end-of-life on {when} "
             f"(in {days} days){source}")
-
-
-def _as_date(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).date() if value.tzinfo else value.date()
-    if isinstance(value, date):
-        return value
-    return None
-
-
-async def lookup_lifecycle(
-    model: str,
-    client: anthropic.AsyncAnthropic | None,
-    *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    sdk_table: Mapping[str, str] | None = None,
-) -> ModelLifecycle:
-    """The model's lifecycle from the Models API when it answers, else the SDK's data.
-
-    Never raises: a Models API that is unreachable, refuses the key or does not know the
-    model leaves the SDK's date as the answer.
-    """
-    if client is not None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                info = await client.models.retrieve(model)
-        except (anthropic.AnthropicError, TimeoutError):
-            pass
-        else:
-            lifecycle = getattr(info, "lifecycle", None)
-            retires_at = _as_date(getattr(info, "retires_at", None))
-            if lifecycle is not None or retires_at is not None:
-                return ModelLifecycle(model, lifecycle, retires_at,
-                                      getattr(info, "max_tokens", None), "models api")
-            sdk_date = sdk_end_of_life(model, sdk_table)
-            return ModelLifecycle(model, "deprecated" if sdk_date else None, sdk_date,
-                                  getattr(info, "max_tokens", None),
-                                  "anthropic sdk" if sdk_date else "models api")
-    sdk_date = sdk_end_of_life(model, sdk_table)
-    if sdk_date is None:
-        return ModelLifecycle(model)
-    return ModelLifecycle(model, "deprecated", sdk_date, None, "anthropic sdk")
-
-
-async def lookup_lifecycles(
-    models: Iterable[str],
-    client: anthropic.AsyncAnthropic | None,
-    *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> dict[str, ModelLifecycle]:
-    """Several models at once (the report's primary models, the shadow, the judge)."""
-    unique = list(dict.fromkeys(m for m in models if m))
-    found = await asyncio.gather(*(lookup_lifecycle(m, client, timeout_s=timeout_s)
-                                   for m in unique))
-    return dict(zip(unique, found, strict=True))

@@ -8,20 +8,20 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import pytest
 
 from shadowproxy.lifecycle import (
     ModelLifecycle,
     base_model_id,
+    from_model_info,
     lifecycle_warning,
-    lookup_lifecycle,
-    lookup_lifecycles,
     parse_sdk_date,
+    sdk_deprecated_models,
     sdk_end_of_life,
 )
 from shadowproxy.mirror.engine import EngineLimits
 from shadowproxy.mirror.process import check_models
+from shadowproxy.models_api import lookup_lifecycles
 from shadowproxy.settings import Settings
 from shadowproxy.simulator.features import MODEL_CATALOGUE, CatalogueEntry
 from tests.fakes.providers import SimulatedProvider
@@ -30,15 +30,17 @@ from tests.fakes.serve import running_serve
 TODAY = date(2026, 11, 28)
 
 
-def models_client(simulator: SimulatedProvider) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=simulator.url, api_key="sk-ant-test",
-                                    max_retries=0, timeout=10)
+async def ask(simulator: SimulatedProvider, *models: str) -> dict[str, ModelLifecycle]:
+    return await lookup_lifecycles(models, api_key="sk-ant-test", base_url=simulator.url)
 
 
 # ----------------------------------------------------------------------------- pure
 
 
 def test_the_installed_sdk_knows_sonnet_4_5_ends_on_30_november_2026() -> None:
+    from anthropic._data import DEPRECATED_MODELS  # what the SDK itself uses
+
+    assert sdk_deprecated_models() == DEPRECATED_MODELS  # read without importing the SDK
     assert sdk_end_of_life("claude-sonnet-4-5") == date(2026, 11, 30)
     assert sdk_end_of_life("claude-sonnet-4-5-20250929") == date(2026, 11, 30)
     assert sdk_end_of_life("us.anthropic.claude-sonnet-4-5-20250929-v1:0") == date(2026, 11, 30)
@@ -85,10 +87,8 @@ def test_warnings_say_what_and_when() -> None:
 async def test_the_models_api_reports_lifecycle_retirement_and_max_tokens(
     simulator: SimulatedProvider
 ) -> None:
-    client = models_client(simulator)
-    found = await lookup_lifecycles(
-        ["claude-sonnet-4-5", "claude-3-haiku-20240307", "claude-haiku-4-5"], client)
-    await client.close()
+    found = await ask(simulator, "claude-sonnet-4-5", "claude-3-haiku-20240307",
+                      "claude-haiku-4-5")
     assert found["claude-sonnet-4-5"] == ModelLifecycle(
         "claude-sonnet-4-5", "deprecated", date(2026, 11, 30), 64_000, "models api")
     assert found["claude-3-haiku-20240307"].lifecycle == "retired"
@@ -102,27 +102,28 @@ async def test_the_models_api_is_authoritative_over_the_sdk(
 ) -> None:
     simulator.app[MODEL_CATALOGUE]["claude-sonnet-4-5"] = CatalogueEntry(
         "Claude Sonnet 4.5", "deprecated", 64_000, retires_at="2027-02-01T00:00:00Z")
-    client = models_client(simulator)
-    info = await lookup_lifecycle("claude-sonnet-4-5", client)
-    await client.close()
+    info = (await ask(simulator, "claude-sonnet-4-5"))["claude-sonnet-4-5"]
     assert info.retires_at == date(2027, 2, 1) and info.source == "models api"
 
 
 async def test_unknown_to_the_api_or_unreachable_falls_back_to_the_sdk(
     simulator: SimulatedProvider, unused_tcp_port: int
 ) -> None:
-    client = models_client(simulator)
-    info = await lookup_lifecycle("claude-opus-4-5", client)  # not in the fake catalogue
-    await client.close()
+    info = (await ask(simulator, "claude-opus-4-5"))["claude-opus-4-5"]  # unknown to the API
     assert info == ModelLifecycle("claude-opus-4-5", "deprecated", date(2027, 1, 22), None,
                                   "anthropic sdk")
-    nowhere = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{unused_tcp_port}",
-                                       api_key="k", max_retries=0, timeout=5)
-    info = await lookup_lifecycle("claude-sonnet-4-5", nowhere)
-    await nowhere.close()
+    nowhere = await lookup_lifecycles(["claude-sonnet-4-5"], api_key="k",
+                                      base_url=f"http://127.0.0.1:{unused_tcp_port}")
+    info = nowhere["claude-sonnet-4-5"]
     assert info.retires_at == date(2026, 11, 30) and info.source == "anthropic sdk"
-    assert await lookup_lifecycle("claude-haiku-4-5", None) == ModelLifecycle(
-        "claude-haiku-4-5")
+    without_key = await lookup_lifecycles(["claude-haiku-4-5"], api_key=None)
+    assert without_key == {"claude-haiku-4-5": ModelLifecycle("claude-haiku-4-5")}
+
+
+def test_a_models_api_without_lifecycle_fields_leaves_the_date_to_the_sdk() -> None:
+    assert from_model_info("claude-sonnet-4-5", {"id": "claude-sonnet-4-5",
+                                                 "max_tokens": 64000}) == ModelLifecycle(
+        "claude-sonnet-4-5", "deprecated", date(2026, 11, 30), 64000, "anthropic sdk")
 
 
 async def test_mirror_start_takes_haikus_limit_from_the_api_and_warns(

@@ -21,13 +21,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shadowproxy.lifecycle import lifecycle_warning, lookup_lifecycles
+from shadowproxy.lifecycle import lifecycle_warning
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
 from shadowproxy.mirror.link import CLOSE, END, START, read_frame
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
+from shadowproxy.models_api import lookup_lifecycles
 from shadowproxy.pricing import PriceTable
 from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
@@ -56,19 +57,14 @@ MODELS_API_TIMEOUT_S = 3.0
 async def check_models(settings: Settings, limits: EngineLimits, *, warn: bool) -> None:
     """At start: warn when the shadow or judge model is deprecated or retired, and take
     the shadow model's max_tokens limit from the Models API when it answers."""
-    import anthropic
-
-    client = None
-    if settings.shadow_provider == "anthropic" and settings.shadow_api_key is not None:
-        client = anthropic.AsyncAnthropic(
-            api_key=settings.shadow_api_key.get_secret_value(),
-            base_url=settings.shadow_base_url, max_retries=0, timeout=MODELS_API_TIMEOUT_S)
+    # The Models API speaks for Anthropic's own endpoint; Bedrock and Vertex shadows get
+    # the SDK's end-of-life data only.
+    key = (settings.shadow_api_key.get_secret_value()
+           if settings.shadow_api_key is not None and settings.shadow_provider == "anthropic"
+           else None)
     models = [settings.shadow_model, getattr(settings, "judge_model", None) or ""]
-    try:
-        found = await lookup_lifecycles(models, client, timeout_s=MODELS_API_TIMEOUT_S)
-    finally:
-        if client is not None:
-            await client.close()
+    found = await lookup_lifecycles(models, api_key=key, base_url=settings.shadow_base_url,
+                                    timeout_s=MODELS_API_TIMEOUT_S)
     shadow = found.get(settings.shadow_model)
     if shadow is not None and shadow.max_tokens:
         limits.max_output_tokens = shadow.max_tokens
