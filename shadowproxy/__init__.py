@@ -2,18 +2,30 @@
 
 ::
 
-    app ──HTTP──▶ proxy (aiohttp, per worker) ──▶ PRIMARY_URL        user path: bytes only
-                    │  tee: request bytes, response chunks + monotonic timestamps
-                    ▼  (non-blocking, bounded; overflow = counted "dropped")
-                  mirror process (one per worker)
-                    ├─ shadow call via the anthropic SDK (translated when OpenAI)
-                    ├─ wire.* normalisers: both answers → Normalized, TTFT, latency
-                    ├─ redact → PairRecord
-                    └─ writer: batched INSERT into PostgreSQL, spool file when it is down
-    offline:  diff (scores) → report (HTML/JSON) → gate (exit 0/1/2) / export
+    app ──HTTP──▶ proxy/  (one process per worker)  ──bytes──▶ PRIMARY_URL
+                    │ exchange.ExchangeStart / ExchangeEnd: request bytes, response chunks
+                    ▼ with monotonic timestamps (non-blocking, bounded; overflow counted)
+                  mirror/  (one process per worker)
+                    ├─ translate → shadow call via the anthropic SDK (same streaming mode)
+                    ├─ wire/ normalisers: both answers → Normalized, TTFT, latency
+                    ├─ redact, pricing → records.PairRecord
+                    └─ store/ writer: COPY batches into PostgreSQL, spool when it is down
+    offline:  decision/  diff (verdicts) → report (JSON/HTML) → gate (exit 0/1/2) / export
+    simulator/: fake providers and the offline demo
 
-Pure modules (no I/O): ``wire``, ``translate``, ``normalized``, ``redact``, ``pricing``,
-``scoring``. Everything with sockets, files or processes sits at the edges.
+Packages and what runs where:
+
+- :mod:`.proxy` — the user's path and its listeners; never imports the SDKs, SQLAlchemy
+  or Alembic (an import contract checks it).
+- :mod:`.mirror` — the mirror process: shadow calls, translation, redaction, records.
+- :mod:`.wire` — the providers' wire formats, pure.
+- :mod:`.store` — schema, migrations, writer, spool, retention, the embedded database.
+- :mod:`.decision` — scoring, statistics, diff, report, gate, export; offline.
+- :mod:`.simulator` — simulated providers for tests, benchmarks and the demo.
+
+At the top only the vocabulary they share (:mod:`.settings`, :mod:`.records`,
+:mod:`.exchange`, :mod:`.pricing`, :mod:`.metrics`, :mod:`.logs`, :mod:`.tasks`) and the
+command line (:mod:`.cli`).
 """
 
 __all__ = ["__version__"]

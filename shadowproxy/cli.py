@@ -6,7 +6,6 @@ flags; a bad or missing setting is one line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -17,8 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
+from shadowproxy.decision.since import parse_since as since_cutoff
 from shadowproxy.settings import Settings, SettingsError, load_settings
-from shadowproxy.since import parse_since as since_cutoff
+from shadowproxy.tasks import run_async
 
 T = TypeVar("T")
 
@@ -34,14 +34,6 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     except SettingsError as exc:
         fail(str(exc))
         raise AssertionError("unreachable") from None
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def settings_errors_exit_2(fn: Callable[..., None]) -> Callable[..., None]:
@@ -80,7 +72,7 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     settings = settings_from(ctx, **flags)
     settings.require_primary_url()
     from shadowproxy.logs import setup_logging
-    from shadowproxy.serve import MigrationFailed, prepare_metrics_dir, run_serve
+    from shadowproxy.proxy.serve import MigrationFailed, prepare_metrics_dir, run_serve
 
     prepare_metrics_dir(settings.data_dir)
     setup_logging(settings)
@@ -96,7 +88,7 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
 def migrate(ctx: click.Context) -> None:
     """Apply the database migrations and exit."""
     settings = settings_from(ctx)
-    from shadowproxy.serve import database
+    from shadowproxy.proxy.serve import database
     from shadowproxy.store.migrate import upgrade
 
     async def go() -> None:
@@ -143,7 +135,7 @@ def parse_since(value: str | None) -> datetime | None:
 @settings_errors_exit_2
 def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
     """Score every stored pair not yet scored (resumable)."""
-    from shadowproxy.diff import run_diff
+    from shadowproxy.decision.diff import run_diff
 
     summary = with_database(
         settings_from(ctx),
@@ -167,15 +159,15 @@ def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
 def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
            tag: str | None, policy: Path | None) -> None:
     """Write the evidence: one self-contained HTML file, or JSON for machines."""
-    from shadowproxy.gate import PolicyError, evaluate, load_policy
-    from shadowproxy.report import build_report
-    from shadowproxy.report_html import render_html
+    from shadowproxy.decision.gate import PolicyError, evaluate, load_policy
+    from shadowproxy.decision.report import build_report
+    from shadowproxy.decision.report_html import render_html
 
     after = parse_since(since)
     data = with_database(settings_from(ctx),
                          lambda url: build_report(url, since=after, tag=tag))
     if fmt == "json":
-        text = json.dumps(data, indent=2, default=str)
+        text = json.dumps(data.to_json(), indent=2, default=str)
         if out is None:
             click.echo(text)
         else:
@@ -204,8 +196,8 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
 def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
          as_json: bool) -> None:
     """Pass (exit 0), fail (1) or not enough data (2) against a policy."""
-    from shadowproxy.gate import PolicyError, evaluate, format_table, load_policy
-    from shadowproxy.report import build_report
+    from shadowproxy.decision.gate import PolicyError, evaluate, format_table, load_policy
+    from shadowproxy.decision.report import build_report
 
     try:
         rules = load_policy(policy)
@@ -230,7 +222,7 @@ def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
 @settings_errors_exit_2
 def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) -> None:
     """Write pairs (the comparisons view) as CSV, JSON Lines or Parquet."""
-    from shadowproxy.export import export_pairs
+    from shadowproxy.decision.export import export_pairs
 
     after = parse_since(since)
     count = with_database(
@@ -252,7 +244,7 @@ def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) ->
 def demo(ctx: click.Context, out: Path, total: int) -> None:
     """Offline, no keys: simulated providers, a real proxy, scores and a report."""
     settings = settings_from(ctx)
-    from shadowproxy.demo import run_demo
+    from shadowproxy.simulator.demo import run_demo
 
     sys.exit(run_async(run_demo(settings.data_dir / "demo", out, total)))
 

@@ -33,3 +33,12 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     except asyncio.CancelledError:
         if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
             raise
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a process's main coroutine on uvloop (asyncio's own loop where it is missing)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import asyncpg
 
-from shadowproxy.diff import run_diff
+from shadowproxy.decision.diff import run_diff
 from shadowproxy.settings import Settings
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 from tests.fakes.traffic import seeded
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()

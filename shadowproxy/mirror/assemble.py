@@ -14,15 +14,15 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.content_coding import decompressor_for
-from shadowproxy.normalized import Normalized
+from shadowproxy.mirror.redact import Redactor
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, Side
-from shadowproxy.redact import Redactor
 from shadowproxy.wire import StreamNormalizer
 from shadowproxy.wire import anthropic as anthropic_wire
 from shadowproxy.wire import openai as openai_wire
+from shadowproxy.wire.normalized import Normalized
 
 # Inline base64 payloads (images, documents) longer than this are stored as a digest.
 _INLINE_DATA_LIMIT = 1024

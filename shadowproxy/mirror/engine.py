@@ -17,21 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowproxy.capture import ExchangeEnd, ExchangeStart
 from shadowproxy.conversations import conversation_of
+from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.assemble import build_record, primary_side
+from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
-from shadowproxy.pricing import PriceTable
-from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
-from shadowproxy.redact import Redactor
-from shadowproxy.tasks import spawn
-from shadowproxy.translate import (
+from shadowproxy.mirror.translate import (
     SHADOW_MAX_OUTPUT_TOKENS,
     Untranslatable,
     openai_to_messages,
     prepare_messages_request,
 )
+from shadowproxy.pricing import PriceTable
+from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
+from shadowproxy.tasks import spawn
 
 log = logging.getLogger("shadowproxy.mirror")
 

@@ -2,7 +2,7 @@
 the proxy's event loop.
 
 :func:`run_mirror` owns the SDK client, the engine and the pair writer. It ignores
-SIGINT/SIGTERM — the parent (:mod:`shadowproxy.mirror.handle`) decides when to stop by
+SIGINT/SIGTERM — the parent (:mod:`shadowproxy.proxy.mirror_child`) decides when to stop by
 sending a close frame with the time left; if the parent dies, the socket closes and the
 child drains the same way. It runs at a lower CPU priority than the proxy: on a busy
 machine the user's requests win the CPU and shadows wait, which is what a shadow is for.
@@ -25,12 +25,12 @@ from shadowproxy.lifecycle import lifecycle_warning
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
-from shadowproxy.mirror.link import CLOSE, END, START, read_frame
+from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.models_api import lookup_lifecycles
 from shadowproxy.pricing import PriceTable
-from shadowproxy.redact import Redactor
+from shadowproxy.proxy.mirror_link import CLOSE, END, START, read_frame
 from shadowproxy.settings import Settings
 from shadowproxy.store.retention import RetentionTask
 from shadowproxy.store.spool import Spool

@@ -16,7 +16,7 @@ import time
 import aiohttp
 from yarl import URL
 
-from shadowproxy.capture import ExchangeEnd, ExchangeStart
+from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.assemble import primary_side
 from shadowproxy.records import Side
 

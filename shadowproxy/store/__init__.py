@@ -11,4 +11,5 @@
 
 The schema lives in :mod:`.models` and in the static Alembic revisions shipped as
 ``shadowproxy._migrations``; :mod:`.migrate` applies them from inside an event loop.
+:mod:`.urls` is the one place that turns a user's PostgreSQL URL into each driver's form.
 """

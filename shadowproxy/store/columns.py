@@ -1,27 +1,29 @@
-"""The ``pairs`` columns the writer fills, without SQLAlchemy.
+"""The ``pairs`` columns the writer fills, derived from :mod:`shadowproxy.records`.
 
-The writer and the mirror process need only the names (``PairRecord.to_row()``'s keys,
-in order) and which of them are jsonb; :mod:`.models` checks that its table agrees.
+No SQLAlchemy here: the mirror process (the writer) needs only the names, in
+``PairRecord.to_row()``'s order, and their SQL types; :mod:`.models` builds the ORM table
+from the same declaration.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+from dataclasses import fields
 
-from shadowproxy.records import PairRecord, Side
+from shadowproxy.records import SIDES, PairRecord, Side, SqlType, sql_type
 
-
-def _record_columns() -> tuple[str, ...]:
-    probe = PairRecord(
-        id=uuid.UUID(int=0), received_at=datetime.min, api="", path="", tag=None,
-        stream=False, request=None, request_sha256="", primary=Side(), shadow=Side(),
-        shadow_outcome="",
-    )
-    return tuple(probe.to_row())
+__all__ = ["HEAD_COLUMNS", "JSONB_COLUMNS", "PAIR_COLUMNS", "SIDE_FIELDS", "SQL_TYPES"]
 
 
-PAIR_COLUMNS: tuple[str, ...] = _record_columns()
-JSONB_COLUMNS: frozenset[str] = frozenset(
-    {"request", "primary_tool_calls", "shadow_tool_calls", "replay_tool_calls"}
-)
+def _declared(cls: type) -> dict[str, SqlType]:
+    return {f.name: t for f in fields(cls) if (t := sql_type(f)) is not None}
+
+
+# Pair-level columns (id, received_at, …) and a side's fields, in declaration order.
+HEAD_COLUMNS: tuple[str, ...] = tuple(_declared(PairRecord))
+SIDE_FIELDS: tuple[str, ...] = tuple(_declared(Side))
+SQL_TYPES: dict[str, SqlType] = {
+    **_declared(PairRecord),
+    **{f"{prefix}_{name}": t for prefix in SIDES for name, t in _declared(Side).items()},
+}
+PAIR_COLUMNS: tuple[str, ...] = tuple(SQL_TYPES)
+JSONB_COLUMNS: frozenset[str] = frozenset(c for c, t in SQL_TYPES.items() if t == "jsonb")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shadowproxy.store.migrate import asyncpg_url
+from shadowproxy.store.urls import sqlalchemy_url
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class EmbeddedPostgres:
         # creates that handle; after a stop() it must be told to start again.
         with self._server._lock:
             self._server.ensure_postgres_running()
-        self.url = asyncpg_url(self._server.get_uri())
+        self.url = sqlalchemy_url(self._server.get_uri())
         log.info("embedded PostgreSQL running in %s", pgdata)
         return self.url
 

@@ -22,14 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import shadowproxy
-
-
-def asyncpg_url(url: str) -> str:
-    """The SQLAlchemy form of a PostgreSQL URL, whatever form the user gave."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    raise ValueError("not a PostgreSQL URL (postgresql+asyncpg://…)")
+from shadowproxy.store.urls import sqlalchemy_url
 
 
 @contextmanager
@@ -56,7 +49,7 @@ def _config(location: Path, url: str, connection: Connection | None = None) -> C
 
 
 async def _run(url: str, action: Callable[[Config], None]) -> None:
-    url = asyncpg_url(url)
+    url = sqlalchemy_url(url)
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         with script_location() as location:
@@ -76,7 +69,7 @@ async def downgrade(url: str, revision: str) -> None:
 
 async def current(url: str) -> str | None:
     """The revision the database is at; None when it was never migrated."""
-    engine = create_async_engine(asyncpg_url(url), poolclass=pool.NullPool)
+    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(

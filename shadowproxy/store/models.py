@@ -1,10 +1,11 @@
 """The comparison schema as typed SQLAlchemy models.
 
 The migrations in ``migrations/versions`` are written by hand and must match these
-models exactly (a test compares them with Alembic's autogenerate diff); the models exist
-so that the drift check, the writer's column list and the offline readers (``diff``,
-``report``, ``export``) share one definition. The analyst view ``comparisons`` is
-created by a migration, not here: it is SQL for people, not a mapped class.
+models exactly (a test compares them with Alembic's autogenerate diff). The side columns
+(``primary_*``, ``shadow_*``, ``replay_*``) are not spelled out here: they are generated
+from :class:`shadowproxy.records.Side`, the one declaration of a side's fields. The
+analyst view ``comparisons`` is created by a migration, not here: it is SQL for people,
+not a mapped class.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shadowproxy.store.columns import JSONB_COLUMNS, PAIR_COLUMNS
+from shadowproxy.store.columns import HEAD_COLUMNS, PAIR_COLUMNS, SQL_TYPES
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -65,54 +66,11 @@ class Pair(Base):
     # An agent's pairs belong together: x-shadow-conversation, else a hash of the opening.
     conversation_id: Mapped[str | None] = mapped_column(Text, index=True)
     turn: Mapped[int | None] = mapped_column(Integer)
-    # primary side (the current provider)
-    primary_model: Mapped[str | None] = mapped_column(Text)
-    primary_status: Mapped[int | None] = mapped_column(Integer)
-    primary_latency_ms: Mapped[float | None] = mapped_column(Double)
-    primary_ttft_ms: Mapped[float | None] = mapped_column(Double)
-    primary_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    primary_output_tokens: Mapped[int | None] = mapped_column(Integer)
-    primary_cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    primary_cache_read_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    primary_cost_usd: Mapped[float | None] = mapped_column(Double)
-    primary_text: Mapped[str | None] = mapped_column(Text)
-    primary_tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
-    primary_stop_reason: Mapped[str | None] = mapped_column(Text)
-    primary_error: Mapped[str | None] = mapped_column(Text)
-    primary_request_id: Mapped[str | None] = mapped_column(Text)
-    # shadow side (Claude Haiku 4.5)
-    shadow_model: Mapped[str | None] = mapped_column(Text)
-    shadow_status: Mapped[int | None] = mapped_column(Integer)
-    shadow_latency_ms: Mapped[float | None] = mapped_column(Double)
-    shadow_ttft_ms: Mapped[float | None] = mapped_column(Double)
-    shadow_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    shadow_output_tokens: Mapped[int | None] = mapped_column(Integer)
-    shadow_cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    shadow_cache_read_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    shadow_cost_usd: Mapped[float | None] = mapped_column(Double)
-    shadow_text: Mapped[str | None] = mapped_column(Text)
-    shadow_tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
-    shadow_stop_reason: Mapped[str | None] = mapped_column(Text)
-    shadow_error: Mapped[str | None] = mapped_column(Text)
-    shadow_request_id: Mapped[str | None] = mapped_column(Text)
-    # replay side (the primary asked again: the noise floor)
-    replay_model: Mapped[str | None] = mapped_column(Text)
-    replay_status: Mapped[int | None] = mapped_column(Integer)
-    replay_latency_ms: Mapped[float | None] = mapped_column(Double)
-    replay_ttft_ms: Mapped[float | None] = mapped_column(Double)
-    replay_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    replay_output_tokens: Mapped[int | None] = mapped_column(Integer)
-    replay_cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    replay_cache_read_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    replay_cost_usd: Mapped[float | None] = mapped_column(Double)
-    replay_text: Mapped[str | None] = mapped_column(Text)
-    replay_tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
-    replay_stop_reason: Mapped[str | None] = mapped_column(Text)
-    replay_error: Mapped[str | None] = mapped_column(Text)
-    replay_request_id: Mapped[str | None] = mapped_column(Text)
     stored_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+    # primary_*, shadow_*, replay_*: added below from records.Side, the one declaration.
 
     __table_args__ = (
         Index(None, "received_at"),
@@ -165,17 +123,20 @@ class Score(Base):
     replay_position_inconsistent: Mapped[bool | None] = mapped_column(Boolean)
 
 
-if frozenset(
-    c.name for c in Pair.__table__.columns if isinstance(c.type, JSONB)
-) != JSONB_COLUMNS:
-    raise RuntimeError("store/columns.py's JSONB_COLUMNS disagree with the pairs table")
+_TYPES: dict[str, Any] = {
+    "uuid": Uuid, "timestamptz": lambda: DateTime(timezone=True), "text": Text,
+    "boolean": Boolean, "integer": Integer, "double": Double, "jsonb": JSONB,
+}
+# Every side column is nullable: a side that never answered has none of them.
+for _name in PAIR_COLUMNS[len(HEAD_COLUMNS):]:
+    setattr(Pair, _name, mapped_column(_name, _TYPES[SQL_TYPES[_name]](), nullable=True))
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in Score.__table__.columns if c.name != "pair_id"
 )
 
-# A Side field added to records.py without a column here would be silently dropped by
-# the writer; fail at import time instead.
+# A head field declared in records.py without its typed column above would be silently
+# dropped by the writer; fail at import time instead.
 _unmapped = set(PAIR_COLUMNS) - {c.name for c in Pair.__table__.columns}
 if _unmapped:
     raise RuntimeError(f"PairRecord fields without a pairs column: {sorted(_unmapped)}")

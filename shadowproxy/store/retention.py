@@ -17,7 +17,7 @@ import logging
 
 import asyncpg
 
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 from shadowproxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 import asyncpg
 
-from shadowproxy.records import PairRecord, Side
-from shadowproxy.store.columns import JSONB_COLUMNS, PAIR_COLUMNS
+from shadowproxy.records import PairRecord
+from shadowproxy.store.columns import HEAD_COLUMNS, JSONB_COLUMNS, PAIR_COLUMNS, SIDE_FIELDS
+from shadowproxy.store.urls import asyncpg_dsn
 
 _STAGING = "pairs_incoming"
 _COLUMN_LIST = ", ".join(PAIR_COLUMNS)
@@ -58,11 +58,6 @@ class PairRejected(StoreError):
     pass
 
 
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg speaks plain ``postgresql://``; our settings use SQLAlchemy's form."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 def _scrub(value: Any) -> Any:
     """PostgreSQL text and jsonb cannot hold NUL; a model may still write one."""
     if isinstance(value, str):
@@ -75,20 +70,9 @@ def _scrub(value: Any) -> Any:
 
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_SIDE_FIELDS = tuple(f.name for f in fields(Side))
-_side_values = operator.attrgetter(*_SIDE_FIELDS)
-_NO_SIDE = (None,) * len(_SIDE_FIELDS)
-_TOOL_CALLS = _SIDE_FIELDS.index("tool_calls")
-_HEAD = (
-    "id", "received_at", "api", "path", "tag", "stream", "request", "request_sha256",
-    "shadow_outcome", "shadow_reason", "client_disconnected", "conversation_id", "turn",
-)
-_record_head = operator.attrgetter(*_HEAD)
-_REQUEST = _HEAD.index("request")
-if _HEAD + tuple(
-    f"{prefix}_{name}" for prefix in ("primary", "shadow", "replay") for name in _SIDE_FIELDS
-) != PAIR_COLUMNS:
-    raise RuntimeError("pair_row's column order no longer matches PairRecord.to_row()")
+_side_values = operator.attrgetter(*SIDE_FIELDS)
+_NO_SIDE = (None,) * len(SIDE_FIELDS)
+_record_head = operator.attrgetter(*HEAD_COLUMNS)
 _JSONB_INDEXES = frozenset(i for i, c in enumerate(PAIR_COLUMNS) if c in JSONB_COLUMNS)
 
 
@@ -100,16 +84,11 @@ def pair_row(record: PairRecord, *, scrub: bool = False) -> tuple[Any, ...]:
     refuses; it is only needed for the rare batch the database rejected.
     """
     row = list(_record_head(record))
-    if row[_REQUEST] is not None:
-        row[_REQUEST] = _encode_json(row[_REQUEST])
-    for side in (record.primary, record.shadow, record.replay):
-        if side is None:
-            row.extend(_NO_SIDE)
-            continue
-        values = list(_side_values(side))
-        if values[_TOOL_CALLS] is not None:
-            values[_TOOL_CALLS] = _encode_json(values[_TOOL_CALLS])
-        row.extend(values)
+    for side in (record.primary, record.shadow, record.replay):  # records.SIDES' order
+        row.extend(_NO_SIDE if side is None else _side_values(side))
+    for index in _JSONB_INDEXES:
+        if row[index] is not None:
+            row[index] = _encode_json(row[index])
     if scrub:
         row = [_scrub_cell(value, index in _JSONB_INDEXES) for index, value in enumerate(row)]
     return tuple(row)

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowproxy.normalized import Normalized, ToolCall
-from shadowproxy.wire import (
+from shadowproxy.wire._shared import (
     describe_body,
     describe_error,
     header,
@@ -22,6 +21,7 @@ from shadowproxy.wire import (
     parse_json,
     snippet,
 )
+from shadowproxy.wire.normalized import Normalized, ToolCall
 from shadowproxy.wire.sse import SSEParser
 
 REQUEST_ID_HEADER = "request-id"

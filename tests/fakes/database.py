@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.store import migrate
 from shadowproxy.store.embedded import EmbeddedPostgres
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn, sqlalchemy_url
 
 TEMPLATE_DB = "shadowproxy_template"
 
@@ -73,7 +73,7 @@ async def _create_template(server: TestPostgres) -> None:
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
     external = os.environ.get("SHADOWPROXY_TEST_DATABASE_URL")
     if external:
-        server = TestPostgres(migrate.asyncpg_url(external), None, None)
+        server = TestPostgres(sqlalchemy_url(external), None, None)
         asyncio.run(_create_template(server))
         yield server
         return

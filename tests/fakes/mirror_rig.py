@@ -16,13 +16,13 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
-from shadowproxy.mirror.link import InlineMirrorLink
+from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
+from shadowproxy.proxy.app import make_proxy_app
 from shadowproxy.records import PairRecord
-from shadowproxy.redact import Redactor
-from shadowproxy.server import make_proxy_app
 from shadowproxy.settings import Settings
+from tests.fakes.mirror import InlineMirrorLink
 
 SHADOW_KEY = "sk-ant-shadow-secret-0123456789"
 

@@ -1,0 +1,14 @@
+"""The proxy process: the user's path and everything that runs beside it.
+
+::
+
+    app ──▶ handler.Proxy ──bytes──▶ PRIMARY_URL        (routing decides what is mirrored)
+               │ ExchangeStart / ExchangeEnd (non-blocking, bounded)
+               ▼
+            mirror_link ──unix socket──▶ mirror process (started by mirror_child)
+    admin listener: admin (/healthz, /readyz, /metrics), readiness, dashboard
+    serve: the supervisor, its workers, their listeners (app)
+
+Nothing here imports the anthropic SDK, SQLAlchemy or Alembic: the proxy process stays
+small and starts fast (an import contract in pyproject.toml checks it).
+"""

@@ -1,0 +1,88 @@
+"""The dashboard on the admin listener: the live report, behind the admin token, with
+every model-written string escaped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from shadowproxy.decision.diff import run_diff
+from shadowproxy.decision.since import parse_since
+from shadowproxy.proxy.admin import make_admin_app
+from shadowproxy.proxy.dashboard import dashboard_routes
+from shadowproxy.records import Side
+from tests.fakes.database import make_pair
+from tests.fakes.traffic import store, traffic
+from tests.fakes.verdicts import Judged, write
+
+TOKEN = "admin-secret-token"
+
+
+async def ready() -> dict[str, Any]:
+    return {"ready": True}
+
+
+@pytest.fixture
+async def admin(database_url: str, aiohttp_client: Any) -> TestClient[Any, Any]:
+    app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
+                         extra_routes=dashboard_routes(database_url))
+    client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
+    return client
+
+
+async def test_dashboard_needs_the_token_and_escapes_model_text(
+    admin: TestClient[Any, Any], database_url: str
+) -> None:
+    evil = "<script>alert('pwned')</script>"
+    record = make_pair(tag="<b>tag</b>", shadow=Side(
+        model="claude-haiku-4-5", status=200, text=evil, stop_reason="end_turn",
+        tool_calls=[]))
+    # Judged worse: it shows among the worst pairs, with the judge's reason.
+    await write(database_url, [(record, Judged("worse", reason=f"Says {evil}"))])
+    assert (await admin.get("/dashboard")).status == 401
+    resp = await admin.get("/dashboard", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 200
+    html = await resp.text()
+    assert "shadowproxy report" in html
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert "<b>tag</b>" not in html and "Says &lt;script&gt;" in html
+    assert "script-src" not in resp.headers["Content-Security-Policy"]
+
+
+async def test_admin_api_report_json_with_filters(
+    admin: TestClient[Any, Any], database_url: str
+) -> None:
+    await store(database_url, [make_pair(tag="support"), make_pair(tag="billing")])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    resp = await admin.get("/api/report?tag=support", headers=auth)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["overall"]["pairs_total"] == 1 and "support" in body["by_tag"]
+    bad = await admin.get("/api/report?since=yesterday-ish", headers=auth)
+    assert bad.status == 400 and "since" in await bad.text()
+
+
+async def test_dashboard_says_pairs_await_diff_without_claiming_no_disagreements(
+    admin: TestClient[Any, Any], database_url: str
+) -> None:
+    await store(database_url, traffic("support", 12, 3))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    html = await (await admin.get("/dashboard", headers=auth)).text()
+    assert "12 pairs not yet judged: run `shadowproxy diff`" in html
+    assert "No disagreements" not in html and "judged worse." not in html
+    await run_diff(database_url, progress=False)
+    after = await (await admin.get("/api/report", headers=auth)).json()
+    assert after["overall"]["pairs_unscored"] == 0
+
+
+def test_since_takes_ages_and_iso_times() -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    assert parse_since("24h", now=now) == datetime(2026, 11, 23, 12, tzinfo=UTC)
+    assert parse_since("30m", now=now) == datetime(2026, 11, 24, 11, 30, tzinfo=UTC)
+    assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert parse_since(None) is None
+    with pytest.raises(ValueError, match="neither an ISO"):
+        parse_since("last tuesday")
