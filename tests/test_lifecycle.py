@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import pytest
 
 from shadowproxy.lifecycle import (
@@ -24,6 +25,7 @@ from shadowproxy.mirror.process import check_models
 from shadowproxy.models_api import lookup_lifecycles
 from shadowproxy.settings import Settings
 from shadowproxy.simulator.features import MODEL_CATALOGUE, CatalogueEntry
+from tests.fakes.mirror_rig import mirror_rig
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve
 
@@ -166,3 +168,26 @@ async def test_serve_warns_at_start_about_a_deprecated_shadow_model(
         log = served.log()  # the check ends before the mirror says it is ready
     assert "model claude-sonnet-4-5 is deprecated and reaches end-of-life on 2026-11-30" in log
     assert "sk-ant-shadow-key" not in log
+
+
+async def test_the_mirror_warns_once_when_the_applications_model_is_deprecated(
+    aiohttp_server: Any, simulator: SimulatedProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with mirror_rig(aiohttp_server, primary_url=simulator.url,
+                          shadow_url=simulator.url) as rig:
+        client = anthropic.AsyncAnthropic(base_url=rig.proxy_url, api_key="sk-app",
+                                          max_retries=0, timeout=30)
+        with caplog.at_level(logging.WARNING, logger="shadowproxy.mirror"):
+            for question in ("one", "two"):
+                with pytest.warns(DeprecationWarning, match="claude-sonnet-4-5"):
+                    await client.messages.create(  # the SDK warns the application too
+                        model="claude-sonnet-4-5", max_tokens=50,
+                        messages=[{"role": "user", "content": question}])
+            await client.messages.create(model="claude-sonnet-4-6", max_tokens=50,
+                                         messages=[{"role": "user", "content": "three"}])
+            await rig.wait_records(3)
+        await client.close()
+    lines = [r.getMessage() for r in caplog.records if "end-of-life" in r.getMessage()]
+    (line,) = lines  # once, not per pair; none for the active model
+    assert line.startswith("primary model claude-sonnet-4-5 is deprecated")
+    assert "2026-11-30" in line and "source: anthropic sdk" in line

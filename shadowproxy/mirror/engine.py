@@ -15,10 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shadowproxy.conversations import conversation_of
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
+from shadowproxy.lifecycle import from_sdk, lifecycle_warning
 from shadowproxy.mirror.assemble import build_record, primary_side
 from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
@@ -34,6 +36,7 @@ from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.tasks import spawn
 
 log = logging.getLogger("shadowproxy.mirror")
+_MODELS_CHECKED_LIMIT = 1000
 
 RecordSink = Callable[[PairRecord], None]
 
@@ -92,6 +95,7 @@ class MirrorEngine:
         self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
         self.records = 0
+        self._models_checked: set[str] = set()
 
     @property
     def pending(self) -> int:
@@ -229,6 +233,7 @@ class MirrorEngine:
             return
         self.outcomes[shadow.outcome.value] += 1
         self.records += 1
+        self._check_primary_model(record.primary.model)
         self._sink(record)
         level = logging.DEBUG if shadow.outcome == ShadowOutcome.OK else logging.INFO
         if log.isEnabledFor(level):
@@ -236,6 +241,18 @@ class MirrorEngine:
                     record.api, record.tag, record.primary.status, shadow.outcome.value,
                     f" ({shadow.reason})" if shadow.reason else "",
                     extra={"exchange_id": str(record.id)})
+
+    def _check_primary_model(self, model: str | None) -> None:
+        """Warn once per model id when the application's model is deprecated or retired
+        (the SDK's end-of-life data: no network call on the pair path)."""
+        if not model or model in self._models_checked:
+            return
+        if len(self._models_checked) >= _MODELS_CHECKED_LIMIT:  # ids come from traffic
+            return
+        self._models_checked.add(model)
+        line = lifecycle_warning(model, from_sdk(model), datetime.now(UTC).date())
+        if line is not None:
+            log.warning("primary %s", line)
 
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight shadows finish within ``timeout_s``; then cut them short.
