@@ -98,7 +98,7 @@ async def run_mirror(
     # is clamped to the Models API's limit; bounded by MODELS_API_TIMEOUT_S.
     await check_models(settings, limits, warn=worker == 0)
     replayer = (
-        Replayer(settings.primary_url, concurrency=settings.shadow_concurrency,
+        Replayer(settings.primary_url, concurrency=settings.shadow_concurrency, prices=prices,
                  timeout_s=settings.upstream_timeout_s)
         if settings.replay_rate > 0 and settings.primary_url else None
     )
