@@ -36,6 +36,10 @@ HEADERS = {"Authorization": "Bearer sk-bench-app", "Content-Type": "application/
 # The first OpenAI chunk carries only the role; the first token is the first non-empty
 # content delta.
 _FIRST_TOKEN = re.compile(rb'"content":"[^"]')
+# Responses API streams: the first typed text delta (created/in_progress/item events
+# come before generation).
+RESPONSES_PATH = "/v1/responses"
+_FIRST_RESPONSES_TOKEN = re.compile(rb"event: response\.output_text\.delta")
 # Below this share of the target rate the generator, not the proxy, set the pace.
 SATURATION_SHARE = 0.97
 
@@ -343,6 +347,23 @@ def chat_body(i: int, *, stream: bool = False, prompt: str = "") -> bytes:
     return json.dumps(body).encode()
 
 
+def responses_body(i: int, *, stream: bool = False, prompt: str = "") -> bytes:
+    body: dict[str, Any] = {
+        "model": "gpt-4.1-mini", "max_output_tokens": 64,
+        "input": f"benchmark request {i} {prompt}",
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body).encode()
+
+
+# API → (path, request body builder, first-token pattern of its stream)
+APIS = {
+    "chat": (CHAT_PATH, chat_body, _FIRST_TOKEN),
+    "responses": (RESPONSES_PATH, responses_body, _FIRST_RESPONSES_TOKEN),
+}
+
+
 @dataclass
 class Samples:
     latency_ms: list[float] = field(default_factory=list)
@@ -352,7 +373,7 @@ class Samples:
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: bytes, out: Samples,
-              stream: bool) -> None:
+              stream: bool, first_token: re.Pattern[bytes] = _FIRST_TOKEN) -> None:
     """One request; latency to the last byte, and for streams to the first content."""
     out.sent += 1
     start = time.perf_counter()
@@ -364,7 +385,7 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, out: Sample
                 async for chunk in resp.content.iter_any():
                     if first is None:
                         seen += chunk
-                        if _FIRST_TOKEN.search(seen):
+                        if first_token.search(seen):
                             first = time.perf_counter()
                 if first is not None:
                     out.ttft_ms.append((first - start) * 1000)
@@ -403,7 +424,7 @@ class Pacing:
 async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
                  results: dict[str, Samples], *, rate: float, duration: float,
                  first_index: int, stream: bool,
-                 prompt: str) -> tuple[float, list[float], float]:
+                 prompt: str, api: str = "chat") -> tuple[float, list[float], float]:
     """Send on schedule, interleaving targets; return the achieved rate and send lags."""
     tasks: list[asyncio.Task[None]] = []
     interval = 1.0 / rate
@@ -414,6 +435,7 @@ async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
     started = [t0, t0]  # the last request's planned and actual start
     cpu0 = time.process_time()
     cpu = [0.0]
+    path, make_body, first_token = APIS[api]
 
     async def send(at: float, name: str, body: bytes) -> None:
         # Lag is taken when the request really starts: a generator that has fallen
@@ -423,7 +445,7 @@ async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
         if at >= started[0]:
             started[:] = [at, now]
             cpu[0] = time.process_time() - cpu0
-        await one(session, targets[name] + CHAT_PATH, body, results[name], stream)
+        await one(session, targets[name] + path, body, results[name], stream, first_token)
 
     for i in range(int(duration * rate)):
         for k, name in enumerate(names):
@@ -431,7 +453,7 @@ async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
             delay = at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            body = chat_body(first_index + i, stream=stream, prompt=prompt)
+            body = make_body(first_index + i, stream=stream, prompt=prompt)
             tasks.append(spawn(send(at, name, body), name=f"bench-{name}-{i}"))
     await asyncio.gather(*tasks)
     planned, actual = started[0] - t0, started[1] - t0
@@ -443,7 +465,7 @@ async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
 
 async def open_loop(targets: dict[str, str], *, rate: float, duration: float,
                     stream: bool = False, prompt: str = "",
-                    warmup: float = 1.0) -> tuple[dict[str, Samples], Pacing]:
+                    warmup: float = 1.0, api: str = "chat") -> tuple[dict[str, Samples], Pacing]:
     """``rate`` requests per second to each target, interleaved, for ``duration`` s,
     after ``warmup`` s of the same load whose samples are thrown away."""
     results = {name: Samples() for name in targets}
@@ -451,10 +473,10 @@ async def open_loop(targets: dict[str, str], *, rate: float, duration: float,
     async with aiohttp.ClientSession(connector=connector) as session:
         warm = {name: Samples() for name in targets}
         await _paced(session, targets, warm, rate=rate, duration=warmup, first_index=0,
-                     stream=stream, prompt=prompt)
+                     stream=stream, prompt=prompt, api=api)
         achieved, lags, cpu = await _paced(session, targets, results, rate=rate,
                                            duration=duration, first_index=1_000_000,
-                                           stream=stream, prompt=prompt)
+                                           stream=stream, prompt=prompt, api=api)
     lag_p99 = percentiles(lags)["p99"]
     return results, Pacing(rate, achieved, lag_p99, cpu, int(warmup * rate))
 

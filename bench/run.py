@@ -145,7 +145,7 @@ def compare(res: dict[str, Samples], key: str = "latency_ms",
 async def mirrored_run(db: str, *, rate: float, duration: float, sample_rate: float,
                        latency_ms: float = 0, shadow_latency_ms: float | None = None,
                        chunk_ms: float = 0, stream: bool = False,
-                       settle_s: float = 30, **env: Any) -> Row:
+                       settle_s: float = 30, api: str = "chat", **env: Any) -> Row:
     """Open-loop load at ``rate`` to the simulator and the proxy in front of it, then the
     pairs the database holds for the proxied requests."""
     await reset(db)
@@ -153,13 +153,15 @@ async def mirrored_run(db: str, *, rate: float, duration: float, sample_rate: fl
         sim.url, db, sample_rate=sample_rate, **env
     ) as proxy:
         res, pacing = await open_loop({"direct": sim.url, "proxy": proxy.url}, rate=rate,
-                                      duration=duration, stream=stream)
+                                      duration=duration, stream=stream, api=api)
         sent = res["proxy"].sent + pacing.warmup
         if sample_rate:
             await settle(db, sent, settle_s)
         lost = await losses(proxy)
     pairs = await count_pairs(db)  # after the graceful stop: final
     row = compare(res, "ttft_ms" if stream else "latency_ms")
+    if stream:  # to the last byte as well: a stream's end is when the answer is usable
+        row["latency"] = compare(res, "latency_ms")
     row |= {"pacing": pacing.as_dict(), "pairs": pairs, "proxied": sent,
             "unrecorded": sent - sum(pairs.values()) if sample_rate else 0, **lost}
     return row
@@ -380,6 +382,22 @@ def ttft_lines(row: Row) -> list[Line]:
     return latency_lines(row, "time to first token, streams", {"p50": 1.0})
 
 
+async def responses_stream(db: str, opts: Options) -> Row:
+    """OpenAI Responses API streams (typed events) at TTFT_RATE req/s, 20 ms between
+    simulated chunks, mirrored: TTFT and whole-stream latency beside direct calls."""
+    return await mirrored_run(db, rate=TTFT_RATE, duration=opts.duration, sample_rate=1.0,
+                              chunk_ms=20, stream=True, api="responses")
+
+
+def responses_stream_lines(row: Row) -> list[Line]:
+    lines = latency_lines(row, "Responses API: time to first token", {"p50": 1.0})
+    if "latency" in row:
+        lines.insert(1, Line("Responses API: whole stream p50/p95/p99 ms",
+                             _pct3(row["latency"]["direct"]), _pct3(row["latency"]["proxy"]),
+                             _added3(row["latency"]["added"])))
+    return lines
+
+
 RSS_SHADOWS = 2000
 
 
@@ -490,6 +508,7 @@ SCENARIOS: dict[str, Scenario] = {
     "saturated": Scenario(saturated, saturated_lines),
     "slow_shadow_40x": Scenario(slow_shadow_40x, slow_shadow_40x_lines),
     "ttft": Scenario(ttft, ttft_lines),
+    "responses_stream": Scenario(responses_stream, responses_stream_lines),
     "rss": Scenario(rss, rss_lines, once=True),
     "bare": Scenario(bare_passthrough, bare_lines),
     "nginx": Scenario(nginx_passthrough, nginx_lines),

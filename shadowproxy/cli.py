@@ -1,14 +1,22 @@
 """The ``shadowproxy`` command line (click).
 
-Every command reads settings from the environment, then ``--config FILE``, then its own
-flags; a bad or missing setting is one line on stderr and exit code 2.
+Every command reads settings from the environment, then ``--config FILE`` (before or
+after the command's name), then its own flags. Exit codes mean one thing each:
+
+- ``2``: a bad or missing setting (one line naming it), for every command but ``gate``;
+- ``3``: the command cannot run: the database cannot be reached, a file cannot be read or
+  written, a policy is wrong (one line naming the host and port, the file or the key);
+- ``gate``: ``0`` pass, ``1`` fail, ``2`` not enough data, and ``3`` for every error,
+  a bad setting included, so a pipeline never reads an error as a verdict.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import sys
+import traceback
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -17,34 +25,101 @@ from typing import Any, TypeVar
 import click
 
 from shadowproxy.decision.since import parse_since as since_cutoff
-from shadowproxy.settings import Settings, SettingsError, load_settings
+from shadowproxy.settings import Settings, SettingsError, ensure_data_dir, load_settings
 from shadowproxy.tasks import run_async
 
 T = TypeVar("T")
 
+EXIT_BAD_SETTING = 2
+EXIT_CANNOT_RUN = 3
 
-def fail(message: str, code: int = 2) -> None:
+
+class CannotRun(Exception):
+    """The command cannot do its work; the message is one line naming the cause."""
+
+
+def fail(message: str, code: int = EXIT_BAD_SETTING) -> None:
     click.echo(f"shadowproxy: error: {message}", err=True)
     sys.exit(code)
 
 
 def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
-    try:
-        return load_settings(ctx.obj, overrides)
-    except SettingsError as exc:
-        fail(str(exc))
-        raise AssertionError("unreachable") from None
+    """Settings, or :class:`SettingsError` (the command's wrapper picks the exit code)."""
+    return load_settings(ctx.obj, overrides)
 
 
-def settings_errors_exit_2(fn: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
+def file_problem(exc: OSError) -> str:
+    target = exc.filename if exc.filename is not None else "a file"
+    return f"{target}: {exc.strerror or exc}"
+
+
+def one_line_errors(*, setting_code: int = EXIT_BAD_SETTING, any_error_code: int | None = None
+                    ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A bad setting exits ``setting_code``; a command that cannot run exits 3. With
+    ``any_error_code`` an unexpected exception exits with it too (after its traceback,
+    which is a bug report), instead of Python's 1."""
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> None:
+            try:
+                fn(*args, **kwargs)
+            except SettingsError as exc:
+                fail(str(exc), setting_code)
+            except CannotRun as exc:
+                fail(str(exc), EXIT_CANNOT_RUN)
+            except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                if isinstance(exc, OSError) and exc.filename is not None:
+                    fail(file_problem(exc), EXIT_CANNOT_RUN)
+                if any_error_code is None:
+                    raise
+                traceback.print_exc()
+                fail("unexpected error (traceback above)", any_error_code)
+
+        return wrapper
+
+    return decorate
+
+
+settings_errors_exit_2 = one_line_errors()
+
+
+class _UsageErrorExit3(click.UsageError):
+    exit_code = EXIT_CANNOT_RUN
+
+
+class AlwaysExit3(click.Command):
+    """``gate``'s usage errors (a missing ``--policy``, a bad ``--since``) exit 3 as
+    well: exit 2 is the gate's "not enough data"."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
-            fn(*args, **kwargs)
-        except SettingsError as exc:
-            fail(str(exc))
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _UsageErrorExit3(exc.format_message(), exc.ctx) from None
 
-    return wrapper
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _UsageErrorExit3(exc.format_message(), exc.ctx) from None
+
+
+def _config_after_command(ctx: click.Context, _param: click.Parameter,
+                          value: Path | None) -> None:
+    if value is not None:
+        ctx.obj = value
+
+
+def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config`` after the command's name too (``shadowproxy serve --config f``)."""
+    return click.option(
+        "--config", type=click.Path(path_type=Path), default=None, expose_value=False,
+        is_eager=True, callback=_config_after_command,
+        help="TOML file with settings (flags beat it, it beats the environment).",
+    )(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,12 +140,14 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 @click.option("--admin-port", type=int, default=None)
 @click.option("--workers", type=int, default=None, help="Processes sharing the port.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations at start.")
+@config_option
 @click.pass_context
 @settings_errors_exit_2
 def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     """Run the proxy and its admin listener."""
     settings = settings_from(ctx, **flags)
     settings.require_primary_url()
+    ensure_data_dir(settings)
     from shadowproxy.logs import setup_logging
     from shadowproxy.proxy.serve import MigrationFailed, prepare_metrics_dir, run_serve
 
@@ -79,46 +156,116 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     try:
         sys.exit(run_async(run_serve(settings, migrate=not no_migrate)))
     except MigrationFailed as exc:
-        fail(str(exc), code=1)
+        # The child already said it in one line ("shadowproxy: error: …"); keep its words.
+        said = str(exc).replace("shadowproxy: error: ", "")
+        raise CannotRun(said.replace("migrations failed: migrations failed: ",
+                                     "migrations failed: ")) from None
+    except Exception as exc:
+        problem = _database_problem(exc, settings)
+        if problem is None:
+            raise
+        raise CannotRun(problem) from None
+
+
+def _database_problem(exc: BaseException, settings: Settings) -> str | None:
+    import subprocess
+
+    from shadowproxy.store.embedded import start_failure
+    from shadowproxy.store.reach import database_problem
+
+    if settings.database_url is not None:
+        return database_problem(exc, settings.database_url.get_secret_value())
+    if isinstance(exc, subprocess.SubprocessError):  # the embedded server's pg_ctl/initdb
+        return start_failure(exc, settings.data_dir / "pg")
+    return None
 
 
 @cli.command()
+@config_option
 @click.pass_context
 @settings_errors_exit_2
 def migrate(ctx: click.Context) -> None:
     """Apply the database migrations and exit."""
     settings = settings_from(ctx)
+    if settings.database_url is None:
+        ensure_data_dir(settings)
     from shadowproxy.proxy.serve import database
     from shadowproxy.store.migrate import upgrade
+    from shadowproxy.store.reach import database_problem, sql_problem
+
+    url = ""
 
     async def go() -> None:
+        nonlocal url
         async with database(settings) as resolved:
             assert resolved.database_url is not None
-            await upgrade(resolved.database_url.get_secret_value())
+            url = resolved.database_url.get_secret_value()
+            await upgrade(url)
 
-    run_async(go())
+    try:
+        run_async(go())
+    except Exception as exc:
+        problem = (database_problem(exc, url) if url else _database_problem(exc, settings)) \
+            or sql_problem(exc)
+        if problem is None:
+            raise
+        raise CannotRun(f"migrations failed: {problem}") from None
     click.echo("shadowproxy: database is at the latest migration")
 
 
 def with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, T]]) -> T:
     """Run ``work(url)`` against ``DATABASE_URL``, or the embedded server in ``DATA_DIR``
-    (started for the command and stopped after, unless a running ``serve`` owns it)."""
+    (started for the command and stopped after, unless a running ``serve`` owns it).
+    A database that cannot be used is :class:`CannotRun` with what to check."""
+    from shadowproxy.store.reach import database_problem
+
     if settings.database_url is not None:
-        return run_async(work(settings.database_url.get_secret_value()))
+        from shadowproxy.store.urls import sqlalchemy_url
+
+        # postgresql:// is accepted; SQLAlchemy would pick psycopg (not installed) for it.
+        url = sqlalchemy_url(settings.database_url.get_secret_value())
+        try:
+            return run_async(work(url))
+        except Exception as exc:
+            problem = database_problem(exc, url)
+            if problem is None:
+                raise
+            raise CannotRun(problem) from None
     pgdata = settings.data_dir / "pg"
     if not pgdata.exists():
-        fail(f"SHADOWPROXY_DATABASE_URL: not set, and no embedded database in {pgdata} "
-             "(run serve or demo first)")
-    from shadowproxy.store.embedded import EmbeddedPostgres
+        raise CannotRun(f"no database: SHADOWPROXY_DATABASE_URL is not set and there is no "
+                        f"embedded database in {pgdata} (run serve or demo first, or set "
+                        "SHADOWPROXY_DATA_DIR to the one they used)")
+    from shadowproxy.store.embedded import EmbeddedPostgres, start_failure
 
     was_running = (pgdata / "postmaster.pid").exists()
     embedded = EmbeddedPostgres()
-    url = embedded.start(settings.data_dir)
+    try:
+        url = embedded.start(settings.data_dir)
+    except Exception as exc:
+        raise CannotRun(start_failure(exc, pgdata)) from None
     try:
         return run_async(work(url))
+    except Exception as exc:
+        problem = database_problem(exc, url, check=f"is the embedded database in {pgdata} ok?")
+        if problem is None:
+            raise
+        raise CannotRun(problem) from None
     finally:
         if not was_running:
             embedded.stop()
+
+
+def read_policy(path: Path) -> Any:
+    """The gate policy, or :class:`CannotRun` naming the file and the key."""
+    from shadowproxy.decision.gate import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise CannotRun(str(exc)) from None
+    except OSError as exc:
+        raise CannotRun(f"{path}: cannot read the policy: {exc.strerror or exc}") from None
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -131,6 +278,7 @@ def parse_since(value: str | None) -> datetime | None:
 @cli.command()
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@config_option
 @click.pass_context
 @settings_errors_exit_2
 def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
@@ -154,15 +302,17 @@ def diff(ctx: click.Context, batch_size: int, no_progress: bool) -> None:
 @click.option("--tag", default=None, help="Only this tag.")
 @click.option("--policy", type=click.Path(path_type=Path), default=None,
               help="Show this gate policy's verdict at the top of the HTML report.")
+@config_option
 @click.pass_context
 @settings_errors_exit_2
 def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
            tag: str | None, policy: Path | None) -> None:
     """Write the evidence: one self-contained HTML file, or JSON for machines."""
-    from shadowproxy.decision.gate import PolicyError, evaluate, load_policy
+    from shadowproxy.decision.gate import evaluate
     from shadowproxy.decision.report import build_report
     from shadowproxy.decision.report_html import render_html
 
+    rules = read_policy(policy) if policy is not None else None  # before the database
     after = parse_since(since)
     data = with_database(settings_from(ctx),
                          lambda url: build_report(url, since=after, tag=tag))
@@ -175,35 +325,29 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
             click.echo(f"shadowproxy: wrote {out}")
         return
     gate_result = None
-    if policy is not None:
-        try:
-            gate_result = evaluate(data, load_policy(policy))
-        except PolicyError as exc:
-            fail(str(exc))
+    if rules is not None:
+        gate_result = evaluate(data, rules)
     target = out or Path("report.html")
     target.write_text(render_html(data, gate_result), encoding="utf-8")
     click.echo(f"shadowproxy: wrote {target.resolve()}")
 
 
-@cli.command()
+@cli.command(cls=AlwaysExit3)
 @click.option("--policy", type=click.Path(path_type=Path), required=True,
               help="TOML gate policy.")
 @click.option("--since", default=None, help="ISO date/time or an age: 24h, 7d.")
 @click.option("--tag", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@config_option
 @click.pass_context
-@settings_errors_exit_2
+@one_line_errors(setting_code=EXIT_CANNOT_RUN, any_error_code=EXIT_CANNOT_RUN)
 def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
          as_json: bool) -> None:
     """Pass (exit 0), fail (1) or not enough data (2) against a policy."""
-    from shadowproxy.decision.gate import PolicyError, evaluate, format_table, load_policy
+    from shadowproxy.decision.gate import evaluate, format_table
     from shadowproxy.decision.report import build_report
 
-    try:
-        rules = load_policy(policy)
-    except PolicyError as exc:
-        fail(str(exc))
-        return
+    rules = read_policy(policy)
     after = parse_since(since)
     data = with_database(settings_from(ctx),
                          lambda url: build_report(url, since=after, tag=tag))
@@ -218,6 +362,7 @@ def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="File to write (default: stdout).")
 @click.option("--since", default=None, help="ISO date/time or an age: 24h, 7d.")
+@config_option
 @click.pass_context
 @settings_errors_exit_2
 def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) -> None:
@@ -239,14 +384,84 @@ def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) ->
               show_default=True, help="Where to write the report.")
 @click.option("--requests", "total", type=click.IntRange(10, 5000), default=300,
               show_default=True)
+@config_option
 @click.pass_context
 @settings_errors_exit_2
 def demo(ctx: click.Context, out: Path, total: int) -> None:
     """Offline, no keys: simulated providers, a real proxy, scores and a report."""
     settings = settings_from(ctx)
+    ensure_data_dir(settings)
     from shadowproxy.simulator.demo import run_demo
 
     sys.exit(run_async(run_demo(settings.data_dir / "demo", out, total)))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(0, 600_000), default=0.0,
+              show_default=True, help="How long the primary models take to answer.")
+@click.option("--shadow-latency-ms", type=click.FloatRange(0, 600_000), default=None,
+              help="How long claude-haiku* takes (default: as --latency-ms).")
+@click.option("--chunk-ms", type=click.FloatRange(0, 60_000), default=0.0, show_default=True,
+              help="Pause between stream events.")
+def simulate(host: str, port: int, latency_ms: float, shadow_latency_ms: float | None,
+             chunk_ms: float) -> None:
+    """Simulated OpenAI and Anthropic APIs, to try ``serve`` without keys.
+
+    Any non-empty key is accepted. Point serve at it as both primary and shadow:
+
+    \b
+      SHADOWPROXY_PRIMARY_URL=http://127.0.0.1:8001 \\
+      SHADOWPROXY_SHADOW_BASE_URL=http://127.0.0.1:8001 \\
+      SHADOWPROXY_SHADOW_API_KEY=sk-ant-sim shadowproxy serve
+
+    Put #disagree, #tool, #json, #error=529 or #slow=2000 in a prompt to script the
+    shadow's answer (see ``shadowproxy.simulator``).
+    """
+    from shadowproxy.simulator.app import main as simulator_main
+
+    argv = ["--host", host, "--port", str(port), "--latency-ms", str(latency_ms),
+            "--chunk-ms", str(chunk_ms)]
+    if shadow_latency_ms is not None:
+        argv += ["--shadow-latency-ms", str(shadow_latency_ms)]
+    url = f"http://{host}:{port}"
+    click.echo(f"shadowproxy: simulated OpenAI and Anthropic APIs on {url} (any key works); "
+               "try it with:", err=True)
+    click.echo(f"  SHADOWPROXY_PRIMARY_URL={url} SHADOWPROXY_SHADOW_BASE_URL={url} "
+               "SHADOWPROXY_SHADOW_API_KEY=sk-ant-sim shadowproxy serve", err=True)
+    try:
+        simulator_main(argv)
+    except OSError as exc:
+        raise CannotRun(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@config_option
+@click.pass_context
+@settings_errors_exit_2
+def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the pairs: DATABASE_URL, or the embedded database in DATA_DIR
+    (started for the session when serve is not running). Extra arguments go to psql,
+    e.g. ``shadowproxy psql -- -c "SELECT count(*) FROM comparisons"``."""
+    settings = settings_from(ctx)
+    from shadowproxy.store.embedded import psql_command
+
+    def run(url: str) -> Coroutine[Any, Any, int]:
+        async def go() -> int:
+            argv, env = psql_command(url, psql_args)
+            proc = await asyncio.create_subprocess_exec(*argv, env=env)
+            return await proc.wait()
+
+        return go()
+
+    try:
+        code = with_database(settings, run)
+    except FileNotFoundError as exc:
+        raise CannotRun(f"psql not found ({exc.filename}); install the PostgreSQL "
+                        "client") from None
+    sys.exit(code)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import re
 import sys
 import time
 
+from shadowproxy.noise import quiet_third_party
 from shadowproxy.settings import Settings
 
 _CREDENTIAL = re.compile(
@@ -72,4 +73,4 @@ def setup_logging(settings: Settings, *, process: str = "proxy") -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_third_party(settings, filters=[_Scrub()])

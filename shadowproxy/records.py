@@ -47,6 +47,7 @@ class ShadowOutcome(enum.StrEnum):
 class Api(enum.StrEnum):
     ANTHROPIC_MESSAGES = "anthropic.messages"
     OPENAI_CHAT = "openai.chat"
+    OPENAI_RESPONSES = "openai.responses"
 
 
 @dataclass(slots=True)

@@ -81,22 +81,22 @@ class Settings(BaseSettings):
     shadow_base_url: str | None = None
     shadow_provider: Literal["anthropic", "bedrock", "vertex"] = "anthropic"
     shadow_max_retries: int = Field(1, ge=0, le=10)
-    sample_rate: float = Field(1.0, ge=0.0, le=1.0)
-    replay_rate: float = Field(0.0, ge=0.0, le=1.0)
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    replay_rate: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     shadow_concurrency: int = Field(32, ge=1)
     shadow_queue: int = Field(1000, ge=0)
-    shadow_timeout_s: float = Field(120.0, gt=0)
+    shadow_timeout_s: float = Field(120.0, gt=0, allow_inf_nan=False)
     tag_header: str = "x-shadow-tag"
     redact: str | list[str] = "secrets"
     retention_days: int = Field(30, ge=0)
-    max_body_mb: float = Field(32.0, gt=0)
+    max_body_mb: float = Field(32.0, gt=0, allow_inf_nan=False)
     shadow_default_max_tokens: int = Field(4096, ge=1)
-    grace_s: float = Field(30.0, ge=0)
+    grace_s: float = Field(30.0, ge=0, allow_inf_nan=False)
 
-    upstream_timeout_s: float = Field(600.0, gt=0)
-    upstream_connect_timeout_s: float = Field(10.0, gt=0)
+    upstream_timeout_s: float = Field(600.0, gt=0, allow_inf_nan=False)
+    upstream_connect_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
     prices_file: Path | None = None
-    spool_max_mb: float = Field(512.0, gt=0)
+    spool_max_mb: float = Field(512.0, gt=0, allow_inf_nan=False)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # None: one worker per core.
@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     # Header naming the conversation (agent session) an exchange belongs to; removed
     # before forwarding, like tag_header.
     conversation_header: str = "x-shadow-conversation"
+
+    # OpenAI Responses API: what each mirror process keeps of the primary's answers so a
+    # request with previous_response_id can be sent to the shadow with its history.
+    responses_remembered: int = Field(10_000, ge=0)
+    responses_memory_mb: float = Field(64.0, ge=0)
 
     @field_validator("primary_url", "shadow_base_url")
     @classmethod
@@ -174,10 +179,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
             raw = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise SettingsError(f"--config: file not found: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise SettingsError(f"--config: cannot read {path}: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"--config: {path} is not valid TOML: {exc}") from exc
     # The file may hold a [shadowproxy] table or the keys at top level.
     table = raw.get("shadowproxy", raw)
+    if not isinstance(table, dict):
+        raise SettingsError(f"--config: {path}: [shadowproxy] must be a table of settings")
     out: dict[str, Any] = {}
     for key, value in table.items():
         name = key.lower().removeprefix(ENV_PREFIX.lower())
@@ -187,7 +196,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return out
 
 
-def _describe(error: Any) -> str:
+# Where a value came from, so an error names it the way the user wrote it: the
+# environment variable, the key in the --config file, or the flag.
+Sources = dict[str, str]
+
+
+def _setting_name(name: str, sources: Sources | None = None) -> str:
+    source = (sources or {}).get(name)
+    if source is not None:
+        return source
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def _describe(error: Any, sources: Sources | None = None) -> str:
     loc = error.get("loc") or ()
     name = str(loc[0]) if loc else "settings"
     if name in ("ANTHROPIC_API_KEY", f"{ENV_PREFIX}SHADOW_API_KEY"):
@@ -195,7 +216,7 @@ def _describe(error: Any) -> str:
     msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if error.get("type") == "missing":
         msg = "required"
-    return f"{ENV_PREFIX}{name.upper()}: {msg}"
+    return f"{_setting_name(name, sources)}: {msg}"
 
 
 def _unknown_environment() -> str | None:
@@ -216,8 +237,46 @@ def load_settings(
     if unknown:
         raise SettingsError(unknown)
     values: dict[str, Any] = _read_toml(config) if config else {}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    sources: Sources = {name: f"{config}: {name}" for name in values}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(flags)
+    sources.update({name: f"--{name.replace('_', '-')}" for name in flags})
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as exc:
-        raise SettingsError(_describe(exc.errors()[0])) from None
+        raise SettingsError(_describe(exc.errors()[0], sources)) from None
+    _check_prices_file(settings, sources)
+    return settings
+
+
+# -- first hour: checks that turn a later traceback into one line at start ------------
+
+
+def _check_prices_file(settings: Settings, sources: Sources) -> None:
+    """Load PRICES_FILE here, in the parent: a bad file found by the mirror child would
+    be a traceback in another process's log and a proxy that mirrors nothing."""
+    if settings.prices_file is None:
+        return
+    from shadowproxy.pricing import PriceFileError, PriceTable
+
+    try:
+        PriceTable.load(settings.prices_file)
+    except PriceFileError as exc:
+        raise SettingsError(f"{_setting_name('prices_file', sources)}: {exc}") from None
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """Create DATA_DIR and prove it writable, or say in one line why it is not."""
+    path = settings.data_dir
+    name = f"{ENV_PREFIX}DATA_DIR"
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"{name}: {path} is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(f"{name}: {path} is not a writable directory ({reason})") from None
+    return path

@@ -15,8 +15,11 @@ def parse_since(value: str | None, *, now: datetime | None = None) -> datetime |
     if value is None or not value.strip():
         return None
     if match := _AGE.fullmatch(value.strip()):
-        age = timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-        return (now or datetime.now(UTC)) - age
+        try:
+            return (now or datetime.now(UTC)) - timedelta(
+                seconds=float(match[1]) * _UNITS[match[2]])
+        except OverflowError:  # 99999999d: before year 1
+            raise ValueError(f"{value!r} reaches back before year 1") from None
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:

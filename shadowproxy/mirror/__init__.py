@@ -4,11 +4,15 @@
 
     proxy ──frames──▶ process (reader) ──▶ engine.MirrorEngine
                                              ├─ translate (OpenAI → Messages), pure
+                                             ├─ translate_responses (Responses → Messages)
+                                             │   with conversations.ResponseHistory for
+                                             │   previous_response_id
                                              ├─ shadow.ShadowCaller (anthropic SDK)
                                              ├─ replay.Replayer (noise floor)
                                              └─ assemble: normalise both sides, redact,
                                                 price → PairRecord ──▶ store writer
     exporter: the engine's and writer's counters into the shared metrics files
 
-:mod:`.translate` and :mod:`.redact` are pure; the rest does the I/O.
+:mod:`.translate`, :mod:`.translate_responses` and :mod:`.redact` are pure; the rest
+does the I/O (:mod:`.conversations` is the mirror process's memory of Responses answers).
 """

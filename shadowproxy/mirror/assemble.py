@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 import zlib
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from shadowproxy.records import Api, PairRecord, Side
 from shadowproxy.wire import StreamNormalizer
 from shadowproxy.wire import anthropic as anthropic_wire
 from shadowproxy.wire import openai as openai_wire
+from shadowproxy.wire import responses as responses_wire
 from shadowproxy.wire.normalized import Normalized
 
 # Inline base64 payloads (images, documents) longer than this are stored as a digest.
@@ -31,6 +33,8 @@ _INLINE_DATA_LIMIT = 1024
 def new_stream_normalizer(api: str) -> StreamNormalizer:
     if api == Api.ANTHROPIC_MESSAGES:
         return anthropic_wire.AnthropicStream()
+    if api == Api.OPENAI_RESPONSES:
+        return responses_wire.ResponsesStream()
     return openai_wire.OpenAIStream()
 
 
@@ -56,6 +60,14 @@ class _Decoder:
         except Exception:  # a corrupt body is recorded as unparseable, never raised
             self.failed = True
             return b""
+
+
+def _body_normalizer(api: str) -> Callable[[int, bytes, Mapping[str, str]], Normalized]:
+    if api == Api.ANTHROPIC_MESSAGES:
+        return anthropic_wire.normalize_body
+    if api == Api.OPENAI_RESPONSES:
+        return responses_wire.normalize_body
+    return openai_wire.normalize_body
 
 
 def side_from_normalized(
@@ -103,8 +115,7 @@ def primary_side(
         norm = stream.finish(end.headers)
     else:
         body = b"".join(decoder.feed(chunk) for _, chunk in end.chunks)
-        module = anthropic_wire if start.api == Api.ANTHROPIC_MESSAGES else openai_wire
-        norm = module.normalize_body(end.status, body, end.headers)
+        norm = _body_normalizer(start.api)(end.status, body, end.headers)
     side = side_from_normalized(norm, status=end.status, prices=prices)
     side.latency_ms = latency
     side.ttft_ms = ttft

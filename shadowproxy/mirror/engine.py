@@ -22,6 +22,7 @@ from shadowproxy.conversations import conversation_of
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.lifecycle import from_sdk, lifecycle_warning
 from shadowproxy.mirror.assemble import build_record, primary_side
+from shadowproxy.mirror.conversations import ResponseHistory
 from shadowproxy.mirror.redact import Redactor
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
@@ -31,6 +32,7 @@ from shadowproxy.mirror.translate import (
     openai_to_messages,
     prepare_messages_request,
 )
+from shadowproxy.mirror.translate_responses import responses_to_messages
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.tasks import spawn
@@ -70,6 +72,9 @@ class EngineLimits:
     server_tools: str = "skip"  # SHADOW_SERVER_TOOLS: "allow" mirrors server tools
     # The shadow model's max_tokens limit; the Models API's figure replaces it at start.
     max_output_tokens: int = SHADOW_MAX_OUTPUT_TOKENS
+    # What the mirror keeps of Responses API answers for previous_response_id.
+    responses_remembered: int = 10_000
+    responses_memory_bytes: int = 64 << 20
 
 
 class MirrorEngine:
@@ -91,6 +96,8 @@ class MirrorEngine:
         self._prices = prices
         self._sem = asyncio.Semaphore(limits.concurrency)
         self._pending: dict[str, _Pending] = {}
+        self.responses = ResponseHistory(max_responses=limits.responses_remembered,
+                                         max_bytes=limits.responses_memory_bytes)
         self.waiting = 0
         self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
@@ -118,8 +125,19 @@ class MirrorEngine:
         pending.stream = isinstance(request, dict) and request.get("stream") is True
         pending.conversation_id, pending.turn = conversation_of(
             start.api, request, start.conversation)
+        if start.api == Api.OPENAI_RESPONSES and self.responses.started(
+            start.exchange_id, request
+        ):
+            # Its previous response may still be on its way here: translate once it is.
+            pending.task = spawn(self._after_history(pending),
+                                 name=f"history-{start.exchange_id}")
+            return
+        self._submit(pending)
+
+    def _submit(self, pending: _Pending) -> None:
+        start = pending.start
         try:
-            params = self._translate(start.api, request, pending.adjustments)
+            params = self._translate(start.api, pending.request, pending.adjustments)
         except Untranslatable as exc:
             self._settle(pending, ShadowOutcome.SKIPPED, exc.reason)
             return
@@ -132,12 +150,26 @@ class MirrorEngine:
         pending.task = spawn(self._run(pending, params, headers),
                              name=f"shadow-{start.exchange_id}")
 
+    async def _after_history(self, pending: _Pending) -> None:
+        try:
+            await self.responses.settled(pending.start.exchange_id, self._limits.timeout_s)
+        except TimeoutError:
+            pass  # translated with what is known: the unknown parent becomes the reason
+        except asyncio.CancelledError:
+            if pending.shadow is None:
+                pending.shadow = _unfinished()
+            self._maybe_emit(pending)
+            raise
+        self._submit(pending)
+
     def on_end(self, end: ExchangeEnd) -> None:
         pending = self._pending.get(end.exchange_id)
         if pending is None:
             log.warning("end of an exchange the mirror never saw started")
             return
         pending.end = end
+        if pending.start.api == Api.OPENAI_RESPONSES:
+            self.responses.ended(end)
         self._maybe_emit(pending)
 
     # -- internals ---------------------------------------------------------------------
@@ -148,6 +180,13 @@ class MirrorEngine:
                                             max_tokens_limit=self._limits.max_output_tokens,
                                             server_tools=self._limits.server_tools,
                                             notes=notes)
+        if api == Api.OPENAI_RESPONSES:
+            return responses_to_messages(
+                request, model=self._limits.model,
+                default_max_tokens=self._limits.default_max_tokens,
+                max_tokens_limit=self._limits.max_output_tokens,
+                history=self.responses.history(request),
+            )
         return openai_to_messages(
             request, model=self._limits.model,
             default_max_tokens=self._limits.default_max_tokens,

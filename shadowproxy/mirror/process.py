@@ -48,6 +48,8 @@ def engine_limits(settings: Settings) -> EngineLimits:
         model=settings.shadow_model,
         timeout_s=settings.shadow_timeout_s,
         server_tools=settings.shadow_server_tools,
+        responses_remembered=settings.responses_remembered,
+        responses_memory_bytes=int(settings.responses_memory_mb * (1 << 20)),
     )
 
 

@@ -104,7 +104,8 @@ class ShadowCaller:
 
     async def call(self, params: dict[str, Any], headers: dict[str, str]) -> ShadowResult:
         body = {**self._body_defaults, **params}
-        stream = bool(body.pop("stream", False))
+        # Only JSON true streams: bool("false") is True, and the primary refuses a string.
+        stream = body.pop("stream", False) is True
         kwargs = {k: body.pop(k) for k in _KWARGS if k in body}
         started = time.monotonic()
         side = Side()

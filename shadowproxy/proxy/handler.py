@@ -240,6 +240,11 @@ class Proxy:
                 end.ended_at = time.monotonic()
                 if capture:
                     end.chunks.append((end.ended_at, data))
+                if request.method == "HEAD":
+                    # No body, but the length of the one GET would send (RFC 9110 §9.3.2).
+                    out_headers["Content-Length"] = str(length)
+                    return web.Response(status=upstream.status, reason=upstream.reason,
+                                        headers=out_headers)
                 return web.Response(
                     status=upstream.status, reason=upstream.reason, headers=out_headers,
                     body=data,

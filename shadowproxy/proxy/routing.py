@@ -20,7 +20,8 @@ CREDENTIAL_HEADERS = frozenset({
 
 
 def mirrored_api(method: str, path: str) -> Api | None:
-    """The API of a mirrored endpoint (``POST …/v1/messages``, ``POST …/chat/completions``)."""
+    """The API of a mirrored endpoint (``POST …/v1/messages``, ``POST …/chat/completions``,
+    ``POST …/v1/responses``)."""
     if method != "POST":
         return None
     bare = path.split("?", 1)[0].rstrip("/")
@@ -28,6 +29,8 @@ def mirrored_api(method: str, path: str) -> Api | None:
         return Api.ANTHROPIC_MESSAGES
     if bare.endswith("/chat/completions"):
         return Api.OPENAI_CHAT
+    if bare.endswith("/v1/responses"):
+        return Api.OPENAI_RESPONSES
     return None
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from shadowproxy.proxy.banner import banner
 from shadowproxy.proxy.mirror_child import settings_payload
 from shadowproxy.settings import Settings
 
@@ -55,7 +56,7 @@ async def database(settings: Settings) -> AsyncIterator[Settings]:
 
     embedded = EmbeddedPostgres()
     url = await asyncio.to_thread(embedded.start, settings.data_dir)
-    log.info("embedded PostgreSQL in %s", settings.data_dir / "pg")
+    log.debug("embedded PostgreSQL in %s", settings.data_dir / "pg")
     try:
         yield settings.model_copy(update={"database_url": SecretStr(url)})
     finally:
@@ -165,11 +166,7 @@ async def run_worker(
         await mirror.stop(0)
         print(f"shadowproxy: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    announce(
-        f"shadowproxy: proxy on http://{settings.host}:{port} -> {primary_url}; "
-        + (f"admin on http://{settings.admin_host}:{admin_port}" if admin_port
-           else f"worker {worker}")
-    )
+    announce(banner(settings, port=port, admin_port=admin_port, worker=worker))
     signame = await wait_for_stop_signal()
     log.info("%s: stopping; in-flight requests have %.0fs", signame, settings.grace_s)
     deadline = Deadline(settings.grace_s)
@@ -225,10 +222,7 @@ async def supervise(settings: Settings, *, announce: Announce = _print) -> int:
                  "workers": sum(w.alive for w in workers)},
     )
     admin_port = await admin.start(settings.admin_host, settings.admin_port)
-    announce(
-        f"shadowproxy: proxy on http://{settings.host}:{port} -> {settings.primary_url}; "
-        f"admin on http://{settings.admin_host}:{admin_port} ({len(workers)} workers)"
-    )
+    announce(banner(settings, port=port, admin_port=admin_port, workers=len(workers)))
     await wait_for_stop_signal()
     for w in workers:
         if w.alive and w.proc is not None:

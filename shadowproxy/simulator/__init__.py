@@ -41,6 +41,9 @@ and ``:streamRawPredict``) and on Amazon Bedrock (``/model/M/invoke`` and
 ``/model/M/invoke-with-response-stream``) give the same answers, with each platform's
 auth, body rules and, for Bedrock's stream, AWS event-stream framing.
 
+OpenAI's Responses API (``/v1/responses``) answers the same way, with typed stream events
+and stored responses for ``previous_response_id``.
+
 ``SimulatorConfig(deterministic=True)`` derives ids, request ids and ``created`` from the
 request, so the same request gets the same bytes: what a relay test compares against.
 """

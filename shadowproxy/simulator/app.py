@@ -19,6 +19,7 @@ from shadowproxy.simulator.features import (
 )
 from shadowproxy.simulator.openai import _openai_error, handle_chat_completions
 from shadowproxy.simulator.plumbing import _json_response, _receive
+from shadowproxy.simulator.responses import STORED_RESPONSES, handle_responses
 
 _OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o")
 _ANTHROPIC_MODELS = ("claude-haiku-4-5-20251001", "claude-sonnet-4-6")
@@ -89,8 +90,10 @@ def make_app(config: SimulatorConfig | None = None) -> web.Application:
     app[RECEIVED] = []
     app[PROMPT_CACHE] = set()
     app[MODEL_CATALOGUE] = default_catalogue()
+    app[STORED_RESPONSES] = {}
     app.router.add_post("/v1/messages", handle_messages)
     app.router.add_post("/v1/chat/completions", handle_chat_completions)
+    app.router.add_post("/v1/responses", handle_responses)
     app.router.add_get("/v1/models", handle_models)
     app.router.add_get("/v1/models/{model_id}", handle_model)
     app.router.add_post(

@@ -34,6 +34,7 @@ from shadowproxy.decision.gate import Policy, evaluate, format_table
 from shadowproxy.decision.report import build_report
 from shadowproxy.decision.report_html import render_html
 from shadowproxy.simulator import SimulatorConfig, make_app
+from shadowproxy.simulator.demo_next import next_steps
 from shadowproxy.store.embedded import EmbeddedPostgres
 from shadowproxy.store.migrate import upgrade
 from shadowproxy.store.urls import asyncpg_dsn
@@ -236,6 +237,7 @@ async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
         print(format_table(result))
         say(f"report: {out.resolve()}")
         say(f"done in {time.monotonic() - started:.0f}s")
+        print(next_steps(data_dir, out), flush=True)
         (data_dir / "last-demo.json").write_text(json.dumps(report.to_json(), default=str))
         return 0
     finally:

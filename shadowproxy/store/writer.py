@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from shadowproxy.records import PairRecord
+from shadowproxy.store.reach import database_problem
 from shadowproxy.store.sink import PairRejected, PairSink, StoreUnavailable
 from shadowproxy.store.spool import Spool
 from shadowproxy.tasks import cancel_and_wait, spawn
@@ -48,6 +49,7 @@ class PairWriter:
         self.max_pending = max_pending
         self.probe_max_s = probe_max_s
         self._sink = PairSink(url, timeout_s=write_timeout_s)
+        self._url = url  # for messages: host and port, never the password
         self._pending: deque[PairRecord] = deque()
         self._inflight: Sequence[PairRecord] = ()
         self._wake = asyncio.Event()
@@ -236,7 +238,8 @@ class PairWriter:
     def _mark_down(self, exc: Exception) -> None:
         self.db_errors += 1
         if not self._down:
-            log.warning("database unavailable, spooling pairs: %s", exc)
+            log.warning("database unavailable, spooling pairs: %s",
+                        database_problem(exc, self._url) or exc)
         self._down = True
         self._probe_delay_s = min(self.probe_max_s, max(0.1, self._probe_delay_s * 2))
         self._next_probe = time.monotonic() + self._probe_delay_s

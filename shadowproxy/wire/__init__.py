@@ -3,8 +3,9 @@
 ::
 
     bytes as sent to the client ──► sse.SSEParser ──► anthropic.AnthropicStream ─┐
-                                                  └─► openai.OpenAIStream ────────┼─► Normalized
-    whole HTTP answer ─────────────► anthropic.normalize_body / openai.normalize_body ┘
+                                                  ├─► openai.OpenAIStream ────────┤
+                                                  └─► responses.ResponsesStream ──┼─► Normalized
+    whole HTTP answer ──► anthropic / openai / responses .normalize_body ─────────┘
 
 The mirror runs these on both sides of every exchange, so they are incremental (each
 byte is looked at once) and never raise: malformed events are skipped, a broken answer

@@ -46,6 +46,17 @@ async def stored_pairs(database_url: str) -> StoredPairs:
     return StoredPairs(row[0], row[1], row[2])
 
 
+async def missing_prompts(database_url: str, prompts: list[str]) -> list[str]:
+    """Which of the prompts sent have no stored pair: tells a lost pair's moment."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await conn.fetch("SELECT request->'messages'->0->>'content' AS p FROM pairs")
+    finally:
+        await conn.close()
+    seen = {r["p"] for r in rows}
+    return [p for p in prompts if p not in seen]
+
+
 async def wait_stored(database_url: str, n: int, timeout: float = 20) -> StoredPairs:
     """Poll until ``n`` pairs are stored (or time runs out); then linger a moment so a
     duplicate written late would still be seen."""
@@ -95,7 +106,8 @@ async def test_database_outage_under_steady_traffic_is_invisible_and_loses_nothi
         shadow_api_key=SHADOW_KEY, database_url=database_url,
     ) as served:
         client = app_client(served.url)
-        await ask(client, f"warm-up {uuid.uuid4()}")  # connections, SDK imports
+        prompts = [f"warm-up {uuid.uuid4()}"]
+        await ask(client, prompts[0])  # connections, SDK imports
         outage: dict[str, float] = {}
 
         async def outage_in_the_middle() -> None:
@@ -113,8 +125,8 @@ async def test_database_outage_under_steady_traffic_is_invisible_and_loses_nothi
                 calls = []
                 for i in range(int(rate * duration_s)):
                     await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-                    calls.append(group.create_task(
-                        timed_ask(client, f"steady {i} {uuid.uuid4()}")))
+                    prompts.append(f"steady {i} {uuid.uuid4()}")
+                    calls.append(group.create_task(timed_ask(client, prompts[-1])))
         finally:
             await asyncio.to_thread(postgres_server.start)
         answers = [c.result() for c in calls]
@@ -133,7 +145,8 @@ async def test_database_outage_under_steady_traffic_is_invisible_and_loses_nothi
         statistics.median(before), statistics.median(during))
     assert "spooling pairs" in log  # the writer really saw the outage
     total = len(answers) + 1  # and the warm-up
-    assert stored == StoredPairs(total, total, total)
+    assert stored == StoredPairs(total, total, total), (
+        f"missing prompts: {await missing_prompts(database_url, prompts)}\n{log[-4000:]}")
 
 
 async def test_sigterm_with_database_down_spools_and_next_start_stores_once(
