@@ -5,8 +5,9 @@ Pure functions over parsed request bodies and plain rows, no I/O. The conversati
 application's ``x-shadow-conversation`` header (``CONVERSATION_HEADER``) when it sends
 one; otherwise a digest of the system prompt and the first user turn, which every later
 request of the same conversation repeats because the shadow always answers on the
-primary's full history. The turn is the number of user turns so far: a user message
-that only hands back tool results continues the turn it belongs to.
+primary's full history (for a Responses request continuing by ``previous_response_id``,
+the mirror passes the history it rebuilt). The turn is the number of user turns so
+far: a user message that only hands back tool results continues the turn it belongs to.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def _opening(api: str, request: Any) -> list[Any] | None:
     system: list[Any] = []
     if "system" in request:
         system.append(request["system"])
-    if "instructions" in request:
-        system.append(request["instructions"])
+    # Responses' ``instructions`` are per request (the API does not carry them over a
+    # previous_response_id), so they cannot name the conversation; its system and
+    # developer items can.
     first_user: Any = None
     for message in messages:
         if not isinstance(message, dict):

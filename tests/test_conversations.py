@@ -206,3 +206,29 @@ async def test_pairs_carry_conversation_and_turn_into_postgres(
         await conn.close()
     assert sorted((r["conversation_id"], r["turn"]) for r in stored) == sorted(
         (r.conversation_id, r.turn) for r in records)
+
+
+async def test_responses_chained_by_previous_response_id_are_one_conversation(
+    aiohttp_server: Any, simulator: SimulatedProvider
+) -> None:
+    async with mirror_rig(aiohttp_server, primary_url=simulator.url,
+                          shadow_url=simulator.url) as rig:
+        client = openai.AsyncOpenAI(base_url=f"{rig.proxy_url}/v1", api_key="sk-app",
+                                    max_retries=0)
+        previous = None
+        for n, text in enumerate(("My name is Ada.", "I live in Paris.", "Where do I live?")):
+            extra = {"previous_response_id": previous} if previous else {}
+            answer = await client.responses.create(model="gpt-4.1", input=text,
+                                                   instructions="Be kind.", **extra)
+            previous = answer.id
+            await rig.wait_records(n + 1)  # the next turn's history needs this one's end
+        other = await client.responses.create(model="gpt-4.1", input="Another chat")
+        records = await rig.wait_records(4)
+        await client.close()
+    chained = sorted((r for r in records if r.primary.text != other.output_text),
+                     key=lambda r: r.turn or 0)
+    assert [r.turn for r in chained] == [1, 2, 3]
+    assert len({r.conversation_id for r in chained}) == 1
+    assert chained[0].conversation_id is not None
+    (alone,) = [r for r in records if r not in chained]
+    assert alone.conversation_id != chained[0].conversation_id and alone.turn == 1

@@ -32,7 +32,7 @@ from shadowproxy.mirror.translate import (
     openai_to_messages,
     prepare_messages_request,
 )
-from shadowproxy.mirror.translate_responses import responses_to_messages
+from shadowproxy.mirror.translate_responses import responses_input_items, responses_to_messages
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.tasks import spawn
@@ -136,6 +136,8 @@ class MirrorEngine:
 
     def _submit(self, pending: _Pending) -> None:
         start = pending.start
+        if start.api == Api.OPENAI_RESPONSES:
+            self._responses_conversation(pending)
         try:
             params = self._translate(start.api, pending.request, pending.adjustments)
         except Untranslatable as exc:
@@ -149,6 +151,20 @@ class MirrorEngine:
         self.waiting += 1  # counted now: several starts can arrive before any task runs
         pending.task = spawn(self._run(pending, params, headers),
                              name=f"shadow-{start.exchange_id}")
+
+    def _responses_conversation(self, pending: _Pending) -> None:
+        """A request continuing by previous_response_id holds only its new turn: its
+        conversation and turn come from the whole chain the mirror remembered."""
+        try:
+            history = self.responses.history(pending.request)
+        except Untranslatable:
+            return  # the shadow is skipped with that reason; the header may still name it
+        if not history or not isinstance(pending.request, dict):
+            return
+        whole = {k: v for k, v in pending.request.items() if k != "previous_response_id"}
+        whole["input"] = [*history, *responses_input_items(pending.request)]
+        pending.conversation_id, pending.turn = conversation_of(
+            Api.OPENAI_RESPONSES, whole, pending.start.conversation)
 
     async def _after_history(self, pending: _Pending) -> None:
         try:
