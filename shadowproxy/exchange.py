@@ -30,6 +30,8 @@ class ExchangeStart:
     # application's full header set travel to the mirror — in memory, never stored.
     replay_headers: dict[str, str] | None = None
     query: str = ""
+    # The application's CONVERSATION_HEADER value, removed before forwarding.
+    conversation: str | None = None
 
 
 @dataclass(slots=True)

@@ -23,7 +23,9 @@ from typing import Any
 __all__ = ["Price", "PriceFileError", "PriceTable"]
 
 _PER_TOKEN = 1 / 1_000_000
-_FIELDS = ("input", "output", "cache_write", "cache_read", "input_includes_cache")
+_FIELDS = (
+    "input", "output", "cache_write", "cache_write_1h", "cache_read", "input_includes_cache"
+)
 
 # Routing prefixes: OpenRouter's ``anthropic/…``, Vertex resource paths (cut at the
 # last "/"), and Bedrock's ``anthropic.…`` with an optional inference-profile region.
@@ -44,8 +46,9 @@ class Price:
 
     input: float
     output: float
-    cache_write: float | None = None
+    cache_write: float | None = None  # 5-minute cache writes (Anthropic's default TTL)
     cache_read: float | None = None
+    cache_write_1h: float | None = None  # 1-hour cache writes (``ttl: "1h"``)
     # OpenAI's prompt_tokens include cached tokens; Anthropic's input_tokens do not.
     input_includes_cache: bool = False
 
@@ -55,23 +58,31 @@ class Price:
         output_tokens: int,
         cache_creation_input_tokens: int | None = None,
         cache_read_input_tokens: int | None = None,
+        cache_creation_1h_input_tokens: int | None = None,
     ) -> float | None:
-        """USD, or ``None`` when cache tokens were used that the table has no price for."""
+        """USD, or ``None`` when cache tokens were used that the table has no price for.
+
+        ``cache_creation_input_tokens`` is all cache writes, as the API reports it;
+        ``cache_creation_1h_input_tokens`` is the part of them written with the 1-hour
+        TTL (the ``cache_creation`` breakdown), priced at ``cache_write_1h``.
+        """
         written = cache_creation_input_tokens or 0
+        written_1h = min(cache_creation_1h_input_tokens or 0, written)
+        written_5m = written - written_1h
         read = cache_read_input_tokens or 0
         uncached = input_tokens
-        write_price = self.cache_write
+        write_price, write_1h_price = self.cache_write, self.cache_write_1h
         if self.input_includes_cache:
             uncached = max(input_tokens - written - read, 0)
             # Where input counts cache writes, a write without its own price is input.
             write_price = self.input if write_price is None else write_price
-        if (written and write_price is None) or (read and self.cache_read is None):
+            write_1h_price = self.input if write_1h_price is None else write_1h_price
+        if ((written_5m and write_price is None) or (written_1h and write_1h_price is None)
+                or (read and self.cache_read is None)):
             return None
         total = uncached * self.input + output_tokens * self.output
-        if written:
-            total += written * (write_price or 0.0)
-        if read:
-            total += read * (self.cache_read or 0.0)
+        total += written_5m * (write_price or 0.0) + written_1h * (write_1h_price or 0.0)
+        total += read * (self.cache_read or 0.0)
         return total * _PER_TOKEN
 
 
@@ -120,13 +131,15 @@ class PriceTable:
         output_tokens: int | None,
         cache_creation_input_tokens: int | None = None,
         cache_read_input_tokens: int | None = None,
+        cache_creation_1h_input_tokens: int | None = None,
     ) -> float | None:
         """USD for one answer; ``None`` when the model or the token counts are unknown."""
         price = self.lookup(model)
         if price is None or input_tokens is None or output_tokens is None:
             return None
         return price.cost(
-            input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens
+            input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens,
+            cache_creation_1h_input_tokens,
         )
 
     def _resolve(self, model: str) -> Price | None:

@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     # None: one worker per core.
     workers: int | None = Field(None, ge=1, le=256)
 
+    # -- Messages features, conversations, model end-of-life (features branch) --
+    # Server tools (web search/fetch, code execution, tool search) run and bill at the
+    # provider: requests using them are skipped unless this is "allow".
+    shadow_server_tools: Literal["skip", "allow"] = "skip"
+    # Header naming the conversation (agent session) an exchange belongs to; removed
+    # before forwarding, like tag_header.
+    conversation_header: str = "x-shadow-conversation"
+
     # OpenAI Responses API: what each mirror process keeps of the primary's answers so a
     # request with previous_response_id can be sent to the shadow with its history.
     responses_remembered: int = Field(10_000, ge=0)
@@ -142,7 +150,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql+asyncpg:// URL")
         return value
 
-    @field_validator("tag_header")
+    @field_validator("tag_header", "conversation_header")
     @classmethod
     def _header_name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):

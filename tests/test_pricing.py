@@ -1,8 +1,13 @@
+import json
 from pathlib import Path
 
 import pytest
 
+from shadowproxy.mirror.assemble import side_from_normalized
 from shadowproxy.pricing import Price, PriceFileError, PriceTable
+from shadowproxy.wire import anthropic as anthropic_wire
+from shadowproxy.wire import openai as openai_wire
+from shadowproxy.wire.anthropic import AnthropicStream
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,7 @@ def test_unknown_model_has_no_price_rather_than_a_neighbours(
 
 def test_cache_prices_follow_provider_conventions(table: PriceTable) -> None:
     haiku = table.lookup("claude-haiku-4-5")
-    assert haiku == Price(1.0, 5.0, cache_write=1.25, cache_read=0.1,
+    assert haiku == Price(1.0, 5.0, cache_write=1.25, cache_read=0.1, cache_write_1h=2.0,
                           input_includes_cache=False)
     gpt = table.lookup("gpt-4o")
     assert gpt is not None
@@ -147,3 +152,90 @@ def test_missing_override_file_is_reported(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(PriceFileError, match=r"nope\.toml: cannot read"):
         PriceTable.load(missing)
+
+
+# --------------------------------------------------------------------- prompt caching
+# A worked example, computed by hand (USD per million tokens from prices.toml):
+#
+#   usage: 1,000 uncached input, 3,000 cache writes of which 2,000 with the 1-hour TTL
+#          (cache_creation: 1,000 at 5 minutes, 2,000 at 1 hour), 10,000 cache reads,
+#          500 output.
+#   claude-sonnet-4-5 (input 3, output 15):
+#     1,000 x 3            =  3,000
+#     1,000 x 3.75 (1.25x) =  3,750
+#     2,000 x 6    (2x)    = 12,000
+#    10,000 x 0.3  (0.1x)  =  3,000
+#       500 x 15           =  7,500
+#                            29,250 per million -> $0.029250
+#   claude-haiku-4-5 (input 1, output 5), the same usage:
+#     1,000 + 1,250 + 4,000 + 1,000 + 2,500 = 9,750 per million -> $0.009750
+#   gpt-4o (input 2.5, cached input 1.25, output 10): prompt_tokens 12,000 of which
+#   cached_tokens 10,000, completion_tokens 500:
+#     2,000 x 2.5 + 10,000 x 1.25 + 500 x 10 = 5,000 + 12,500 + 5,000 = 22,500
+#                                            -> $0.022500
+#   Ignoring the cache (all 14,000 prompt tokens at the input price) would have said
+#   Sonnet $0.0495 and Haiku $0.0165: the saving the report projects would be wrong.
+
+CACHED_MESSAGE = {
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+    "usage": {"input_tokens": 1000, "output_tokens": 500,
+              "cache_creation_input_tokens": 3000,
+              "cache_creation": {"ephemeral_5m_input_tokens": 1000,
+                                 "ephemeral_1h_input_tokens": 2000},
+              "cache_read_input_tokens": 10000},
+}
+
+
+@pytest.mark.parametrize(("model", "expected"), [("claude-sonnet-4-5", 0.029250),
+                                                 ("claude-haiku-4-5-20251001", 0.009750)])
+def test_worked_example_anthropic_cache_writes_by_ttl_and_reads(
+    table: PriceTable, model: str, expected: float
+) -> None:
+    body = json.dumps({**CACHED_MESSAGE, "model": model}).encode()
+    side = side_from_normalized(anthropic_wire.normalize_body(200, body, {}), status=200,
+                                prices=table)
+    assert side.cost_usd == pytest.approx(expected, abs=1e-12)
+    assert side.cache_creation_input_tokens == 3000 and side.cache_read_input_tokens == 10000
+
+
+def test_worked_example_streamed_usage_prices_the_same(table: PriceTable) -> None:
+    start = {**CACHED_MESSAGE, "content": [], "usage": {**CACHED_MESSAGE["usage"],
+                                                         "output_tokens": 1}}
+    stream = AnthropicStream()
+    for name, data in [
+        ("message_start", {"type": "message_start", "message": start}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                           "usage": {"output_tokens": 500}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]:
+        stream.feed(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+    side = side_from_normalized(stream.finish(), status=200, prices=table)
+    assert side.cost_usd == pytest.approx(0.029250, abs=1e-12)
+
+
+def test_worked_example_openai_cached_input(table: PriceTable) -> None:
+    completion = {
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12000, "completion_tokens": 500, "total_tokens": 12500,
+                  "prompt_tokens_details": {"cached_tokens": 10000}},
+    }
+    norm = openai_wire.normalize_body(200, json.dumps(completion).encode(), {})
+    side = side_from_normalized(norm, status=200, prices=table)
+    assert side.cost_usd == pytest.approx(0.022500, abs=1e-12)
+
+
+def test_one_hour_writes_without_a_one_hour_price_are_unknown_not_guessed() -> None:
+    price = Price(input=1.0, output=5.0, cache_write=1.25, cache_read=0.1)
+    assert price.cost(0, 0, 1000, 0, cache_creation_1h_input_tokens=0) == pytest.approx(
+        0.00125)
+    assert price.cost(0, 0, 1000, 0, cache_creation_1h_input_tokens=400) is None
+
+
+def test_price_files_may_set_the_one_hour_write_price(tmp_path: Path) -> None:
+    override = tmp_path / "prices.toml"
+    override.write_text("[models.claude-haiku-4-5]\ncache_write_1h = 3.0\n")
+    price = PriceTable.load(override).lookup("claude-haiku-4-5")
+    assert price is not None and price.cache_write_1h == 3.0 and price.cache_write == 1.25

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart
+from shadowproxy.mirror.content_coding import decompressor_for
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, Side
 from shadowproxy.redact import Redactor
@@ -52,6 +53,8 @@ class _Decoder:
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             self._z = zlib.decompressobj()
+        else:
+            self._z = decompressor_for(encoding)  # br, zstd
         self.failed = False
         self.truncated = False
         self._left = limit
@@ -82,8 +85,12 @@ def _body_normalizer(api: str) -> Callable[[int, bytes, Mapping[str, str]], Norm
     return openai_wire.normalize_body
 
 
-def side_from_normalized(norm: Normalized, *, status: int | None) -> Side:
-    return Side(
+def side_from_normalized(
+    norm: Normalized, *, status: int | None, prices: PriceTable | None = None
+) -> Side:
+    """The stored side of an answer; priced here when ``prices`` is given, because only
+    the normalised answer knows how its cache writes split between the TTLs."""
+    side = Side(
         model=norm.model,
         status=status,
         input_tokens=norm.input_tokens,
@@ -96,9 +103,18 @@ def side_from_normalized(norm: Normalized, *, status: int | None) -> Side:
         error=norm.error,
         request_id=norm.request_id,
     )
+    if prices is not None:
+        side.cost_usd = prices.cost(
+            norm.model, norm.input_tokens, norm.output_tokens,
+            norm.cache_creation_input_tokens, norm.cache_read_input_tokens,
+            norm.cache_creation_1h_input_tokens,
+        )
+    return side
 
 
-def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
+def primary_side(
+    start: ExchangeStart, end: ExchangeEnd, prices: PriceTable | None = None
+) -> Side:
     """The primary's answer as the user received it, normalised and timed."""
     latency = (end.ended_at - start.sent_at) * 1000 if end.ended_at else None
     if end.status is None:
@@ -115,7 +131,7 @@ def primary_side(start: ExchangeStart, end: ExchangeEnd) -> Side:
     else:
         body = b"".join(decoder.feed(chunk) for _, chunk in end.chunks)
         norm = _body_normalizer(start.api)(end.status, body, end.headers)
-    side = side_from_normalized(norm, status=end.status)
+    side = side_from_normalized(norm, status=end.status, prices=prices)
     side.latency_ms = latency
     side.ttft_ms = ttft
     if end.client_disconnected:
@@ -164,6 +180,8 @@ def _redact_side(side: Side, redactor: Redactor) -> Side:
 
 
 def _price(side: Side, prices: PriceTable) -> Side:
+    if side.cost_usd is not None:  # priced from the full usage already
+        return side
     side.cost_usd = prices.cost(
         side.model, side.input_tokens, side.output_tokens,
         side.cache_creation_input_tokens, side.cache_read_input_tokens,
@@ -184,6 +202,8 @@ def build_record(
     redactor: Redactor,
     prices: PriceTable,
     replay: Side | None = None,
+    conversation_id: str | None = None,
+    turn: int | None = None,
 ) -> PairRecord:
     # ``request`` is within MAX_JSON_DEPTH already (the engine checks it on arrival and
     # cuts a deeper one), so slim_request's recursion is bounded.
@@ -215,4 +235,6 @@ def build_record(
         shadow_reason=redactor.text(reason) if (reason and redactor) else reason,
         client_disconnected=client_disconnected,
         replay=replay,
+        conversation_id=conversation_id,
+        turn=turn,
     )

@@ -15,19 +15,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from shadowproxy.conversations import conversation_of
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
+from shadowproxy.lifecycle import from_sdk, lifecycle_warning
 from shadowproxy.mirror.assemble import build_record, primary_side
 from shadowproxy.mirror.conversations import ResponseHistory
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
 from shadowproxy.mirror.translate import (
+    SHADOW_MAX_OUTPUT_TOKENS,
     Untranslatable,
     openai_to_messages,
     prepare_messages_request,
 )
-from shadowproxy.mirror.translate_responses import responses_to_messages
+from shadowproxy.mirror.translate_responses import responses_input_items, responses_to_messages
 from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
 from shadowproxy.redact import Redactor
@@ -42,6 +46,7 @@ from shadowproxy.storable import (
 from shadowproxy.tasks import spawn
 
 log = logging.getLogger("shadowproxy.mirror")
+_MODELS_CHECKED_LIMIT = 1000
 
 RecordSink = Callable[[PairRecord], None]
 
@@ -58,6 +63,10 @@ class _Pending:
     replay: Side | None = None
     created: float = field(default_factory=time.monotonic)
     size: int = 0  # bytes this exchange holds in the mirror (request and captured answer)
+    # What the shadow request changed to stay within Haiku's rules (thinking), for humans.
+    adjustments: list[str] = field(default_factory=list)
+    conversation_id: str | None = None
+    turn: int | None = None
 
 
 @dataclass(slots=True)
@@ -69,6 +78,9 @@ class EngineLimits:
     # Bounds the wait for a slot and the call together: a shadow that sat in the queue
     # for the whole budget is a timeout, not a call started late.
     timeout_s: float = 120.0
+    server_tools: str = "skip"  # SHADOW_SERVER_TOOLS: "allow" mirrors server tools
+    # The shadow model's max_tokens limit; the Models API's figure replaces it at start.
+    max_output_tokens: int = SHADOW_MAX_OUTPUT_TOKENS
     # What the mirror keeps of Responses API answers for previous_response_id.
     responses_remembered: int = 10_000
     responses_memory_bytes: int = 64 << 20
@@ -106,6 +118,7 @@ class MirrorEngine:
         # Pairs with an outcome that never reached the writer, by reason (assembly).
         self.lost: Counter[str] = Counter()
         self.pending_bytes = 0
+        self._models_checked: set[str] = set()
 
     @property
     def pending(self) -> int:
@@ -148,6 +161,8 @@ class MirrorEngine:
             return
         pending.request = request
         pending.stream = isinstance(request, dict) and request.get("stream") is True
+        pending.conversation_id, pending.turn = conversation_of(
+            start.api, request, start.conversation)
         if start.api == Api.OPENAI_RESPONSES and self.responses.started(
             start.exchange_id, request
         ):
@@ -159,8 +174,10 @@ class MirrorEngine:
 
     def _submit(self, pending: _Pending) -> None:
         start = pending.start
+        if start.api == Api.OPENAI_RESPONSES:
+            self._responses_conversation(pending)
         try:
-            params = self._translate(start.api, pending.request)
+            params = self._translate(start.api, pending.request, pending.adjustments)
         except Untranslatable as exc:
             self._settle(pending, ShadowOutcome.SKIPPED, exc.reason)
             return
@@ -176,6 +193,20 @@ class MirrorEngine:
         self.waiting += 1  # counted now: several starts can arrive before any task runs
         pending.task = spawn(self._run(pending, params, headers),
                              name=f"shadow-{start.exchange_id}")
+
+    def _responses_conversation(self, pending: _Pending) -> None:
+        """A request continuing by previous_response_id holds only its new turn: its
+        conversation and turn come from the whole chain the mirror remembered."""
+        try:
+            history = self.responses.history(pending.request)
+        except Untranslatable:
+            return  # the shadow is skipped with that reason; the header may still name it
+        if not history or not isinstance(pending.request, dict):
+            return
+        whole = {k: v for k, v in pending.request.items() if k != "previous_response_id"}
+        whole["input"] = [*history, *responses_input_items(pending.request)]
+        pending.conversation_id, pending.turn = conversation_of(
+            Api.OPENAI_RESPONSES, whole, pending.start.conversation)
 
     async def _after_history(self, pending: _Pending) -> None:
         try:
@@ -204,18 +235,24 @@ class MirrorEngine:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _translate(self, api: str, request: Any) -> dict[str, Any]:
+    def _translate(self, api: str, request: Any, notes: list[str]) -> dict[str, Any]:
         if api == Api.ANTHROPIC_MESSAGES:
-            return prepare_messages_request(request, model=self._limits.model)
+            return prepare_messages_request(request, model=self._limits.model,
+                                            max_tokens_limit=self._limits.max_output_tokens,
+                                            server_tools=self._limits.server_tools,
+                                            notes=notes)
         if api == Api.OPENAI_RESPONSES:
             return responses_to_messages(
                 request, model=self._limits.model,
                 default_max_tokens=self._limits.default_max_tokens,
+                max_tokens_limit=self._limits.max_output_tokens,
                 history=self.responses.history(request),
             )
         return openai_to_messages(
             request, model=self._limits.model,
             default_max_tokens=self._limits.default_max_tokens,
+            max_tokens_limit=self._limits.max_output_tokens,
+            server_tools=self._limits.server_tools,
         )
 
     def _settle(self, pending: _Pending, outcome: ShadowOutcome, reason: str) -> None:
@@ -295,6 +332,7 @@ class MirrorEngine:
                 self.lost["assembly"] += 1
                 return
         self.records += 1
+        self._check_primary_model(record.primary.model)
         self._sink(record)
         level = logging.DEBUG if shadow.outcome == ShadowOutcome.OK else logging.INFO
         if log.isEnabledFor(level):
@@ -309,14 +347,16 @@ class MirrorEngine:
             start=pending.start,
             request=pending.request,
             stream=pending.stream,
-            primary=primary_side(pending.start, end),
+            primary=primary_side(pending.start, end, self._prices),
             shadow=shadow,
             outcome=outcome,
-            reason=reason,
+            reason=reason or bounded("; ".join(pending.adjustments)) or None,
             client_disconnected=end.client_disconnected,
             redactor=self._redactor,
             prices=self._prices,
             replay=pending.replay,
+            conversation_id=pending.conversation_id or start_conversation(pending.start),
+            turn=pending.turn,
         )
 
     def _build_bare(self, pending: _Pending, end: ExchangeEnd, outcome: str,
@@ -331,7 +371,20 @@ class MirrorEngine:
                         latency_ms=shadow.latency_ms),
             outcome=outcome, reason=reason, client_disconnected=end.client_disconnected,
             redactor=self._redactor, prices=self._prices, replay=None,
+            conversation_id=pending.conversation_id or start_conversation(pending.start),
+            turn=pending.turn,
         )
+    def _check_primary_model(self, model: str | None) -> None:
+        """Warn once per model id when the application's model is deprecated or retired
+        (the SDK's end-of-life data: no network call on the pair path)."""
+        if not model or model in self._models_checked:
+            return
+        if len(self._models_checked) >= _MODELS_CHECKED_LIMIT:  # ids come from traffic
+            return
+        self._models_checked.add(model)
+        line = lifecycle_warning(model, from_sdk(model), datetime.now(UTC).date())
+        if line is not None:
+            log.warning("primary %s", line)
 
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight shadows finish within ``timeout_s``; then cut them short.
@@ -357,6 +410,11 @@ class MirrorEngine:
                     error="the proxy stopped before the primary answer ended",
                 )
             self._maybe_emit(pending)
+
+
+def start_conversation(start: ExchangeStart) -> str | None:
+    """The header's conversation id for a request whose body did not parse."""
+    return conversation_of(start.api, None, start.conversation)[0]
 
 
 def _unfinished() -> ShadowResult:

@@ -18,13 +18,16 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+from shadowproxy.lifecycle import lifecycle_warning
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
+from shadowproxy.models_api import lookup_lifecycles
 from shadowproxy.pricing import PriceTable
 from shadowproxy.proxy.mirror_link import CLOSE, END, START, read_frame
 from shadowproxy.redact import Redactor
@@ -49,10 +52,35 @@ def engine_limits(settings: Settings) -> EngineLimits:
         default_max_tokens=settings.shadow_default_max_tokens,
         model=settings.shadow_model,
         timeout_s=settings.shadow_timeout_s,
+        server_tools=settings.shadow_server_tools,
         responses_remembered=settings.responses_remembered,
         responses_memory_bytes=int(settings.responses_memory_mb * (1 << 20)),
         queue_bytes=int(settings.shadow_queue_mb * (1 << 20)),
     )
+
+
+MODELS_API_TIMEOUT_S = 3.0
+
+
+async def check_models(settings: Settings, limits: EngineLimits, *, warn: bool) -> None:
+    """At start: warn when the shadow or judge model is deprecated or retired, and take
+    the shadow model's max_tokens limit from the Models API when it answers."""
+    # The Models API speaks for Anthropic's own endpoint; Bedrock and Vertex shadows get
+    # the SDK's end-of-life data only.
+    key = (settings.shadow_api_key.get_secret_value()
+           if settings.shadow_api_key is not None and settings.shadow_provider == "anthropic"
+           else None)
+    models = [settings.shadow_model, getattr(settings, "judge_model", None) or ""]
+    found = await lookup_lifecycles(models, api_key=key, base_url=settings.shadow_base_url,
+                                    timeout_s=MODELS_API_TIMEOUT_S)
+    shadow = found.get(settings.shadow_model)
+    if shadow is not None and shadow.max_tokens:
+        limits.max_output_tokens = shadow.max_tokens
+    if warn:
+        today = datetime.now(UTC).date()
+        for model, info in found.items():
+            if (line := lifecycle_warning(model, info, today)) is not None:
+                log.warning("%s", line)
 
 
 def spool_dir(settings: Settings, worker: int) -> Path:
@@ -71,18 +99,23 @@ async def run_mirror(
     spool = Spool(spool_dir(settings, worker), max_bytes=int(settings.spool_max_mb * (1 << 20)))
     writer = PairWriter(settings.database_url.get_secret_value(), spool)
     await writer.start()
-    caller = ShadowCaller(settings)
+    prices = PriceTable.load(settings.prices_file)
+    caller = ShadowCaller(settings, prices=prices)
+    limits = engine_limits(settings)
+    # Before ready, so the warning is among serve's start-up lines and the first shadow
+    # is clamped to the Models API's limit; bounded by MODELS_API_TIMEOUT_S.
+    await check_models(settings, limits, warn=worker == 0)
     replayer = (
-        Replayer(settings.primary_url, concurrency=settings.shadow_concurrency,
+        Replayer(settings.primary_url, concurrency=settings.shadow_concurrency, prices=prices,
                  timeout_s=settings.upstream_timeout_s)
         if settings.replay_rate > 0 and settings.primary_url else None
     )
     engine = MirrorEngine(
         caller=caller,
         sink=writer.submit,
-        limits=engine_limits(settings),
+        limits=limits,
         redactor=Redactor.from_names(settings.redactors),
-        prices=PriceTable.load(settings.prices_file),
+        prices=prices,
         replayer=replayer,
     )
     if stats_hook is not None:

@@ -18,11 +18,16 @@ from yarl import URL
 
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.mirror.assemble import primary_side
+from shadowproxy.pricing import PriceTable
 from shadowproxy.records import Side
 
 
 class Replayer:
-    def __init__(self, primary_url: str, *, concurrency: int, timeout_s: float) -> None:
+    def __init__(
+        self, primary_url: str, *, concurrency: int, timeout_s: float,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self._prices = prices  # priced from the full usage, like the primary's answer
         base = URL(primary_url)
         self._origin = str(base.origin())
         self._base_path = base.raw_path.rstrip("/")
@@ -61,5 +66,5 @@ class Replayer:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 end.error = f"replay failed: {type(exc).__name__}"
             end.ended_at = time.monotonic()
-            return primary_side(echo, end)
+            return primary_side(echo, end, self._prices)
 

@@ -21,6 +21,7 @@ from shadowproxy.anthropic_sdk import (
     error_text,
 )
 from shadowproxy.mirror.assemble import side_from_normalized
+from shadowproxy.pricing import PriceTable
 from shadowproxy.records import ShadowOutcome, Side
 from shadowproxy.settings import Settings
 from shadowproxy.wire.anthropic import AnthropicStream, normalize_message
@@ -46,8 +47,11 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic | Any:
 
 
 class ShadowCaller:
-    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: Any | None = None, *, prices: PriceTable | None = None
+    ) -> None:
         self._client = client if client is not None else make_client(settings)
+        self._prices = prices  # priced here, from the full usage (cache TTL breakdown)
         self._timeout = settings.shadow_timeout_s
         version = PLATFORM_API_VERSIONS.get(settings.shadow_provider)
         self._body_defaults = {"anthropic_version": version} if version else {}
@@ -106,7 +110,7 @@ class ShadowCaller:
             side.latency_ms = (time.monotonic() - started) * 1000
             side.error = f"{type(exc).__name__}: {exc}"
             return ShadowResult(side, ShadowOutcome.ERROR, side.error)
-        result_side = side_from_normalized(norm, status=status)
+        result_side = side_from_normalized(norm, status=status, prices=self._prices)
         result_side.latency_ms = (time.monotonic() - started) * 1000
         result_side.ttft_ms = side.ttft_ms
         if norm.error:

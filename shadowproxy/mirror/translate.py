@@ -25,18 +25,27 @@ __all__ = [
     "Untranslatable",
     "openai_to_messages",
     "prepare_messages_request",
+    "server_tools_in",
 ]
 
 SHADOW_MAX_OUTPUT_TOKENS = 64_000  # Haiku 4.5's output limit
 
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
-JSON_SCHEMA_INSTRUCTION = (
-    "Respond with a single valid JSON object that conforms to this JSON Schema, "
-    "and nothing else:\n"
-)
 DEFAULT_INPUT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 # The smallest thinking budget the Messages API accepts.
 MIN_THINKING_BUDGET = 1024
+# tool_choice types the Messages API refuses together with thinking.
+FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
+# Anthropic server tools (run and billed at the provider): versioned tool types such as
+# web_search_20250305, web_fetch_20250910, code_execution_20250825,
+# tool_search_tool_regex_20251119 (the anthropic SDK's tool param types).
+_SERVER_TOOL_TYPE = re.compile(
+    r"(web_search|web_fetch|code_execution|tool_search_tool_(?:regex|bm25))_[0-9]{8}"
+)
+# What the shadow asks for when an OpenAI application sets web_search_options and
+# SHADOW_SERVER_TOOLS=allow.
+WEB_SEARCH_TOOL: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
+SERVER_TOOLS_ALLOW = "allow"
 
 _IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _TOOL_USE_ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -56,13 +65,22 @@ class Untranslatable(Exception):
 
 
 def prepare_messages_request(
-    body: Any, *, model: str, max_tokens_limit: int = SHADOW_MAX_OUTPUT_TOKENS
+    body: Any,
+    *,
+    model: str,
+    max_tokens_limit: int = SHADOW_MAX_OUTPUT_TOKENS,
+    server_tools: str = "skip",
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The application's own Messages request, retargeted at the shadow model.
 
     Only what Haiku 4.5 would refuse but the primary model accepts is changed: the
-    output limit, a thinking budget that no longer fits under it, and temperature with
-    top_p. The application's body is not modified.
+    output limit, thinking settings outside Haiku's rules, and temperature with top_p;
+    each thinking change is described in ``notes`` so the pair says what the shadow was
+    really asked. Everything else (``output_config``, ``cache_control`` blocks, strict
+    tools) goes through as sent. A request using server tools raises
+    :class:`Untranslatable` unless ``server_tools`` is ``"allow"``. The application's
+    body is not modified.
     """
     if not isinstance(body, dict):
         raise Untranslatable("request body is not a JSON object")
@@ -71,21 +89,84 @@ def prepare_messages_request(
     max_tokens = body.get("max_tokens")
     if not _is_int(max_tokens):
         raise Untranslatable("max_tokens is missing or not an integer")
+    used = server_tools_in(body)
+    if used and server_tools != SERVER_TOOLS_ALLOW:
+        raise Untranslatable(_server_tools_reason(used))
     request = dict(body)
     request["model"] = model
     request["max_tokens"] = min(max_tokens, max_tokens_limit)
-    thinking = request.get("thinking")
-    if isinstance(thinking, dict):
-        budget = thinking.get("budget_tokens")
-        if _is_int(budget) and budget >= request["max_tokens"]:
-            lowered = request["max_tokens"] - 1
-            if lowered < MIN_THINKING_BUDGET:
-                del request["thinking"]
-            else:
-                request["thinking"] = {**thinking, "budget_tokens": lowered}
+    _fit_thinking(request, notes if notes is not None else [])
     if request.get("temperature") is not None and request.get("top_p") is not None:
         del request["top_p"]
     return request
+
+
+def _fit_thinking(request: dict[str, Any], notes: list[str]) -> None:
+    """Keep the application's thinking within Haiku 4.5's rules (WIRE.md): a manual
+    budget of at least 1,024 and below ``max_tokens``, and no forced tool_choice.
+
+    Adaptive thinking becomes a manual budget of half the output limit: Haiku 4.5
+    thinks on a budget. With a forced tool_choice the thinking goes and the forced tool
+    stays, because the tool call is the answer the application consumes and thinking is
+    never compared.
+    """
+    thinking = request.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return
+    max_tokens = request["max_tokens"]
+    choice = request.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in FORCED_TOOL_CHOICES:
+        del request["thinking"]
+        notes.append(f"thinking dropped: tool_choice {choice.get('type')!r} forces a tool, "
+                     "which the Messages API refuses with thinking")
+        return
+    extra = {k: v for k, v in thinking.items() if k == "display"}
+    if thinking["type"] == "adaptive":
+        budget = max(max_tokens // 2, MIN_THINKING_BUDGET)
+        wanted = f"adaptive thinking became budget_tokens={budget}"
+    else:
+        raw = thinking.get("budget_tokens")
+        if not _is_int(raw):
+            return  # the primary refuses it as well; the shadow is asked the same
+        budget, wanted = raw, ""
+    fitted = min(max(budget, MIN_THINKING_BUDGET), max_tokens - 1)
+    if fitted < MIN_THINKING_BUDGET:
+        del request["thinking"]
+        notes.append(f"thinking dropped: max_tokens={max_tokens} leaves no room for the "
+                     f"minimum budget of {MIN_THINKING_BUDGET}")
+        return
+    request["thinking"] = {"type": "enabled", "budget_tokens": fitted, **extra}
+    if wanted:
+        notes.append(wanted + ("" if fitted == budget else f", fitted to {fitted}"))
+    elif fitted != budget:
+        notes.append(f"thinking budget_tokens {budget} -> {fitted} "
+                     f"(at least {MIN_THINKING_BUDGET}, below max_tokens={max_tokens})")
+
+
+def server_tools_in(body: dict[str, Any]) -> list[str]:
+    """The server tools a Messages request uses: declared tool types, and server tool
+    calls in its history (``server_tool_use`` blocks name the tool)."""
+    used: list[str] = []
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and _SERVER_TOOL_TYPE.fullmatch(kind) and kind not in used:
+            used.append(kind)
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "server_tool_use":
+                name = block.get("name")
+                label = f"server_tool_use {name}" if isinstance(name, str) else "server_tool_use"
+                if label not in used:
+                    used.append(label)
+    return used
+
+
+def _server_tools_reason(used: list[str]) -> str:
+    return (f"server tools ({', '.join(used)}) run at the provider and are billed there; "
+            "set SHADOW_SERVER_TOOLS=allow to mirror them")
 
 
 # ------------------------------------------------------------------- OpenAI → Anthropic
@@ -97,11 +178,13 @@ def openai_to_messages(
     model: str,
     default_max_tokens: int,
     max_tokens_limit: int = SHADOW_MAX_OUTPUT_TOKENS,
+    server_tools: str = "skip",
 ) -> dict[str, Any]:
     """An OpenAI Chat Completions request as the Messages request Haiku 4.5 should get."""
     try:
         return _translate(
-            body, model=model, default_max_tokens=default_max_tokens, limit=max_tokens_limit
+            body, model=model, default_max_tokens=default_max_tokens, limit=max_tokens_limit,
+            server_tools=server_tools,
         )
     except Untranslatable:
         raise
@@ -110,10 +193,15 @@ def openai_to_messages(
         raise Untranslatable(f"malformed request: {type(exc).__name__}: {exc}") from exc
 
 
-def _translate(body: Any, *, model: str, default_max_tokens: int, limit: int) -> dict[str, Any]:
+def _translate(
+    body: Any, *, model: str, default_max_tokens: int, limit: int, server_tools: str
+) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Untranslatable("request body is not a JSON object")
     _refuse_unsupported(body)
+    web_search = body.get("web_search_options") is not None
+    if web_search and server_tools != SERVER_TOOLS_ALLOW:
+        raise Untranslatable(_server_tools_reason(["web search (web_search_options)"]))
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list):
         raise Untranslatable("messages is missing or not a list")
@@ -127,7 +215,8 @@ def _translate(body: Any, *, model: str, default_max_tokens: int, limit: int) ->
         "model": model,
         "max_tokens": _max_tokens(body, default_max_tokens, limit),
     }
-    system = conversation.system + _format_instruction(body.get("response_format"))
+    instructions, output_config = _response_format(body.get("response_format"))
+    system = conversation.system + instructions
     if system:
         request["system"] = "\n\n".join(system)
     request["messages"] = turns
@@ -137,6 +226,10 @@ def _translate(body: Any, *, model: str, default_max_tokens: int, limit: int) ->
         tool_choice = _tool_choice(body, {tool["name"] for tool in tools})
         if tool_choice is not None:
             request["tool_choice"] = tool_choice
+    if web_search:
+        request["tools"] = [*tools, dict(WEB_SEARCH_TOOL)]
+    if output_config is not None:
+        request["output_config"] = output_config
     stop_sequences = _stop_sequences(body.get("stop"))
     if stop_sequences:
         request["stop_sequences"] = stop_sequences
@@ -197,24 +290,37 @@ def _stop_sequences(stop: Any) -> list[str]:
     return [s for s in stops if s.strip()]
 
 
-def _format_instruction(response_format: Any) -> list[str]:
-    """JSON modes become an instruction, not a forced tool, so the answer stays text."""
+def _response_format(response_format: Any) -> tuple[list[str], dict[str, Any] | None]:
+    """(system instructions, ``output_config``) for an OpenAI response format.
+
+    A JSON schema becomes Messages structured outputs (``output_config.format``), so the
+    shadow is held to the same schema the primary was; JSON mode without a schema has no
+    Messages equivalent and stays an instruction. The answer is text either way.
+    """
     if response_format is None:
-        return []
+        return [], None
     if not isinstance(response_format, dict):
         raise Untranslatable("response_format is not an object")
     kind = response_format.get("type")
     if kind == "text":
-        return []
+        return [], None
     if kind == "json_object":
-        return [JSON_OBJECT_INSTRUCTION]
+        return [JSON_OBJECT_INSTRUCTION], None
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if schema is None:
-            return [JSON_OBJECT_INSTRUCTION]
-        return [JSON_SCHEMA_INSTRUCTION + json.dumps(schema, ensure_ascii=False)]
+            return [JSON_OBJECT_INSTRUCTION], None
+        if not isinstance(schema, dict):
+            raise Untranslatable("response_format json_schema.schema is not an object")
+        return [], json_schema_output_config(schema)
     raise Untranslatable(f"response_format type {_show(kind)} has no Messages equivalent")
+
+
+def json_schema_output_config(schema: dict[str, Any]) -> dict[str, Any]:
+    """Messages structured outputs for a JSON schema (``OutputConfigParam`` with a
+    ``JSONOutputFormatParam`` in the anthropic SDK's types)."""
+    return {"format": {"type": "json_schema", "schema": schema}}
 
 
 # ------------------------------------------------------------------------------- tools
@@ -251,6 +357,11 @@ def _tool(function: Any) -> dict[str, Any]:
             raise Untranslatable(f"tool {_show(function['name'])}: description is not a string")
         if description:
             tool["description"] = description
+    strict = function.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise Untranslatable(f"tool {_show(function['name'])}: strict is not a boolean")
+    if strict:  # Messages strict tools: the input is held to the schema, as on OpenAI
+        tool["strict"] = True
     parameters = function.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise Untranslatable(f"tool {_show(function['name'])}: parameters is not an object")

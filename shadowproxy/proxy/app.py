@@ -57,6 +57,7 @@ def make_proxy_app(
     on_refused: Callable[[], None] | None = None,
     on_lost: Callable[[str], None] | None = None,
     capture_budget_bytes: int = 256 << 20,
+    conversation_header: str = "x-shadow-conversation",
 ) -> web.Application:
     """The proxy application. Every method and path goes to the proxy, including the
     ones no router would match (absolute-form targets, CONNECT), so it can refuse them."""
@@ -76,6 +77,7 @@ def make_proxy_app(
             max_body_bytes=max_body_bytes, sample_rate=sample_rate, replay_rate=replay_rate,
             observe=observe, on_refused=on_refused, on_lost=on_lost,
             capture_budget_bytes=capture_budget_bytes,
+            conversation_header=conversation_header,
         )
         yield
         await session.close()

@@ -64,6 +64,7 @@ class Proxy:
         on_refused: Callable[[], None] | None = None,
         on_lost: Callable[[str], None] | None = None,
         capture_budget_bytes: int = 256 << 20,
+        conversation_header: str = "x-shadow-conversation",
     ) -> None:
         base = URL(primary_url)
         self._origin = str(base.origin())
@@ -71,6 +72,7 @@ class Proxy:
         self._session = session
         self._mirror = mirror
         self._tag_header = tag_header.lower()
+        self._conversation_header = conversation_header.lower()
         self._max_body = max_body_bytes
         self._sample_rate = sample_rate
         self._replay_rate = replay_rate
@@ -92,23 +94,29 @@ class Proxy:
             content_type="application/json",
         )
 
-    def _forward_headers(self, request: web.Request) -> tuple[CIMultiDict[str], str | None]:
+    def _forward_headers(
+        self, request: web.Request
+    ) -> tuple[CIMultiDict[str], str | None, str | None]:
         connection_tokens = {
             t.strip().lower() for t in request.headers.get("connection", "").split(",")
         }
         headers: CIMultiDict[str] = CIMultiDict()
         tag: str | None = None
+        conversation: str | None = None
         for name, value in request.headers.items():
             lower = name.lower()
             if lower == self._tag_header:
                 tag = value
+                continue
+            if lower == self._conversation_header:
+                conversation = value
                 continue
             if lower in HOP_BY_HOP or lower in connection_tokens or lower in (
                 "host", "content-length", "expect",
             ):
                 continue
             headers.add(name, value)
-        return headers, tag
+        return headers, tag, conversation
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         received = time.monotonic()
@@ -126,7 +134,7 @@ class Proxy:
         except web.HTTPRequestEntityTooLarge:
             return self._error(request, 413, self._too_large_message())
 
-        headers, tag = self._forward_headers(request)
+        headers, tag, conversation = self._forward_headers(request)
         api = mirrored_api(request.method, raw_path)
         exchange_id: str | None = None
         started = time.monotonic()
@@ -145,6 +153,7 @@ class Proxy:
                 },
                 received_at=time.time(),
                 sent_at=started,
+                conversation=conversation,
             )
             if self._replay_rate > 0 and random.random() < self._replay_rate:
                 start.replay_headers = dict(headers)

@@ -151,6 +151,7 @@ async def run_worker(
             read_timeout_s=settings.upstream_timeout_s, observe=metrics.observe_request,
             on_refused=metrics.mirror_refused.inc, on_lost=metrics.count_lost,
             capture_budget_bytes=int(settings.capture_budget_mb * (1 << 20)),
+            conversation_header=settings.conversation_header,
         ),
         grace_s=settings.grace_s,
     )

@@ -27,6 +27,15 @@ Scripting, per request:
 The headers reach only the primary (the proxy never forwards them to the shadow); the
 prompt tags are for the shadow, so they apply only to ``claude-haiku*`` models.
 
+Messages features of 2026 (``simulator/features.py``), for every model: the rules of
+``output_config`` and thinking are enforced (400 as the API would); a JSON schema, in
+``output_config.format`` or OpenAI's ``response_format``, is answered with the same
+instance of it; ``cache_control`` breakpoints write the prompt cache on first sight
+and read it afterwards (usage with the TTL breakdown); a ``web_search_*`` tool makes
+Claude search first (``server_tool_use``, ``web_search_tool_result``, cited text);
+``GET /v1/models/{id}`` answers from ``app[MODEL_CATALOGUE]`` with ``lifecycle``,
+``retires_at`` and ``max_tokens``.
+
 Claude on Vertex AI (``/projects/P/locations/R/publishers/anthropic/models/M:rawPredict``
 and ``:streamRawPredict``) and on Amazon Bedrock (``/model/M/invoke`` and
 ``/model/M/invoke-with-response-stream``) give the same answers, with each platform's

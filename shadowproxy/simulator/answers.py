@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from shadowproxy.simulator.features import NO_CACHE, CacheUsage
+
 SHADOW_MODEL_PREFIX = "claude-haiku"
 ANTHROPIC_VERSIONS = ("2023-06-01", "2026-10-21")
 # Under this version the Messages API no longer accepts the sampling parameters.
@@ -90,6 +92,10 @@ class Answer:
     stop_reason: str  # Anthropic's words
     input_tokens: int
     output_tokens: int
+    # Prompt-cache writes and reads (Messages only); input_tokens excludes them.
+    cache: CacheUsage = NO_CACHE
+    # A web search the simulated Claude ran first (server tool): its query.
+    web_search: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,16 @@ from shadowproxy.simulator.answers import (
     compose_answer,
     read_controls,
     split_text,
+)
+from shadowproxy.simulator.features import (
+    PROMPT_CACHE,
+    cache_usage,
+    citation,
+    feature_problem,
+    output_schema,
+    schema_instance,
+    search_blocks,
+    uses_web_search,
 )
 from shadowproxy.simulator.judge import is_judge_request, judge_answer
 from shadowproxy.simulator.plumbing import _json_response, _pause, _receive, _stream
@@ -117,7 +128,7 @@ def anthropic_problem(body: Any, version: str) -> str | None:
         isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools
     ):
         return "tools: each tool needs a name"
-    return None
+    return feature_problem(body)
 
 
 def _anthropic_tool_choice(body: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -131,13 +142,26 @@ def _anthropic_tool_choice(body: Mapping[str, Any]) -> tuple[str, str | None]:
 
 
 def _anthropic_usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
-    return {
+    cache = answer.cache
+    usage: dict[str, Any] = {
         "input_tokens": answer.input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": cache.write_5m + cache.write_1h,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {"ephemeral_5m_input_tokens": cache.write_5m,
+                           "ephemeral_1h_input_tokens": cache.write_1h},
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+    if answer.web_search is not None:
+        usage["server_tool_use"] = {"web_search_requests": 1}
+    if answer.thinking is not None:  # part of output_tokens, as the API reports it
+        usage["output_tokens_details"] = {
+            "thinking_tokens": min(output_tokens, _thinking_tokens(answer.thinking))}
+    return usage
+
+
+def _thinking_tokens(thinking: str) -> int:
+    return max(1, len(thinking) // 4)
 
 
 def _signature(answer: Answer) -> str:
@@ -152,7 +176,11 @@ def anthropic_message(
         content.append(
             {"type": "thinking", "thinking": answer.thinking, "signature": _signature(answer)}
         )
-    if answer.text:
+    if answer.web_search is not None:
+        content.extend(search_blocks(answer.web_search, ids.new("srvtoolu_01")))
+        content.append({"type": "text", "text": answer.text,
+                        "citations": [citation(answer.text)]})
+    elif answer.text:
         content.append({"type": "text", "text": answer.text})
     if answer.tool_use is not None:
         content.append(
@@ -191,7 +219,15 @@ def _anthropic_blocks(
         deltas = [{"type": "thinking_delta", "thinking": p} for p in split_text(answer.thinking, 2)]
         deltas.append({"type": "signature_delta", "signature": _signature(answer)})
         blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
-    if answer.text:
+    if answer.web_search is not None:
+        use, result = search_blocks(answer.web_search, ids.new("srvtoolu_01"))
+        blocks.append(({**use, "input": {}}, [
+            {"type": "input_json_delta", "partial_json": _dumps(use["input"])}]))
+        blocks.append((result, []))
+        blocks.append(({"type": "text", "text": "", "citations": []}, [
+            {"type": "citations_delta", "citation": citation(answer.text)},
+            *({"type": "text_delta", "text": p} for p in split_text(answer.text, chunks))]))
+    elif answer.text:
         pieces = split_text(answer.text, chunks)
         blocks.append(
             ({"type": "text", "text": ""}, [{"type": "text_delta", "text": p} for p in pieces])
@@ -330,6 +366,17 @@ async def messages_turn(request: web.Request, body: Mapping[str, Any], model: st
         sentence=shadow_sentence(prompt.text, config.shadow_worse_rate,
                                  config.shadow_paraphrase_rate),
     )
+    schema = output_schema(body)
+    if schema is not None and answer.tool_use is None and answer.stop_reason == "end_turn":
+        text = json.dumps(schema_instance(schema, answer.text))
+        thought = _thinking_tokens(answer.thinking) if answer.thinking else 0
+        answer = replace(answer, text=text, output_tokens=max(1, len(text) // 4) + thought)
+    if uses_web_search(body) and answer.tool_use is None:
+        answer = replace(answer, web_search=answer.text[:40])
+    cache = cache_usage(body, request.app[PROMPT_CACHE])
+    if cache.cached:
+        answer = replace(answer, cache=cache,
+                         input_tokens=max(1, answer.input_tokens - cache.cached))
     return Turn(answer, controls, MODEL_ALIASES.get(model, model))
 
 

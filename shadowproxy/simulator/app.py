@@ -11,6 +11,12 @@ from aiohttp import web
 from shadowproxy.simulator.answers import CONFIG, RECEIVED, SimulatorConfig
 from shadowproxy.simulator.anthropic import handle_messages
 from shadowproxy.simulator.cloud import handle_bedrock, handle_vertex
+from shadowproxy.simulator.features import (
+    MODEL_CATALOGUE,
+    PROMPT_CACHE,
+    default_catalogue,
+    model_info,
+)
 from shadowproxy.simulator.openai import _openai_error, handle_chat_completions
 from shadowproxy.simulator.plumbing import _json_response, _receive
 from shadowproxy.simulator.responses import STORED_RESPONSES, handle_responses
@@ -42,6 +48,20 @@ async def handle_models(request: web.Request) -> web.Response:
     )
 
 
+async def handle_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one model's ``ModelInfo``, lifecycle fields included."""
+    _, ids = await _receive(request)
+    model_id = request.match_info["model_id"]
+    entry = request.app[MODEL_CATALOGUE].get(model_id)
+    request_id = ids.new("req_sim")
+    if entry is None:
+        error = {"type": "error", "request_id": request_id,
+                 "error": {"type": "not_found_error", "message": f"model: {model_id}"}}
+        return _json_response(request, error, status=404, headers={"request-id": request_id})
+    return _json_response(request, model_info(model_id, entry),
+                          headers={"request-id": request_id})
+
+
 async def handle_echo(request: web.Request) -> web.Response:
     """Describes the request it got, so passthrough tests see what arrived upstream."""
     _, ids = await _receive(request)
@@ -68,11 +88,14 @@ def make_app(config: SimulatorConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[CONFIG] = config or SimulatorConfig()
     app[RECEIVED] = []
+    app[PROMPT_CACHE] = set()
+    app[MODEL_CATALOGUE] = default_catalogue()
     app[STORED_RESPONSES] = {}
     app.router.add_post("/v1/messages", handle_messages)
     app.router.add_post("/v1/chat/completions", handle_chat_completions)
     app.router.add_post("/v1/responses", handle_responses)
     app.router.add_get("/v1/models", handle_models)
+    app.router.add_get("/v1/models/{model_id}", handle_model)
     app.router.add_post(
         "/projects/{project}/locations/{region}/publishers/anthropic/models/{target}",
         handle_vertex,

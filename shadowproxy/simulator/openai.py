@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +23,7 @@ from shadowproxy.simulator.answers import (
     read_controls,
     split_text,
 )
+from shadowproxy.simulator.features import schema_instance
 from shadowproxy.simulator.plumbing import _has_bearer, _json_response, _pause, _receive, _stream
 
 _OPENAI_ERRORS = {
@@ -132,6 +136,22 @@ def _openai_max_tokens(body: Mapping[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
+
+
+def _structured(answer: Answer, response_format: Any) -> Answer:
+    """A ``json_schema`` response format is answered with an instance of the schema, the
+    same one the simulated Claude gives for that schema in ``output_config``."""
+    spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict) or answer.tool_use is not None:
+        return answer
+    if answer.stop_reason != "end_turn":
+        return answer
+    sentence = answer.text
+    with contextlib.suppress(ValueError, KeyError, TypeError):  # JSON mode wrapped it
+        sentence = json.loads(answer.text)["answer"]
+    text = json.dumps(schema_instance(schema, sentence))
+    return replace(answer, text=text, output_tokens=max(1, len(text) // 4))
 
 
 def _openai_usage(answer: Answer) -> dict[str, Any]:
@@ -279,6 +299,7 @@ async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
         and response_format.get("type") in ("json_object", "json_schema"),
         max_tokens=_openai_max_tokens(body),
     )
+    answer = _structured(answer, response_format)
     completion_id = ids.new("chatcmpl-")
     reply_headers = {"x-request-id": ids.new("req_")}
     if body.get("stream"):

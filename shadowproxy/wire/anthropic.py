@@ -213,6 +213,12 @@ def _apply_usage(result: Normalized, usage: Any) -> None:
         value = usage.get(name)
         if isinstance(value, int) and not isinstance(value, bool):
             setattr(result, name, value)
+    one_hour = _dict(usage.get("cache_creation")).get("ephemeral_1h_input_tokens")
+    if isinstance(one_hour, int) and not isinstance(one_hour, bool):
+        result.cache_creation_1h_input_tokens = one_hour
+    thinking = _dict(usage.get("output_tokens_details")).get("thinking_tokens")
+    if isinstance(thinking, int) and not isinstance(thinking, bool):
+        result.thinking_tokens = thinking
 
 
 def _index(value: Any) -> int:

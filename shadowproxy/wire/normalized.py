@@ -31,6 +31,11 @@ class Normalized:
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    # Usage detail that prices the answer but has no column of its own: the part of the
+    # cache writes made with the 1-hour TTL, and the output tokens spent thinking
+    # (already inside output_tokens on both providers, so cost includes them once).
+    cache_creation_1h_input_tokens: int | None = None
+    thinking_tokens: int | None = None
     request_id: str | None = None
     # "type: message" of a provider error (HTTP error body, or an error event mid-stream).
     error: str | None = None

@@ -223,6 +223,7 @@ def _apply_usage(result: Normalized, usage: Any) -> None:
         "input_tokens": usage.get("prompt_tokens"),
         "output_tokens": usage.get("completion_tokens"),
         "cache_read_input_tokens": _dict(usage.get("prompt_tokens_details")).get("cached_tokens"),
+        "thinking_tokens": _dict(usage.get("completion_tokens_details")).get("reasoning_tokens"),
     }
     for name, value in counts.items():
         if isinstance(value, int) and not isinstance(value, bool):

@@ -327,12 +327,34 @@ def test_json_object_becomes_a_system_instruction() -> None:
     assert request["system"] == "You extract.\n\n" + JSON_OBJECT_INSTRUCTION
 
 
-def test_json_schema_instruction_carries_the_schema() -> None:
-    schema = {"type": "object", "properties": {"age": {"type": "integer"}}}
-    request = translate(chat(user("q"), response_format={
-        "type": "json_schema", "json_schema": {"name": "person", "schema": schema}}))
-    assert json.dumps(schema) in request["system"]
+def test_json_schema_becomes_structured_output_not_an_instruction() -> None:
+    schema = {"type": "object", "properties": {"age": {"type": "integer"}},
+              "required": ["age"], "additionalProperties": False}
+    request = translate(chat({"role": "system", "content": "You extract."}, user("q"),
+                             response_format={"type": "json_schema", "json_schema": {
+                                 "name": "person", "schema": schema, "strict": True}}))
+    assert request["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    assert request["system"] == "You extract."  # no instruction: the API holds the schema
     assert "tools" not in request
+
+
+def test_json_schema_without_a_schema_stays_an_instruction() -> None:
+    request = translate(chat(user("q"), response_format={
+        "type": "json_schema", "json_schema": {"name": "free"}}))
+    assert request["system"] == JSON_OBJECT_INSTRUCTION and "output_config" not in request
+
+
+def test_strict_function_tools_stay_strict() -> None:
+    strict = {"type": "function", "function": {
+        "name": "lookup", "strict": True,
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}},
+                       "required": ["q"], "additionalProperties": False}}}
+    loose = {"type": "function", "function": {"name": "other", "strict": False}}
+    request = translate(chat(user("q"), tools=[strict, loose]))
+    assert request["tools"][0]["strict"] is True
+    assert "strict" not in request["tools"][1]
+    assert "strict" in skipped_reason(chat(user("q"), tools=[
+        {"type": "function", "function": {"name": "x", "strict": "yes"}}]))
 
 
 def test_text_response_format_changes_nothing() -> None:
@@ -387,6 +409,119 @@ def test_prepare_clamps_max_tokens_and_thinking_budget() -> None:
 def test_prepare_drops_thinking_that_no_longer_fits() -> None:
     body = messages_body(max_tokens=5000, thinking={"type": "enabled", "budget_tokens": 4000})
     assert "thinking" not in prepare_messages_request(body, model=MODEL, max_tokens_limit=1000)
+
+
+def test_prepare_passes_structured_outputs_and_cache_control_through() -> None:
+    output_config = {"format": {"type": "json_schema", "schema": {"type": "object"}}}
+    system = [{"type": "text", "text": "policy",
+               "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    tools = [{"name": "t", "strict": True, "input_schema": {"type": "object"},
+              "cache_control": {"type": "ephemeral"}}]
+    body = messages_body(output_config=output_config, system=system, tools=tools)
+    assert prepare_messages_request(body, model=MODEL) == {**body, "model": MODEL}
+
+
+def thinking_notes(body: dict[str, Any], **kwargs: Any) -> tuple[dict[str, Any], list[str]]:
+    notes: list[str] = []
+    return prepare_messages_request(body, model=MODEL, notes=notes, **kwargs), notes
+
+
+def test_thinking_budget_below_the_minimum_is_raised_and_said() -> None:
+    request, notes = thinking_notes(messages_body(
+        max_tokens=4000, thinking={"type": "enabled", "budget_tokens": 500}))
+    assert request["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert notes == ["thinking budget_tokens 500 -> 1024 (at least 1024, below "
+                     "max_tokens=4000)"]
+
+
+def test_thinking_within_the_rules_is_kept_as_sent_without_a_note() -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2048, "display": "summarized"}
+    request, notes = thinking_notes(messages_body(max_tokens=4000, thinking=thinking))
+    assert request["thinking"] == thinking and notes == []
+
+
+def test_adaptive_thinking_becomes_a_budget_haiku_accepts() -> None:
+    request, notes = thinking_notes(messages_body(max_tokens=16_000,
+                                                  thinking={"type": "adaptive"}))
+    assert request["thinking"] == {"type": "enabled", "budget_tokens": 8000}
+    assert notes == ["adaptive thinking became budget_tokens=8000"]
+
+
+@pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "t"}])
+def test_forced_tool_choice_keeps_the_tool_and_drops_thinking(choice: dict[str, Any]) -> None:
+    body = messages_body(max_tokens=4000, thinking={"type": "enabled", "budget_tokens": 2000},
+                         tools=[{"name": "t", "input_schema": {"type": "object"}}],
+                         tool_choice=choice)
+    request, notes = thinking_notes(body)
+    assert "thinking" not in request and request["tool_choice"] == choice
+    assert "tool_choice" in notes[0] and "thinking dropped" in notes[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(max_tokens=st.integers(1, 200_000), limit=st.integers(1, SHADOW_MAX_OUTPUT_TOKENS),
+       budget=st.one_of(st.none(), st.integers(0, 250_000)),
+       choice=st.sampled_from([None, "auto", "any", "tool", "none"]))
+def test_thinking_always_ends_within_haikus_rules(
+    max_tokens: int, limit: int, budget: int | None, choice: str | None
+) -> None:
+    thinking = {"type": "adaptive"} if budget is None else {
+        "type": "enabled", "budget_tokens": budget}
+    body = messages_body(max_tokens=max_tokens, thinking=thinking,
+                         tools=[{"name": "t", "input_schema": {"type": "object"}}])
+    if choice is not None:
+        body["tool_choice"] = {"type": choice, **({"name": "t"} if choice == "tool" else {})}
+    request, notes = thinking_notes(body, max_tokens_limit=limit)
+    if "thinking" in request:
+        assert 1024 <= request["thinking"]["budget_tokens"] < request["max_tokens"]
+        assert choice not in ("any", "tool")
+    if request.get("thinking") != thinking:
+        assert notes, "every change to the application's thinking is said"
+
+
+# ---------------------------------------------------------------- server tools
+
+
+@pytest.mark.parametrize("tool", [
+    {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+    {"type": "web_fetch_20250910", "name": "web_fetch"},
+    {"type": "code_execution_20250825", "name": "code_execution"},
+    {"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"},
+])
+def test_server_tools_are_skipped_by_default_and_mirrored_when_allowed(
+    tool: dict[str, Any]
+) -> None:
+    body = messages_body(tools=[{"name": "local", "input_schema": {"type": "object"}}, tool])
+    with pytest.raises(Untranslatable) as info:
+        prepare_messages_request(body, model=MODEL)
+    assert tool["type"] in info.value.reason and "SHADOW_SERVER_TOOLS=allow" in info.value.reason
+    request = prepare_messages_request(body, model=MODEL, server_tools="allow")
+    assert request["tools"] == body["tools"]
+
+
+def test_server_tool_calls_in_the_history_count_as_server_tools() -> None:
+    body = messages_body(messages=[
+        {"role": "user", "content": "news?"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+             "input": {"query": "news"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "text", "text": "Here."}]},
+        {"role": "user", "content": "more"}])
+    with pytest.raises(Untranslatable) as info:
+        prepare_messages_request(body, model=MODEL)
+    assert "server_tool_use web_search" in info.value.reason
+
+
+def test_a_client_tool_named_like_a_server_tool_is_not_one() -> None:
+    body = messages_body(tools=[{"name": "web_search", "input_schema": {"type": "object"}}])
+    assert prepare_messages_request(body, model=MODEL)["tools"] == body["tools"]
+
+
+def test_openai_web_search_options_are_skipped_or_become_the_web_search_tool() -> None:
+    body = chat(user("q"), web_search_options={})
+    assert "web_search_options" in skipped_reason(body)
+    request = translate(body, server_tools="allow")
+    assert request["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
 
 
 def test_prepare_keeps_temperature_over_top_p() -> None:
@@ -538,6 +673,9 @@ def assert_valid_messages_request(request: dict[str, Any], limit: int) -> None:
     assert request.get("stop_sequences", True)
     if "system" in request:
         assert request["system"].strip()
+    if "output_config" in request:
+        fmt = request["output_config"]["format"]
+        assert fmt["type"] == "json_schema" and isinstance(fmt["schema"], dict)
 
 
 @settings(max_examples=200, deadline=None)

@@ -102,8 +102,9 @@ def test_function_call_round_trip_becomes_tool_use_and_tool_result() -> None:
             msg("user", "Thanks, and tomorrow?"),
         ],
     })
+    # strict: true stays strict (Messages strict tools), as for Chat Completions tools.
     assert request["tools"] == [{"name": "get_weather", "description": "Weather in a city",
-                                 "input_schema": WEATHER["parameters"]}]
+                                 "strict": True, "input_schema": WEATHER["parameters"]}]
     assert request["tool_choice"] == {"type": "auto"}
     _question, assistant, user2 = request["messages"]
     assert assistant == {"role": "assistant", "content": [

@@ -449,3 +449,65 @@ def test_damaged_streams_never_raise(answer: Answer, data: st.DataObject) -> Non
 def test_any_body_is_normalised_without_raising(status: int, body: bytes) -> None:
     result = normalize_body(status, body, {})
     assert result.error is not None or 200 <= status < 300
+
+
+# ------------------------------------------------- server tools, citations, usage detail
+
+SEARCH_ANSWER = [
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+     "input": {"query": "proxy news"}},
+    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+        {"type": "web_search_result", "url": "https://n.example/1", "title": "News",
+         "encrypted_content": "x"}]},
+    {"type": "text", "text": "Proxies are "},
+    {"type": "text", "text": "popular this year", "citations": [
+        {"type": "web_search_result_location", "url": "https://n.example/1", "title": "News",
+         "encrypted_index": "y", "cited_text": "Proxies became popular in 2026."}]},
+    {"type": "text", "text": "."},
+]
+
+
+def test_server_tool_blocks_and_citations_stay_out_of_the_compared_text() -> None:
+    result = normalize_message({"model": "claude-sonnet-4-6", "content": SEARCH_ANSWER,
+                                "stop_reason": "end_turn",
+                                "usage": {"input_tokens": 9, "output_tokens": 4,
+                                          "server_tool_use": {"web_search_requests": 1}}})
+    assert result.text == "Proxies are popular this year."
+    assert result.tool_calls == []
+
+
+def test_streamed_citations_deltas_and_server_tool_input_stay_out_of_the_text() -> None:
+    events = [
+        ("message_start", {"type": "message_start", "message": {
+            "model": "claude-sonnet-4-6", "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {**SEARCH_ANSWER[0], "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+            "type": "input_json_delta", "partial_json": '{"query": "proxy news"}'}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("content_block_start", {"type": "content_block_start", "index": 1,
+                                 "content_block": SEARCH_ANSWER[1]}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        ("content_block_start", {"type": "content_block_start", "index": 2, "content_block": {
+            "type": "text", "text": "", "citations": []}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 2, "delta": {
+            "type": "citations_delta", "citation": SEARCH_ANSWER[3]["citations"][0]}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 2, "delta": {
+            "type": "text_delta", "text": "Proxies are popular."}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 2}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                           "usage": {"output_tokens": 4}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    result = run(*(sse(name, payload).encode() for name, payload in events))
+    assert result.text == "Proxies are popular." and result.tool_calls == []
+    assert result.error is None
+
+
+def test_cache_ttl_breakdown_and_thinking_tokens_are_read_from_usage() -> None:
+    result = normalize_message({"content": [], "usage": {
+        "input_tokens": 5, "output_tokens": 300, "cache_creation_input_tokens": 70,
+        "cache_creation": {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 50},
+        "cache_read_input_tokens": 11, "output_tokens_details": {"thinking_tokens": 250}}})
+    assert (result.cache_creation_input_tokens, result.cache_creation_1h_input_tokens,
+            result.cache_read_input_tokens, result.thinking_tokens) == (70, 50, 11, 250)

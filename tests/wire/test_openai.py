@@ -98,6 +98,7 @@ def expected(answer: Answer) -> Normalized:
         input_tokens=answer.prompt_tokens if usage else None,
         output_tokens=answer.completion_tokens if usage else None,
         cache_read_input_tokens=answer.cached_tokens if usage else None,
+        thinking_tokens=0 if usage else None,
         error={"done": None, "no_done": None, "cut": "stream ended before [DONE]",
                "error": "server_error: The server had an error while processing your request."
                }[answer.ending],
@@ -139,6 +140,7 @@ def test_realistic_tool_call_stream_with_usage_chunk() -> None:
         model=MODEL, text="Let me check… ☀️",
         tool_calls=[ToolCall("get_weather", {"location": "Zürich 🇨🇭"}), ToolCall("now", {})],
         stop_reason="tool_use", input_tokens=19, output_tokens=10, cache_read_input_tokens=1024,
+        thinking_tokens=0,  # completion_tokens_details.reasoning_tokens
         request_id="req_ab12",
     )
 
@@ -399,3 +401,25 @@ def test_any_body_is_normalised_without_raising(status: int, body: bytes) -> Non
     assert result.error is not None or 200 <= status < 300
     assert isinstance(normalize_completion({"choices": [{"message": body.decode("latin-1")}]}),
                       Normalized)
+
+
+def test_reasoning_is_counted_but_never_compared_as_the_answer() -> None:
+    """OpenAI-compatible servers stream reasoning as ``reasoning_content``; the answer is
+    ``content`` only, and reasoning tokens are read from the usage details."""
+    lines = [
+        {"id": "c", "model": "o4-mini", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "reasoning_content": "Let me think"}}]},
+        {"id": "c", "model": "o4-mini", "choices": [
+            {"index": 0, "delta": {"content": "42"}, "finish_reason": "stop"}]},
+        {"id": "c", "model": "o4-mini", "choices": [], "usage": {
+            "prompt_tokens": 10, "completion_tokens": 300,
+            "completion_tokens_details": {"reasoning_tokens": 290}}},
+    ]
+    raw = "".join(f"data: {json.dumps(line)}\n\n" for line in lines) + "data: [DONE]\n\n"
+    result = run(raw.encode())
+    assert result.text == "42" and result.thinking_tokens == 290
+    assert result.output_tokens == 300  # reasoning is inside completion_tokens, priced once
+    whole = normalize_completion({"model": "o4-mini", "choices": [{"index": 0, "message": {
+        "role": "assistant", "content": "42", "reasoning_content": "Let me think"},
+        "finish_reason": "stop"}]})
+    assert whole.text == "42"
