@@ -20,15 +20,17 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from statistics import fmean
 from typing import Any
 
 import asyncpg
 
+from shadowproxy.conversations import worse_conversations_by_tag
 from shadowproxy.decision.report_model import (
     PROJECTION_DAYS,
     Answer,
+    ConversationSummary,
     Costs,
     JudgeSummary,
     Models,
@@ -48,6 +50,7 @@ from shadowproxy.decision.report_model import (
     project,
 )
 from shadowproxy.decision.stats import cdf_points, percentiles
+from shadowproxy.lifecycle import from_sdk, lifecycle_warning
 from shadowproxy.records import ShadowOutcome
 from shadowproxy.store.urls import asyncpg_dsn
 
@@ -315,8 +318,11 @@ async def build_report(
         unjudged = await fetch(_UNJUDGED_QUERY.format(where=where))
         paths = await fetch(_PATHS_QUERY.format(where=where))
         worst_rows = await fetch(_WORST_QUERY.format(where=where), {"worst": worst})
+        turns = await fetch(
+            "SELECT tag, conversation_id, turn, verdict FROM comparisons "
+            f"WHERE {where} AND conversation_id IS NOT NULL")
     return assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
-                           since=since, tag=tag)
+                           turns=turns, since=since, tag=tag)
 
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
@@ -338,7 +344,8 @@ def _positional(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
 def assemble_report(
     groups: Sequence[Mapping[Any, Any]], worst_rows: Sequence[Mapping[Any, Any]], *,
     unjudged: Sequence[Mapping[Any, Any]] = (), paths: Sequence[Mapping[Any, Any]] = (),
-    since: datetime | None = None, tag: str | None = None,
+    turns: Sequence[Mapping[Any, Any]] = (),
+    since: datetime | None = None, tag: str | None = None, today: date | None = None,
 ) -> Report:
     """The report from the fetched rows: per-tag groups, unjudged causes, JSON paths
     that differ, and the pairs judged worse."""
@@ -363,12 +370,34 @@ def assemble_report(
     lasts = [g["last"] for g in groups if g["last"] is not None]
     window = Window(since, min(firsts) if firsts else None, max(lasts) if lasts else None)
     hours = window.hours
+    summary = overall.summary(hours)
+    now = datetime.now(UTC)
     return Report(
-        generated_at=datetime.now(UTC),
+        generated_at=now,
         window=window,
         tag_filter=tag,
-        overall=overall.summary(hours),
+        overall=summary,
         by_tag={name: tally.summary(hours) for name, tally in sorted(by_tag.items())},
         worst=tuple(_worst_entry(r) for r in worst_rows),
         projection_days=PROJECTION_DAYS,
+        conversations=_conversations(turns),
+        lifecycle_warnings=_lifecycle_warnings(summary, today or now.date()),
     )
+
+
+def _conversations(rows: Sequence[Mapping[Any, Any]]) -> dict[str, ConversationSummary]:
+    """Per tag, and across all traffic under "" (a conversation counted once there)."""
+    every = [{**row, "tag": ""} for row in rows]
+    found = worse_conversations_by_tag([*rows, *every])
+    return {tag: ConversationSummary(c.conversations, c.with_worse,
+                                     dict(c.first_worse_turns))
+            for tag, c in found.items() if tag is not None}
+
+
+def _lifecycle_warnings(summary: ScopeSummary, today: date) -> tuple[str, ...]:
+    """The anthropic SDK's end-of-life data for every model the pairs name: no network
+    call from a report (``serve`` also asks the Models API at start)."""
+    models = dict.fromkeys([*summary.models.primary, *summary.models.shadow,
+                            *summary.judge.models])
+    lines = (lifecycle_warning(m, from_sdk(m), today) for m in models)
+    return tuple(line for line in lines if line is not None)

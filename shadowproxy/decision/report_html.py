@@ -28,6 +28,7 @@ from markupsafe import Markup
 
 from shadowproxy.decision.gate import GateResult, Verdict
 from shadowproxy.decision.report_model import (
+    ConversationSummary,
     Interval,
     Projection,
     Report,
@@ -178,6 +179,20 @@ class _ScopeView:
     s: ScopeSummary
     mark: str | None  # the gate's result for this scope, when a gate was given
     charts: list[Markup]
+    conversation: str | None = None  # conversations with a worse shadow, in words
+
+
+def _conversation_words(c: ConversationSummary | None) -> str | None:
+    if c is None or not c.conversations:
+        return None
+    if not c.with_worse:
+        return f"none of {c.conversations:,} conversations has a shadow answer judged worse"
+    turns = ", ".join(f"turn {t}: {n:,}" for t, n in sorted(c.first_worse_turns.items()))
+    return (f"{c.with_worse:,} of {c.conversations:,} conversations "
+            f"({_pct(c.worse_share)}) have a shadow answer judged worse; it first happens "
+            f"at {turns}" if turns else
+            f"{c.with_worse:,} of {c.conversations:,} conversations have a shadow answer "
+            "judged worse")
 
 
 def _scope_mark(gate: GateResult | None, key: str) -> str | None:
@@ -191,10 +206,12 @@ def _scope_mark(gate: GateResult | None, key: str) -> str | None:
     return "pass"
 
 
-def _scope(key: str, title: str, scope: ScopeSummary, gate: GateResult | None) -> _ScopeView:
+def _scope(key: str, title: str, scope: ScopeSummary, gate: GateResult | None,
+           conversation: ConversationSummary | None = None) -> _ScopeView:
     charts = [_cdf_chart("Latency", scope.latency_cdf),
               _cdf_chart("Time to first token", scope.ttft_cdf)]
-    return _ScopeView(key, title, scope, _scope_mark(gate, key), [c for c in charts if c])
+    return _ScopeView(key, title, scope, _scope_mark(gate, key), [c for c in charts if c],
+                      _conversation_words(conversation))
 
 
 def _headline(report: Report) -> list[str]:
@@ -273,8 +290,10 @@ def _models_line(report: Report) -> str:
 
 def render_html(report: Report, gate: GateResult | None = None) -> str:
     """The whole report page; with ``gate``, its verdict table heads the page."""
-    scopes = [_scope("overall", "Overall", report.overall, gate)]
-    scopes += [_scope(f"tag:{tag}", f"Tag: {tag}", numbers, gate)
+    scopes = [_scope("overall", "Overall", report.overall, gate,
+                     report.conversations.get(""))]
+    scopes += [_scope(f"tag:{tag}", f"Tag: {tag}", numbers, gate,
+                      report.conversations.get(tag))
                for tag, numbers in sorted(report.by_tag.items())]
     template = _env.get_template("report.html.j2")
     failing = [c for c in gate.criteria if c.passed is False and not c.insufficient] \

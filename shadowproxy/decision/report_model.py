@@ -306,6 +306,26 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """An agent's pairs belong together: how many conversations had a shadow judged
+    worse at some turn, and at which turn it first happened."""
+
+    conversations: int
+    with_worse: int
+    first_worse_turns: Mapping[int, int]  # turn → conversations first worse there
+
+    @property
+    def worse_share(self) -> float | None:
+        return _share(self.with_worse, self.conversations)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"conversations": self.conversations, "with_worse": self.with_worse,
+                "worse_share": self.worse_share,
+                "first_worse_turns": {str(t): n for t, n in
+                                      sorted(self.first_worse_turns.items())}}
+
+
+@dataclass(frozen=True, slots=True)
 class ScopeSummary:
     """Everything the report says about one scope: overall, or one tag."""
 
@@ -500,6 +520,11 @@ class Report:
     by_tag: Mapping[str, ScopeSummary] = field(default_factory=dict)
     worst: tuple[WorstPair, ...] = ()
     projection_days: int = PROJECTION_DAYS
+    # Per tag ("" for all traffic): conversations, those with a shadow judged worse, and
+    # the turn at which that first happens.
+    conversations: Mapping[str, ConversationSummary] = field(default_factory=dict)
+    # One line per model seen (primary, shadow, judge) that is deprecated or retired.
+    lifecycle_warnings: tuple[str, ...] = ()
 
     def scopes(self) -> list[tuple[str, ScopeSummary]]:
         """("overall", …) then ("tag:<name>", …) for every tag, in name order."""
@@ -515,4 +540,7 @@ class Report:
             "overall": self.overall.to_json(),
             "by_tag": {tag: s.to_json() for tag, s in sorted(self.by_tag.items())},
             "worst": [w.to_json() for w in self.worst],
+            "conversations": {tag or "overall": c.to_json()
+                              for tag, c in sorted(self.conversations.items())},
+            "lifecycle_warnings": list(self.lifecycle_warnings),
         }

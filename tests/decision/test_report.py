@@ -362,3 +362,40 @@ async def test_report_command_prints_the_documented_json(database_url: str) -> N
     assert set(support) >= SCOPE_KEYS
     assert support["verdicts"] == {"equivalent": 17, "better": 0, "worse": 3, "unjudged": 0}
     assert support["worse_rate"] == pytest.approx(0.15)
+
+
+async def test_conversations_with_a_worse_shadow_and_the_turn_it_first_happens(
+        database_url: str) -> None:
+    """Three support conversations of three turns: one goes worse at turn 2, one at turn 3,
+    one never; the report counts conversations, not pairs."""
+    rows: list[tuple[Any, Judged]] = []
+    plan = {"a": ["equivalent", "worse", "worse"], "b": ["equivalent", "equivalent", "worse"],
+            "c": ["equivalent", "equivalent", "equivalent"]}
+    for conversation, verdict_by_turn in plan.items():
+        for turn, verdict in enumerate(verdict_by_turn, start=1):
+            record = pair("support", len(rows))
+            record.conversation_id, record.turn = f"conv-{conversation}", turn
+            rows.append((record, Judged(verdict)))
+    await write(database_url, rows)
+    report = await build_report(database_url)
+    support = report.conversations["support"]
+    assert (support.conversations, support.with_worse) == (3, 2)
+    assert dict(support.first_worse_turns) == {2: 1, 3: 1}
+    assert report.to_json()["conversations"]["support"]["worse_share"] == pytest.approx(2 / 3)
+    html = render_html(report)
+    assert "2 of 3 conversations (66.7%) have a shadow answer judged worse" in html
+    assert "turn 2: 1, turn 3: 1" in html
+
+
+async def test_a_deprecated_primary_model_is_named_with_its_end_of_life_date(
+        database_url: str) -> None:
+    """claude-sonnet-4-5 reaches end of life on 30 November 2026, by the anthropic SDK's
+    own deprecated-models data: the report says so above everything else."""
+    record, judged = mix("support", equivalent=1)[0]
+    record.primary.model = "claude-sonnet-4-5"
+    await write(database_url, [(record, judged)])
+    report = await build_report(database_url)
+    (line,) = [w for w in report.lifecycle_warnings if "claude-sonnet-4-5" in w]
+    assert "2026-11-30" in line
+    assert not [w for w in report.lifecycle_warnings if "haiku" in w]
+    assert "End of life:" in render_html(report) and line in render_html(report)
