@@ -11,6 +11,7 @@ import asyncpg
 from shadowproxy.decision.diff import run_diff
 from shadowproxy.settings import Settings
 from shadowproxy.store.urls import asyncpg_dsn
+from tests.fakes import verdicts
 from tests.fakes.traffic import seeded
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -39,6 +40,20 @@ async def test_the_analyst_queries_run_on_the_comparisons_view(database_url: str
                                   for r in mismatched)
     finally:
         await conn.close()
+
+
+async def test_the_verdict_query_counts_what_the_report_counts(database_url: str) -> None:
+    await verdicts.write(database_url, [
+        *verdicts.mix("support", worse=2, equivalent=8),
+        *verdicts.mix("billing", worse=1, better=1, equivalent=2, first=100)])
+    (query,) = [q for q in sql_examples() if "verdict" in q]
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = {r["tag"]: r for r in await conn.fetch(query)}
+    finally:
+        await conn.close()
+    assert (rows["support"]["judged"], float(rows["support"]["worse_rate"])) == (10, 0.2)
+    assert (rows["billing"]["judged"], float(rows["billing"]["worse_rate"])) == (4, 0.25)
 
 
 def test_the_settings_table_names_every_setting() -> None:
