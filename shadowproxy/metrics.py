@@ -71,6 +71,16 @@ class Metrics:
             "shadowproxy_spool_bytes", "Bytes waiting in the spool",
             multiprocess_mode="livesum", registry=reg,
         )
+        # Supervision (serve.py, mirror/handle.py): children restarted after dying or
+        # getting stuck, and pairs lost for any reason (other areas add their reasons).
+        self.restarts = Counter(
+            "shadowproxy_restarts", "Worker and mirror processes restarted by supervision",
+            ["process"], registry=reg,
+        )
+        self.pairs_lost = Counter(
+            "shadowproxy_pairs_lost", "Exchanges that will never be a stored pair, by why",
+            ["reason"], registry=reg,
+        )
 
         self.proxy_overhead = Histogram(
             "shadowproxy_added_latency_seconds",
@@ -85,6 +95,14 @@ class Metrics:
         that merely built it would report the database down for ever."""
         return Gauge(
             "shadowproxy_database_up", "1 while the mirror can write to PostgreSQL",
+            multiprocess_mode="liveall", registry=self.registry,
+        )
+
+    @functools.cached_property
+    def mirror_up(self) -> Gauge:
+        """Created on first use, by workers only (see :attr:`database_up`)."""
+        return Gauge(
+            "shadowproxy_mirror_up", "1 while this worker's mirror process is up",
             multiprocess_mode="liveall", registry=self.registry,
         )
 

@@ -12,18 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
-import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from shadowproxy.children import StatusPipe, set_parent_death_signal
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
-from shadowproxy.mirror.link import CLOSE, END, START, read_frame
+from shadowproxy.mirror.link import (
+    BEAT,
+    BEAT_INTERVAL_S,
+    CLOSE,
+    END,
+    START,
+    encode_frame,
+    read_frame,
+)
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
@@ -88,11 +96,26 @@ async def run_mirror(
     if retention is not None:
         retention.start()
     grace = asyncio.get_running_loop().create_future()
+    received = 0
+
+    async def heartbeat(w: asyncio.StreamWriter) -> None:
+        # The proxy's sign of life from this loop, and its count of what a death loses.
+        with contextlib.suppress(ConnectionError):
+            while not w.is_closing():
+                w.write(encode_frame(BEAT, {
+                    "received": received, "unsettled": engine.pending + writer.pending,
+                    "database_up": writer.database_up,
+                    "spool_bytes": writer.spool.size_bytes,
+                }))
+                await asyncio.sleep(BEAT_INTERVAL_S)
 
     async def serve_connection(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal received
+        beating = spawn(heartbeat(w), name="mirror-heartbeat")
         while (frame := await read_frame(reader)) is not None:
             kind, payload = frame
             if kind == START:
+                received += 1
                 engine.on_start(payload)
             elif kind == END:
                 engine.on_end(payload)
@@ -102,6 +125,7 @@ async def run_mirror(
                 break
         if not grace.done():  # the parent went away without saying goodbye
             grace.set_result(settings.grace_s)
+        await cancel_and_wait(beating)
         w.close()
 
     server = await asyncio.start_unix_server(serve_connection, path=socket_path)
@@ -128,20 +152,34 @@ async def run_mirror(
 MIRROR_NICENESS = 10
 
 
+def _exit_later_if_parent_dies(grace_s: float) -> None:
+    """The parent's death closes our socket and we drain as on a close frame; this is
+    the backstop for a loop too stuck to notice: exit hard once the drain's time is up."""
+
+    def on_parent_death(_sig: int, _frame: object) -> None:
+        timer = threading.Timer(grace_s + 30, os._exit, args=(1,))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGUSR1, on_parent_death)
+    set_parent_death_signal(signal.SIGUSR1)
+
+
 def main() -> None:
     with contextlib.suppress(OSError):
         os.nice(MIRROR_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    socket_path, worker = sys.argv[1], int(sys.argv[2])
-    settings = Settings(**json.loads(sys.stdin.read()))
+    status = StatusPipe.from_stdin(death_signal=None)
+    settings = Settings(**status.payload["settings"])
+    socket_path, worker = str(status.payload["socket_path"]), int(status.payload["worker"])
+    _exit_later_if_parent_dies(settings.grace_s)
     from shadowproxy.logs import setup_logging
 
     setup_logging(settings, process="mirror")
 
     def ready() -> None:
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
+        status.ready(pid=os.getpid())
 
     try:
         import uvloop
