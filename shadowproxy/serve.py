@@ -284,6 +284,7 @@ class Supervisor:
             "ready": bool(alive),
             "workers": len(alive), "workers_expected": len(self.slots),
             "worker_restarts": sum(s.restarts for s in self.slots),
+            "worker_pids": [s.child.pid if s.alive and s.child else None for s in self.slots],
             "mirror": "up" if all(m == "up" for m in mirrors) else "degraded",
             "mirrors": mirrors,
         }
