@@ -127,8 +127,11 @@ async def test_killed_mirror_is_restarted_under_load_and_every_lost_pair_is_coun
     assert "restarting" in {body["mirror"] for _, body in load.probes}  # but it says so
     assert sample(samples, "shadowproxy_restarts_total", process="mirror") == 1
     lost = sample(samples, "shadowproxy_pairs_lost_total", reason="restart_gap")
-    assert lost >= 1, "requests during the restart are lost, and counted"
-    # Counted, not invented: at most one heartbeat's worth of traffic over-counted.
+    # What arrived while no mirror ran (seconds of traffic) was held for the next one:
+    # only what the dead mirror held is lost — its shadows in flight, about a second of
+    # traffic at the simulator's pace — and counted, as an upper bound that over-counts
+    # at most what finished in the last heartbeat interval.
+    assert lost <= 2 * RATE, (lost, total)
     assert stored + lost <= total + RATE
     assert "SIGKILL" in log and "restarted" in log
     # The dead mirror's gauges went with it: one live mirror reports the database.

@@ -5,8 +5,9 @@
 (settings on stdin, a JSON ready message on the status pipe), then connected with a
 :class:`SocketMirrorLink`. :class:`SupervisedMirror` is what the proxy holds: the link
 that outlives any one child. It restarts a mirror that died or stopped beating, with
-backoff, counts each restart and the pairs lost in the gap, and refuses exchanges while
-no mirror is there (users are served all the same).
+backoff, counts each restart and the pairs lost with it, and holds the exchanges that
+arrive while no mirror is there (up to ``HOLD_BYTES``) for the next one; past that they
+are counted lost. Users are served all the same.
 """
 
 from __future__ import annotations
@@ -120,6 +121,17 @@ class MirrorProcess:
             os.rmdir(self._dir)
 
 
+# What the proxy keeps for the next mirror while one restarts: the same bound as a slow
+# mirror's socket buffer, so a restart costs no more memory than a slow mirror.
+HOLD_BYTES = 64 << 20
+
+
+def _size(item: ExchangeStart | ExchangeEnd) -> int:
+    if isinstance(item, ExchangeStart):
+        return len(item.body) + 1024
+    return sum(len(chunk) for _, chunk in item.chunks) + 1024
+
+
 class MirrorState(StrEnum):
     UP = "up"
     RESTARTING = "restarting"
@@ -173,6 +185,10 @@ class SupervisedMirror:
         self._process: MirrorProcess | None = None
         self._link: SocketMirrorLink | None = None
         self._open: set[str] = set()  # exchanges started on the current link
+        # Exchanges that arrived during a restart, in order, for the next mirror.
+        self._held: list[ExchangeStart | ExchangeEnd] = []
+        self._held_ids: set[str] = set()
+        self._held_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.state = MirrorState.STOPPED
@@ -183,9 +199,7 @@ class SupervisedMirror:
     def start(self, start: ExchangeStart) -> bool:
         link = self._link
         if link is None:
-            if self.state == MirrorState.RESTARTING:
-                self._on_lost(1)  # no mirror to take it: lost to the restart gap
-            return False
+            return self._hold(start)
         if not link.start(start):
             self._on_refused()
             return False
@@ -197,6 +211,29 @@ class SupervisedMirror:
             self._open.discard(end.exchange_id)
             if self._link is not None:
                 self._link.end(end)
+        elif end.exchange_id in self._held_ids and not self._hold(end):
+            # Too big to keep: its start goes too, and the pair is lost to the restart.
+            self._held = [i for i in self._held if i.exchange_id != end.exchange_id]
+            self._held_ids.discard(end.exchange_id)
+
+    def _hold(self, item: ExchangeStart | ExchangeEnd) -> bool:
+        if self.state != MirrorState.RESTARTING or self._held_bytes + _size(item) > HOLD_BYTES:
+            if self.state == MirrorState.RESTARTING:
+                self._on_lost(1)
+            return False
+        self._held.append(item)
+        self._held_ids.add(item.exchange_id)
+        self._held_bytes += _size(item)
+        return True
+
+    def _hand_over(self) -> None:
+        """Give the new mirror what arrived while there was none."""
+        held, self._held, self._held_ids, self._held_bytes = self._held, [], set(), 0
+        for item in held:
+            if isinstance(item, ExchangeStart):
+                self.start(item)
+            else:
+                self.end(item)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -226,6 +263,9 @@ class SupervisedMirror:
     async def stop(self, grace_s: float) -> int | None:
         self._stopping = True
         await cancel_and_wait(self._task)
+        if held := sum(isinstance(i, ExchangeStart) for i in self._held):
+            self._on_lost(held)  # stopped before a mirror came back for them
+        self._held, self._held_ids, self._held_bytes = [], set(), 0
         self._link = None
         self._set(MirrorState.STOPPED)
         if self._process is None:
@@ -248,6 +288,7 @@ class SupervisedMirror:
         self._process, self._link = process, link
         self._open = set()
         self._set(MirrorState.UP)
+        self._hand_over()
 
     async def _supervise(self) -> None:
         failures = 0
