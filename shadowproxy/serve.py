@@ -171,7 +171,7 @@ async def run_worker(
     def mirror_changed(state: MirrorState) -> None:
         metrics.mirror_up.set(1 if state == MirrorState.UP else 0)
         if status is not None:
-            status.send(mirror=state.value, mirror_pid=mirror.pid)
+            status.send(**mirror.status())
 
     mirror = SupervisedMirror(
         settings, worker,
@@ -216,11 +216,24 @@ async def run_worker(
             announce(f"shadowproxy: proxy on http://{settings.host}:{port} -> {primary_url}; "
                      f"admin on http://{settings.admin_host}:{admin_port}")
         if status is not None:
-            status.ready(port=port, mirror=mirror.state.value, mirror_pid=mirror.pid)
+            status.ready(port=port, **mirror.status())
+            stack.push_async_callback(cancel_and_wait, spawn(
+                _report_changes(status, mirror.status), name=f"worker-{worker}-status"))
         signame = await wait_for_stop_signal()
         log.info("%s: stopping; in-flight requests have %.0fs", signame, settings.grace_s)
         deadline = Deadline(settings.grace_s)
     return 0
+
+
+async def _report_changes(status: StatusPipe, current: Callable[[], dict[str, Any]]) -> None:
+    """Tell the supervisor when the mirror's or its writer's state changes (its /readyz
+    shows every worker's)."""
+    last = current()
+    while True:
+        await asyncio.sleep(1.0)
+        if (now := current()) != last:
+            status.send(**now)
+            last = now
 
 
 # -- several workers ------------------------------------------------------------------
@@ -234,6 +247,7 @@ class WorkerSlot:
     child: Child | None = None
     mirror: str = "restarting"
     mirror_pid: int | None = None
+    writer: str = "unknown"
     restarts: int = 0
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -264,8 +278,7 @@ class Supervisor:
             pass_fds=(self._sock.fileno(),),
         )
         slot.child = child
-        slot.mirror = str(child.ready.get("mirror", "up"))
-        slot.mirror_pid = child.ready.get("mirror_pid")
+        self._update(slot, child.ready)
         slot.watcher = spawn(self._watch(slot, child), name=f"worker-{slot.index}-watch")
 
     async def start(self) -> None:
@@ -287,13 +300,19 @@ class Supervisor:
             "worker_pids": [s.child.pid if s.alive and s.child else None for s in self.slots],
             "mirror": "up" if all(m == "up" for m in mirrors) else "degraded",
             "mirrors": mirrors,
+            "writers": [s.writer if s.alive else "unknown" for s in self.slots],
         }
+
+    @staticmethod
+    def _update(slot: WorkerSlot, message: dict[str, Any]) -> None:
+        if "mirror" in message:
+            slot.mirror = str(message["mirror"])
+            slot.mirror_pid = message.get("mirror_pid")
+            slot.writer = str(message.get("writer", "unknown"))
 
     async def _watch(self, slot: WorkerSlot, child: Child) -> None:
         async for message in child.messages():
-            if "mirror" in message:
-                slot.mirror = str(message["mirror"])
-                slot.mirror_pid = message.get("mirror_pid")
+            self._update(slot, message)
         code = await child.proc.wait()
         child.close_pipe()
         if self.stopping:

@@ -25,6 +25,7 @@ import aiohttp
 import openai
 import pytest
 
+from tests.fakes.database import TestPostgres
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import ServeProcess, running_serve, serve_env
 from tests.test_faults import ask, stored_pairs
@@ -381,3 +382,57 @@ async def test_openai_sdk_still_works_over_keep_alive_with_the_limits(
         await asyncio.sleep(1.5)  # longer than the header timeout, shorter than idle
         second = await ask(client, "two")
     assert (first, second) == (200, 200)
+
+
+async def test_readyz_reports_the_writers_real_state_not_just_a_reachable_database(
+    tmp_path: Path, simulator: SimulatedProvider, database_url: str,
+    postgres_server: TestPostgres,
+) -> None:
+    async with asyncio.timeout(90), running_serve(
+        tmp_path, "--workers", "2", **settings(simulator, database_url)
+    ) as served, aiohttp.ClientSession() as http:
+        seen: list[dict[str, Any]] = []
+
+        async def writers_are(state: str) -> bool:
+            status, body = await readyz(http, served)
+            assert status == 200
+            seen.append(body)
+            return bool(body["writers"] == [state, state])
+
+        await until(lambda: writers_are("up"))
+        try:
+            await asyncio.to_thread(postgres_server.stop)
+            clients = [app_client(served.url) for _ in range(8)]
+            for i in range(16):  # enough connections that both workers get some
+                assert await ask(clients[i % 8], f"outage {i} {uuid.uuid4()}") == 200
+
+            async def spooling() -> bool:
+                _, body = await readyz(http, served)
+                seen.append(body)
+                return "spooling" in body["writers"]
+
+            await until(spooling, 30)
+        finally:
+            await asyncio.to_thread(postgres_server.start)
+        await until(lambda: writers_are("up"), 60)
+    assert any("spooling" in body["writers"] for body in seen)
+
+
+async def test_children_do_not_outlive_a_killed_serve(
+    tmp_path: Path, simulator: SimulatedProvider, database_url: str
+) -> None:
+    async with asyncio.timeout(120), running_serve(
+        tmp_path, "--workers", "2", **settings(simulator, database_url, grace_s=5)
+    ) as served:
+        assert await ask(app_client(served.url), "before") == 200
+        family = processes_of(tmp_path / "data")
+        assert len(family) == 5  # serve, two workers, two mirrors
+        served.proc.kill()
+        await served.proc.wait()
+
+
+        async def none_left() -> bool:
+            return processes_of(tmp_path / "data") == []
+
+        # Workers stop gracefully on the parent's death, their mirrors with them.
+        await until(none_left, 60)
