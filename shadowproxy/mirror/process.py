@@ -4,7 +4,10 @@ the proxy's event loop.
 :func:`run_mirror` owns the SDK client, the engine and the pair writer. It ignores
 SIGINT/SIGTERM — the parent (:mod:`shadowproxy.mirror.handle`) decides when to stop by
 sending a close frame with the time left; if the parent dies, the socket closes and the
-child drains the same way. It runs at a lower CPU priority than the proxy: on a busy
+child drains the same way (and exits hard once that time is up, should its loop be too
+stuck to notice). It says it is ready with a JSON line on its status pipe
+(:mod:`shadowproxy.children`) and then sends a heartbeat on the socket every half second,
+by which the parent tells a stuck mirror from a busy one. It runs at a lower CPU priority than the proxy: on a busy
 machine the user's requests win the CPU and shadows wait, which is what a shadow is for.
 """
 
@@ -152,7 +155,7 @@ async def run_mirror(
 MIRROR_NICENESS = 10
 
 
-def _exit_later_if_parent_dies(grace_s: float) -> None:
+def _exit_later_if_parent_dies(grace_s: float, parent_pid: int) -> None:
     """The parent's death closes our socket and we drain as on a close frame; this is
     the backstop for a loop too stuck to notice: exit hard once the drain's time is up."""
 
@@ -163,6 +166,8 @@ def _exit_later_if_parent_dies(grace_s: float) -> None:
 
     signal.signal(signal.SIGUSR1, on_parent_death)
     set_parent_death_signal(signal.SIGUSR1)
+    if os.getppid() != parent_pid:  # it died before we asked
+        on_parent_death(signal.SIGUSR1, None)
 
 
 def main() -> None:
@@ -173,7 +178,7 @@ def main() -> None:
     status = StatusPipe.from_stdin(death_signal=None)
     settings = Settings(**status.payload["settings"])
     socket_path, worker = str(status.payload["socket_path"]), int(status.payload["worker"])
-    _exit_later_if_parent_dies(settings.grace_s)
+    _exit_later_if_parent_dies(settings.grace_s, int(status.payload["parent_pid"]))
     from shadowproxy.logs import setup_logging
 
     setup_logging(settings, process="mirror")
