@@ -167,6 +167,9 @@ async def run_worker(
     assert settings.database_url is not None
     metrics = Metrics()
     deadline: Deadline | None = None
+    # Zero from the start, so an alert on their increase has a series to watch.
+    metrics.restarts.labels("mirror")
+    metrics.pairs_lost.labels("restart_gap")
 
     def mirror_changed(state: MirrorState) -> None:
         metrics.mirror_up.set(1 if state == MirrorState.UP else 0)
@@ -396,6 +399,7 @@ async def supervise(
 
     assert settings.database_url is not None
     metrics = Metrics()
+    metrics.restarts.labels("worker")
     supervisor = Supervisor(settings, proxy_sock, metrics)
     async with AsyncExitStack() as stack:
         try:

@@ -7,8 +7,9 @@ sending a close frame with the time left; if the parent dies, the socket closes 
 child drains the same way (and exits hard once that time is up, should its loop be too
 stuck to notice). It says it is ready with a JSON line on its status pipe
 (:mod:`shadowproxy.children`) and then sends a heartbeat on the socket every half second,
-by which the parent tells a stuck mirror from a busy one. It runs at a lower CPU priority than the proxy: on a busy
-machine the user's requests win the CPU and shadows wait, which is what a shadow is for.
+by which the parent tells a stuck mirror from a busy one. It runs at a lower CPU
+priority than the proxy: on a busy machine the user's requests win the CPU and shadows
+wait, which is what a shadow is for.
 """
 
 from __future__ import annotations
