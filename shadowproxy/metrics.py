@@ -71,6 +71,12 @@ class Metrics:
             "shadowproxy_spool_bytes", "Bytes waiting in the spool",
             multiprocess_mode="livesum", registry=reg,
         )
+        # Supervision (proxy/serve.py, proxy/mirror_child.py): children restarted after
+        # dying or getting stuck.
+        self.restarts = Counter(
+            "shadowproxy_restarts", "Worker and mirror processes restarted by supervision",
+            ["process"], registry=reg,
+        )
 
         # Every pair that will never be stored, whatever the cause; a reason per cause:
         # refused (mirror behind), capture_budget (proxy capture memory full),
@@ -115,6 +121,14 @@ class Metrics:
         return Gauge(
             "shadowproxy_writer_pending", "Pairs waiting in the mirror's writer",
             multiprocess_mode="livesum", registry=self.registry,
+        )
+
+    @functools.cached_property
+    def mirror_up(self) -> Gauge:
+        """Created on first use, by workers only (see :attr:`database_up`)."""
+        return Gauge(
+            "shadowproxy_mirror_up", "1 while this worker's mirror process is up",
+            multiprocess_mode="liveall", registry=self.registry,
         )
 
     def observe_request(self, api: str, status: int, seconds: float, added: float) -> None:

@@ -136,6 +136,23 @@ class Settings(BaseSettings):
     # shadowproxy_pairs_lost_total{reason="capture_budget"}.
     capture_budget_mb: float = Field(256.0, gt=0)
 
+
+    # -- supervision and listener limits (reliability: serve.py, server.py) -----------
+    # A new connection must send a complete request head within this many seconds.
+    header_timeout_s: float = Field(10.0, gt=0)
+    # A request body must arrive whole within this many seconds (else 408).
+    body_timeout_s: float = Field(60.0, gt=0)
+    # An idle keep-alive connection is closed after this many seconds without a request.
+    idle_timeout_s: float = Field(75.0, gt=0)
+    # Open connections per proxy process; past it a new one gets a 503 and is closed.
+    max_connections: int = Field(4096, ge=1)
+    # The admin listener's own cap, so probes get through when the proxy port is full.
+    admin_max_connections: int = Field(64, ge=1)
+    # A mirror that sends no heartbeat for this long is stuck: killed and restarted.
+    mirror_stall_s: float = Field(15.0, gt=0)
+    # Longest wait between restarts of a child that keeps dying.
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+
     @field_validator("primary_url", "shadow_base_url", "judge_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -4,23 +4,27 @@ the proxy's event loop.
 :func:`run_mirror` owns the SDK client, the engine and the pair writer. It ignores
 SIGINT/SIGTERM — the parent (:mod:`shadowproxy.proxy.mirror_child`) decides when to stop by
 sending a close frame with the time left; if the parent dies, the socket closes and the
-child drains the same way. It runs at a lower CPU priority than the proxy: on a busy
-machine the user's requests win the CPU and shadows wait, which is what a shadow is for.
+child drains the same way (and exits hard once that time is up, should its loop be too
+stuck to notice). It says it is ready with a JSON line on its status pipe
+(:mod:`shadowproxy.children`) and then sends a heartbeat on the socket every half second,
+by which the parent tells a stuck mirror from a busy one. It runs at a lower CPU
+priority than the proxy: on a busy machine the user's requests win the CPU and shadows
+wait, which is what a shadow is for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
-import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shadowproxy.children import StatusPipe, set_parent_death_signal
 from shadowproxy.lifecycle import lifecycle_warning
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
@@ -29,7 +33,15 @@ from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.models_api import lookup_lifecycles
 from shadowproxy.pricing import PriceTable
-from shadowproxy.proxy.mirror_link import CLOSE, END, START, read_frame
+from shadowproxy.proxy.mirror_link import (
+    BEAT,
+    BEAT_INTERVAL_S,
+    CLOSE,
+    END,
+    START,
+    encode_frame,
+    read_frame,
+)
 from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
 from shadowproxy.storable import bounded
@@ -129,8 +141,22 @@ async def run_mirror(
     if retention is not None:
         retention.start()
     grace = asyncio.get_running_loop().create_future()
+    received = 0
+
+    async def heartbeat(w: asyncio.StreamWriter) -> None:
+        # The proxy's sign of life from this loop, and its count of what a death loses.
+        with contextlib.suppress(ConnectionError):
+            while not w.is_closing():
+                w.write(encode_frame(BEAT, {
+                    "received": received, "unsettled": engine.pending + writer.pending,
+                    "database_up": writer.database_up,
+                    "spool_bytes": writer.spool.size_bytes,
+                }))
+                await asyncio.sleep(BEAT_INTERVAL_S)
 
     async def serve_connection(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal received
+        beating = spawn(heartbeat(w), name="mirror-heartbeat")
         # Nothing one exchange carries may end this loop: it is the only way exchanges
         # reach the mirror. A frame that fails is logged and the next one is read.
         failures = 0
@@ -141,6 +167,7 @@ async def run_mirror(
                     break
                 kind, payload = frame
                 if kind == START:
+                    received += 1
                     engine.on_start(payload)
                 elif kind == END:
                     engine.on_end(payload)
@@ -157,6 +184,7 @@ async def run_mirror(
                     break
         if not grace.done():  # the parent went away without saying goodbye
             grace.set_result(settings.grace_s)
+        await cancel_and_wait(beating)
         w.close()
 
     server = await asyncio.start_unix_server(serve_connection, path=socket_path)
@@ -183,20 +211,36 @@ async def run_mirror(
 MIRROR_NICENESS = 10
 
 
+def _exit_later_if_parent_dies(grace_s: float, parent_pid: int) -> None:
+    """The parent's death closes our socket and we drain as on a close frame; this is
+    the backstop for a loop too stuck to notice: exit hard once the drain's time is up."""
+
+    def on_parent_death(_sig: int, _frame: object) -> None:
+        timer = threading.Timer(grace_s + 30, os._exit, args=(1,))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGUSR1, on_parent_death)
+    set_parent_death_signal(signal.SIGUSR1)
+    if os.getppid() != parent_pid:  # it died before we asked
+        on_parent_death(signal.SIGUSR1, None)
+
+
 def main() -> None:
     with contextlib.suppress(OSError):
         os.nice(MIRROR_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    socket_path, worker = sys.argv[1], int(sys.argv[2])
-    settings = Settings(**json.loads(sys.stdin.read()))
+    status = StatusPipe.from_stdin(death_signal=None)
+    settings = Settings(**status.payload["settings"])
+    socket_path, worker = str(status.payload["socket_path"]), int(status.payload["worker"])
+    _exit_later_if_parent_dies(settings.grace_s, int(status.payload["parent_pid"]))
     from shadowproxy.logs import setup_logging
 
     setup_logging(settings, process="mirror")
 
     def ready() -> None:
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
+        status.ready(pid=os.getpid())
 
     try:
         import uvloop

@@ -4,7 +4,7 @@
 call them); anything else under the admin listener needs ``ADMIN_TOKEN`` — as a bearer
 header, or as the session cookie the login page (``/login``) gives a browser — or, when
 no token is configured, a direct connection from 127.0.0.1 or ::1
-(see :mod:`shadowproxy.admin_auth`).
+(see :mod:`shadowproxy.proxy.admin_auth`).
 """
 
 from __future__ import annotations

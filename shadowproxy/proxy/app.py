@@ -14,6 +14,8 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
 from aiohttp import web
@@ -58,6 +60,7 @@ def make_proxy_app(
     on_lost: Callable[[str], None] | None = None,
     capture_budget_bytes: int = 256 << 20,
     conversation_header: str = "x-shadow-conversation",
+    body_timeout_s: float = 60.0,
 ) -> web.Application:
     """The proxy application. Every method and path goes to the proxy, including the
     ones no router would match (absolute-form targets, CONNECT), so it can refuse them."""
@@ -78,6 +81,7 @@ def make_proxy_app(
             observe=observe, on_refused=on_refused, on_lost=on_lost,
             capture_budget_bytes=capture_budget_bytes,
             conversation_header=conversation_header,
+            body_timeout_s=body_timeout_s,
         )
         yield
         await session.close()
@@ -87,38 +91,123 @@ def make_proxy_app(
     return app
 
 
-def reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A socket several worker processes can each bind to one port (SO_REUSEPORT)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    if listen:
-        sock.listen(1024)
-    sock.setblocking(False)
-    return sock
+@dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """What one slow or hostile client may hold. ``header_timeout_s`` bounds a new
+    connection's wait for its first complete request head; ``idle_timeout_s`` (aiohttp's
+    keep-alive timeout) bounds the wait for every later one; past ``max_connections``
+    a new connection gets a 503 and is closed, so descriptors stay for the admin
+    listener, which has limits of its own."""
+
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 75.0
+    max_connections: int = 4096
+
+
+class _Guarded(asyncio.Protocol):
+    """Wraps aiohttp's per-connection protocol to enforce :class:`ListenerLimits`."""
+
+    __slots__ = ("_counted", "_inner", "_site", "_tail", "_timer", "_transport")
+
+    _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+             b"Content-Type: text/plain\r\nContent-Length: 26\r\n\r\n"
+             b"too many open connections\n")
+
+    def __init__(self, inner: asyncio.Protocol, site: GuardedSockSite) -> None:
+        self._inner = inner
+        self._site = site
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        site = self._site
+        if site.open_connections >= site.limits.max_connections:
+            site.refused += 1
+            self._transport.write(self._BUSY)
+            self._transport.close()
+            return
+        site.open_connections += 1
+        self._counted = True
+        self._timer = asyncio.get_running_loop().call_later(
+            site.limits.header_timeout_s, self._too_slow)
+        self._inner.connection_made(transport)
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        self._site.timed_out += 1
+        if self._transport is not None:
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            # The head is complete at the first blank line; keep the last 3 bytes so a
+            # CRLFCRLF split across reads is still seen.
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen or b"\n\n" in seen:
+                self._timer.cancel()
+                self._timer = None
+            else:
+                self._tail = seen[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._counted else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._counted:
+            self._counted = False
+            self._site.open_connections -= 1
+            self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class GuardedSockSite(web.SockSite):
+    """A site on an inherited, already bound socket, with :class:`ListenerLimits`."""
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket,
+                 limits: ListenerLimits) -> None:
+        super().__init__(runner, sock)
+        self.limits = limits
+        self.open_connections = 0
+        self.refused = 0
+        self.timed_out = 0
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Guarded(server(), self), sock=self._sock, backlog=self._backlog)
 
 
 class Listener:
-    """One aiohttp app on one address, with the shutdown order we need."""
+    """One aiohttp app on one bound socket, with limits and the shutdown order we need."""
 
-    def __init__(self, app: web.Application, *, grace_s: float) -> None:
+    def __init__(self, app: web.Application, *, grace_s: float,
+                 limits: ListenerLimits | None = None) -> None:
+        self.limits = limits or ListenerLimits()
         self.runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s,
+            keepalive_timeout=self.limits.idle_timeout_s,
         )
+        self.site: GuardedSockSite | None = None
 
-    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> int:
+    async def start(self, sock: socket.socket) -> int:
         await self.runner.setup()
-        site: web.BaseSite
-        if sock is not None:
-            site = web.SockSite(self.runner, sock)
-        else:
-            site = web.TCPSite(self.runner, host, port, reuse_address=True)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        self.site = GuardedSockSite(self.runner, sock, self.limits)
+        await self.site.start()
+        return int(sock.getsockname()[1])
 
     async def stop(self) -> None:
         await self.runner.cleanup()

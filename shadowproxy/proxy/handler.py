@@ -9,6 +9,7 @@ large, an open-proxy attempt) are answered in the provider's own error shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -65,6 +66,7 @@ class Proxy:
         on_lost: Callable[[str], None] | None = None,
         capture_budget_bytes: int = 256 << 20,
         conversation_header: str = "x-shadow-conversation",
+        body_timeout_s: float = 60.0,
     ) -> None:
         base = URL(primary_url)
         self._origin = str(base.origin())
@@ -83,6 +85,7 @@ class Proxy:
         # captured answers): memory bounded in total, not only per exchange.
         self._capture_budget = capture_budget_bytes
         self.captured_bytes = 0
+        self._body_timeout_s = body_timeout_s
 
     def upstream_url(self, raw_path: str) -> URL:
         return URL(self._origin + self._base_path + raw_path, encoded=True)
@@ -130,9 +133,16 @@ class Proxy:
         if request.content_length is not None and request.content_length > self._max_body:
             return self._error(request, 413, self._too_large_message())
         try:
-            body = await request.read()
+            async with asyncio.timeout(self._body_timeout_s):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._error(request, 413, self._too_large_message())
+        except TimeoutError:
+            # A body trickled in to hold the connection: answered and the connection shut.
+            slow = self._error(request, 408, "the request body did not arrive within "
+                                             f"{self._body_timeout_s:g}s")
+            slow.force_close()
+            return slow
 
         headers, tag, conversation = self._forward_headers(request)
         api = mirrored_api(request.method, raw_path)
@@ -230,25 +240,25 @@ class Proxy:
         end: ExchangeEnd,
     ) -> web.StreamResponse:
         capture = bool(end.exchange_id)
-        try:
-            upstream_cm = self._session.request(
-                request.method,
-                self.upstream_url(raw_path),
-                headers=headers,
-                data=body if body else None,
-                allow_redirects=False,
-                skip_auto_headers=_SKIP_AUTO,
-            )
-            upstream = await upstream_cm.__aenter__()
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            end.error = "upstream timed out"
-            return self._error(request, 504, "the upstream provider did not answer in time")
-        except aiohttp.ClientError as exc:
-            end.error = f"upstream unreachable: {type(exc).__name__}"
-            log.warning("upstream unreachable: %s", type(exc).__name__)
-            return self._error(request, 502, "the upstream provider could not be reached")
-
-        try:
+        # The stack releases the upstream connection however this ends; entering it is
+        # the request, whose failures are answered differently from later ones.
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                upstream = await stack.enter_async_context(self._session.request(
+                    request.method,
+                    self.upstream_url(raw_path),
+                    headers=headers,
+                    data=body if body else None,
+                    allow_redirects=False,
+                    skip_auto_headers=_SKIP_AUTO,
+                ))
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                end.error = "upstream timed out"
+                return self._error(request, 504, "the upstream provider did not answer in time")
+            except aiohttp.ClientError as exc:
+                end.error = f"upstream unreachable: {type(exc).__name__}"
+                log.warning("upstream unreachable: %s", type(exc).__name__)
+                return self._error(request, 502, "the upstream provider could not be reached")
             end.status = upstream.status
             out_headers = CIMultiDict(
                 (k, v) for k, v in upstream.headers.items()
@@ -280,8 +290,6 @@ class Proxy:
                     body=data,
                 )
             return await self._stream(request, upstream, out_headers, length, end, capture)
-        finally:
-            await upstream_cm.__aexit__(None, None, None)
 
     async def _stream(
         self,
