@@ -25,11 +25,11 @@ import aiohttp
 import openai
 import pytest
 
+from tests.e2e.test_faults import ask, stored_pairs
+from tests.e2e.test_operations import SHADOW_KEY, app_client, sample, scrape
 from tests.fakes.database import TestPostgres
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import ServeProcess, running_serve, serve_env
-from tests.e2e.test_faults import ask, stored_pairs
-from tests.e2e.test_operations import SHADOW_KEY, app_client, sample, scrape
 
 RATE = 20  # requests per second while a child is killed
 
