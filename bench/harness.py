@@ -261,7 +261,7 @@ def role(pid: int) -> str:
     text = b" ".join(argv).decode(errors="replace")
     if "shadowproxy.mirror.process" in text:
         return "mirror"
-    if "shadowproxy.proxy.serve" in text:
+    if "shadowproxy.proxy.worker" in text:
         return "worker"
     if "serve" in text:
         return "serve"

@@ -149,7 +149,8 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     settings.require_primary_url()
     ensure_data_dir(settings)
     from shadowproxy.logs import setup_logging
-    from shadowproxy.proxy.serve import MigrationFailed, prepare_metrics_dir, run_serve
+    from shadowproxy.metrics_dir import prepare_metrics_dir
+    from shadowproxy.proxy.serve import MigrationFailed, run_serve
 
     prepare_metrics_dir(settings.data_dir)
     setup_logging(settings)
@@ -189,8 +190,8 @@ def migrate(ctx: click.Context) -> None:
     settings = settings_from(ctx)
     if settings.database_url is None:
         ensure_data_dir(settings)
-    from shadowproxy.proxy.serve import database
     from shadowproxy.store.migrate import upgrade
+    from shadowproxy.store.provision import database
     from shadowproxy.store.reach import database_problem, sql_problem
 
     url = ""

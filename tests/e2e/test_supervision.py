@@ -161,9 +161,18 @@ async def test_killed_worker_is_restarted_and_readyz_stays_200(
             restarted_at = len(load.user)
             await asyncio.sleep(1.0)
         await load.finished()
-        samples = await scrape(served.admin_url)
         after = [s for s in load.user[restarted_at + RATE:]]  # sent once it was back
         answered = load.user.count(200)
+
+        async def accounted() -> bool:
+            # The last answers' pairs are still on their way to the database (shadow,
+            # assembly, the writer's batch): wait for them rather than race them.
+            lost = sample(await scrape(served.admin_url), "shadowproxy_pairs_lost_total",
+                          reason="restart_gap")
+            return (await stored_pairs(database_url)).rows + lost >= answered
+
+        await until(accounted, 30)
+        samples = await scrape(served.admin_url)
         stored = (await stored_pairs(database_url)).rows
         lost = sample(samples, "shadowproxy_pairs_lost_total", reason="restart_gap")
 

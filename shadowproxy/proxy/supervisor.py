@@ -1,0 +1,202 @@
+"""``serve --workers N``: N worker processes that inherit the one proxy socket, restarted
+with backoff when they die; this process serves the admin listener and adds up the
+workers' state for ``/readyz``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shadowproxy.children import Child, ChildFailed, start_child
+from shadowproxy.proxy.banner import banner
+from shadowproxy.proxy.mirror_child import Backoff, describe_exit, settings_payload
+from shadowproxy.proxy.sockets import bound_port
+from shadowproxy.proxy.worker import Announce, admin_listener_for, print_line
+from shadowproxy.settings import Settings
+from shadowproxy.tasks import cancel_and_wait, spawn
+
+if TYPE_CHECKING:
+    from shadowproxy.metrics import Metrics
+
+log = logging.getLogger("shadowproxy.proxy.supervisor")
+
+
+@dataclass
+class WorkerSlot:
+    """One worker's place under the supervisor: its current process and what it said."""
+
+    index: int
+    child: Child | None = None
+    mirror: str = "restarting"
+    mirror_pid: int | None = None
+    writer: str = "unknown"
+    restarts: int = 0
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def alive(self) -> bool:
+        return self.child is not None and self.child.alive
+
+class Supervisor:
+    """Starts N workers on the shared proxy socket and restarts any that dies (with
+    backoff, counted in ``shadowproxy_restarts_total{process="worker"}``), the way
+    gunicorn's arbiter keeps its worker count: a watcher per worker instead of a
+    SIGCHLD loop, since asyncio already reaps the children."""
+
+    def __init__(self, settings: Settings, proxy_sock: socket.socket, metrics: Metrics) -> None:
+        self._settings = settings
+        self._sock = proxy_sock
+        self._metrics = metrics
+        self._backoff = Backoff(max_s=settings.restart_backoff_max_s)
+        self.slots = [WorkerSlot(i) for i in range(settings.workers or 1)]
+        self.stopping = False
+
+    async def _spawn(self, slot: WorkerSlot) -> None:
+        child = await start_child(
+            f"worker {slot.index}", "shadowproxy.proxy.worker",
+            {"settings": settings_payload(self._settings), "worker": slot.index,
+             "proxy_fd": self._sock.fileno()},
+            pass_fds=(self._sock.fileno(),),
+        )
+        slot.child = child
+        self._update(slot, child.ready)
+        slot.watcher = spawn(self._watch(slot, child), name=f"worker-{slot.index}-watch")
+
+    async def start(self) -> None:
+        results = await asyncio.gather(*(self._spawn(slot) for slot in self.slots),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                await self.stop()
+                raise result
+
+    def status(self) -> dict[str, Any]:
+        alive = [s for s in self.slots if s.alive]
+        mirrors = [s.mirror if s.alive else "restarting" for s in self.slots]
+        return {
+            # Users are served while any worker holds the port.
+            "ready": bool(alive),
+            "workers": len(alive), "workers_expected": len(self.slots),
+            "worker_restarts": sum(s.restarts for s in self.slots),
+            "worker_pids": [s.child.pid if s.alive and s.child else None for s in self.slots],
+            "mirror": "up" if all(m == "up" for m in mirrors) else "degraded",
+            "mirrors": mirrors,
+            "writers": [s.writer if s.alive else "unknown" for s in self.slots],
+        }
+
+    @staticmethod
+    def _update(slot: WorkerSlot, message: dict[str, Any]) -> None:
+        if "mirror" in message:
+            slot.mirror = str(message["mirror"])
+            slot.mirror_pid = message.get("mirror_pid")
+            slot.writer = str(message.get("writer", "unknown"))
+
+    async def _watch(self, slot: WorkerSlot, child: Child) -> None:
+        async for message in child.messages():
+            self._update(slot, message)
+        code = await child.proc.wait()
+        child.close_pipe()
+        if self.stopping:
+            return
+        self._forget(child.pid)
+        log.error("worker %d (pid %d) died: %s; restarting", slot.index, child.pid,
+                  describe_exit(code))
+        await self._restart(slot)
+
+    def _forget(self, pid: int) -> None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+    async def _wait_for_orphan(self, pid: int | None) -> None:
+        """The dead worker's mirror drains and exits on its own (its socket closed);
+        the next mirror for this slot shares its spool, so it starts only after."""
+        if pid is None:
+            return
+        deadline = time.monotonic() + self._settings.grace_s + 35
+        while _pid_alive(pid):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                break
+            await asyncio.sleep(0.1)
+        self._forget(pid)
+
+    async def _restart(self, slot: WorkerSlot) -> None:
+        await self._wait_for_orphan(slot.mirror_pid)
+        failures, last = 0, time.monotonic()
+        while not self.stopping:
+            failures += 1
+            if time.monotonic() - last > self._backoff.reset_after_s:
+                failures = 1
+            await asyncio.sleep(self._backoff.delay(failures))
+            last = time.monotonic()
+            try:
+                await self._spawn(slot)
+            except ChildFailed as exc:
+                log.error("worker %d: restart failed: %s", slot.index, exc)
+                continue
+            slot.restarts += 1
+            self._metrics.restarts.labels("worker").inc()
+            log.warning("worker %d restarted (pid %s)", slot.index,
+                        slot.child.pid if slot.child else None)
+            return
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for slot in self.slots:
+            if slot.child is not None and slot.child.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    slot.child.proc.send_signal(signal.SIGTERM)
+        for slot in self.slots:
+            if slot.child is not None:
+                await slot.child.stop(signal.SIGTERM, self._settings.grace_s + 45)
+            await cancel_and_wait(slot.watcher)
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+async def supervise(
+    settings: Settings,
+    *,
+    proxy_sock: socket.socket,
+    admin_sock: socket.socket,
+    announce: Announce = print_line,
+) -> int:
+    from shadowproxy.metrics import Metrics
+    from shadowproxy.proxy.app import wait_for_stop_signal
+
+    assert settings.database_url is not None
+    metrics = Metrics()
+    metrics.restarts.labels("worker")
+    supervisor = Supervisor(settings, proxy_sock, metrics)
+    async with AsyncExitStack() as stack:
+        try:
+            await supervisor.start()
+        except ChildFailed as exc:
+            print(f"shadowproxy: error: {exc}", file=sys.stderr, flush=True)
+            return 1
+        stack.push_async_callback(supervisor.stop)
+        admin = admin_listener_for(settings, metrics, supervisor.status)
+        admin_port = await admin.start(admin_sock)
+        stack.push_async_callback(admin.stop)
+        announce(banner(settings, port=bound_port(proxy_sock), admin_port=admin_port,
+                        workers=len(supervisor.slots)))
+        await wait_for_stop_signal()
+    return 0
