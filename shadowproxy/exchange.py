@@ -8,7 +8,11 @@ in the proxy and in the mirror process are comparable.
 
 from __future__ import annotations
 
+import asyncio
+import pickle
+import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 # A mirrored answer is captured for normalisation up to this many bytes; a compressed
 # answer is inflated in the mirror up to the same bound.
@@ -44,3 +48,26 @@ class ExchangeEnd:
     error: str | None = None  # the proxy's own failure: unreachable, timeout, …
     client_disconnected: bool = False
     truncated: bool = False  # capture stopped at its size limit
+
+
+# -- the wire between the proxy and its mirror process: ``4-byte length + pickle`` frames,
+# start/end from the proxy, close at shutdown, heartbeats back from the mirror.
+FRAME_HEADER = struct.Struct("!I")
+START, END, CLOSE, BEAT = "start", "end", "close", "beat"
+BEAT_INTERVAL_S = 0.5
+
+
+def encode_frame(kind: str, payload: Any) -> bytes:
+    data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEADER.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[str, Any] | None:
+    try:
+        header = await reader.readexactly(FRAME_HEADER.size)
+        (length,) = FRAME_HEADER.unpack(header)
+        data = await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    kind, payload = pickle.loads(data)  # our own process on our own socket
+    return str(kind), payload

@@ -25,15 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shadowproxy.children import StatusPipe, set_parent_death_signal
-from shadowproxy.lifecycle import lifecycle_warning
-from shadowproxy.metrics import Metrics
-from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
-from shadowproxy.mirror.exporter import MirrorExporter
-from shadowproxy.mirror.replay import Replayer
-from shadowproxy.mirror.shadow import ShadowCaller
-from shadowproxy.models_api import lookup_lifecycles
-from shadowproxy.pricing import PriceTable
-from shadowproxy.proxy.mirror_link import (
+from shadowproxy.exchange import (
     BEAT,
     BEAT_INTERVAL_S,
     CLOSE,
@@ -42,6 +34,14 @@ from shadowproxy.proxy.mirror_link import (
     encode_frame,
     read_frame,
 )
+from shadowproxy.lifecycle import lifecycle_warning
+from shadowproxy.metrics import Metrics
+from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
+from shadowproxy.mirror.exporter import MirrorExporter
+from shadowproxy.mirror.replay import Replayer
+from shadowproxy.mirror.shadow import ShadowCaller
+from shadowproxy.models_api import lookup_lifecycles
+from shadowproxy.pricing import PriceTable
 from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
 from shadowproxy.storable import bounded

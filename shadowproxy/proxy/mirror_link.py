@@ -1,9 +1,9 @@
 """How the proxy hands exchanges to the mirror without waiting for it.
 
-Frames are ``4-byte length + pickle`` on a Unix socket to the mirror process. Writing is
-a synchronous append to the transport's buffer; when that buffer is over its bound the
-mirror is behind, and a new exchange is refused (the proxy counts it) rather than
-letting memory grow. An exchange that was accepted always gets its end frame.
+Frames (:func:`shadowproxy.exchange.encode_frame`) go on a Unix socket to the mirror
+process. Writing is a synchronous append to the transport's buffer; when that buffer is
+over its bound the mirror is behind, and a new exchange is refused (the proxy counts it)
+rather than letting memory grow. An exchange that was accepted always gets its end frame.
 
 The mirror answers on the same socket with a heartbeat frame every
 :data:`BEAT_INTERVAL_S`: how many start frames it has read and how many exchanges it
@@ -16,32 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import pickle
-import struct
 import time
 from typing import Any
 
-from shadowproxy.exchange import ExchangeEnd, ExchangeStart
-
-FRAME_HEADER = struct.Struct("!I")
-START, END, CLOSE, BEAT = "start", "end", "close", "beat"
-BEAT_INTERVAL_S = 0.5
-
-
-def encode_frame(kind: str, payload: Any) -> bytes:
-    data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
-    return FRAME_HEADER.pack(len(data)) + data
-
-
-async def read_frame(reader: asyncio.StreamReader) -> tuple[str, Any] | None:
-    try:
-        header = await reader.readexactly(FRAME_HEADER.size)
-        (length,) = FRAME_HEADER.unpack(header)
-        data = await reader.readexactly(length)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    kind, payload = pickle.loads(data)  # our own process on our own socket
-    return str(kind), payload
+from shadowproxy.exchange import (
+    BEAT,
+    CLOSE,
+    END,
+    START,
+    ExchangeEnd,
+    ExchangeStart,
+    encode_frame,
+    read_frame,
+)
 
 
 class SocketMirrorLink:
