@@ -9,7 +9,7 @@ no token is configured, a direct connection from 127.0.0.1 or ::1
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -59,6 +59,7 @@ def make_admin_app(
     metrics: MetricsRender,
     token: str | None,
     extra_routes: list[web.RouteDef] | None = None,
+    extra_cleanup: Sequence[Callable[[web.Application], AsyncIterator[None]]] = (),
     sessions: Sessions | None = None,
     failures: FailedLogins | None = None,
 ) -> web.Application:
@@ -158,4 +159,5 @@ def make_admin_app(
         app.router.add_post("/logout", logout)
     if extra_routes:
         app.router.add_routes(extra_routes)
+    app.cleanup_ctx.extend(extra_cleanup)
     return app

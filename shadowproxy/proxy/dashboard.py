@@ -1,19 +1,26 @@
 """The dashboard and the admin API on the admin listener (behind ``ADMIN_TOKEN``, or
 loopback only without one): the same report ``shadowproxy report`` writes, live.
 
-The report code (and SQLAlchemy with it) is imported on the first request, not when the
-proxy starts, so a proxy nobody looks at does not carry it.
+The report code is imported on the first request, not when the proxy starts, so a proxy
+nobody looks at does not carry it; it reads with asyncpg, never SQLAlchemy, which the
+proxy process does not load (an import contract checks it).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from aiohttp import web
 
 from shadowproxy.decision.since import parse_since
 from shadowproxy.proxy.admin_auth import COOKIE
+from shadowproxy.store.urls import asyncpg_dsn
 
+# Connections the dashboard may hold: a page is two or three queries, one at a time.
+_POOL_SIZE = 2
 # The dashboard reloads itself (the Refresh header: no script, so the CSP stays closed).
 REFRESH_S = 30
 # Above the report: that it reloads itself, and for a browser signed in with the login
@@ -27,8 +34,36 @@ if TYPE_CHECKING:
     from shadowproxy.decision.report_model import Report
 
 
-def dashboard_routes(database_url: str) -> list[web.RouteDef]:
-    async def build(request: web.Request) -> Report:
+class Dashboard:
+    """The live report's routes and the one connection pool they share.
+
+    The pool opens on the first request (a proxy nobody looks at holds no database
+    connection for it) and closes with the admin app (:meth:`cleanup`, a cleanup_ctx).
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _source(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    asyncpg_dsn(self._url), min_size=0, max_size=_POOL_SIZE)
+            return self._pool
+
+    async def cleanup(self, _: web.Application) -> AsyncIterator[None]:
+        yield
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/", self.dashboard), web.get("/dashboard", self.dashboard),
+                web.get("/api/report", self.report_json)]
+
+    async def build(self, request: web.Request) -> Report:
         from shadowproxy.decision.report import build_report
 
         try:
@@ -39,12 +74,12 @@ def dashboard_routes(database_url: str) -> list[web.RouteDef]:
         if tag is not None and ("\x00" in tag or len(tag) > 1000):
             # PostgreSQL text cannot hold NUL; no stored tag can match it.
             raise web.HTTPBadRequest(text="tag: must not contain NUL or exceed 1000 chars\n")
-        return await build_report(database_url, since=since, tag=tag)
+        return await build_report(await self._source(), since=since, tag=tag)
 
-    async def dashboard(request: web.Request) -> web.Response:
+    async def dashboard(self, request: web.Request) -> web.Response:
         from shadowproxy.decision.report_html import render_html
 
-        html = render_html(await build(request))
+        html = render_html(await self.build(request))
         bar = _BAR.format(sign_out=_SIGN_OUT if request.cookies.get(COOKIE) else "")
         html = html.replace("<body>", "<body>" + bar, 1)
         return web.Response(text=html, content_type="text/html", headers={
@@ -54,11 +89,8 @@ def dashboard_routes(database_url: str) -> list[web.RouteDef]:
                                        "img-src data:",
         })
 
-    async def report_json(request: web.Request) -> web.Response:
-        return web.json_response((await build(request)).to_json(), dumps=_dumps)
-
-    return [web.get("/", dashboard), web.get("/dashboard", dashboard),
-            web.get("/api/report", report_json)]
+    async def report_json(self, request: web.Request) -> web.Response:
+        return web.json_response((await self.build(request)).to_json(), dumps=_dumps)
 
 
 def _dumps(value: Any) -> str:

@@ -45,15 +45,16 @@ def admin_listener_for(
     """Health, readiness, metrics and the dashboard, for whichever process owns the port."""
     from shadowproxy.proxy.admin import make_admin_app
     from shadowproxy.proxy.app import Listener, ListenerLimits
-    from shadowproxy.proxy.dashboard import dashboard_routes
+    from shadowproxy.proxy.dashboard import Dashboard
     from shadowproxy.proxy.readiness import Readiness
 
     assert settings.database_url is not None
     url = settings.database_url.get_secret_value()
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    dashboard = Dashboard(url)
     app = make_admin_app(ready=Readiness(url, settings.data_dir, serving),
                          metrics=metrics.render, token=token,
-                         extra_routes=dashboard_routes(url))
+                         extra_routes=dashboard.routes(), extra_cleanup=[dashboard.cleanup])
     limits = ListenerLimits(header_timeout_s=settings.header_timeout_s,
                             idle_timeout_s=settings.idle_timeout_s,
                             max_connections=settings.admin_max_connections)

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from shadowproxy.proxy.admin import make_admin_app
 from shadowproxy.proxy.admin_auth import COOKIE, MAX_FAILURES, FailedLogins, Sessions
-from shadowproxy.proxy.dashboard import dashboard_routes
+from shadowproxy.proxy.dashboard import Dashboard
 
 TOKEN = "admin-secret-token-0123456789"
 
@@ -27,7 +27,7 @@ async def ready() -> dict[str, Any]:
 
 def admin_app(database_url: str, token: str | None, **kwargs: Any) -> web.Application:
     return make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=token,
-                          extra_routes=dashboard_routes(database_url), **kwargs)
+                          **_dashboard(database_url), **kwargs)
 
 
 @pytest.fixture
@@ -194,3 +194,8 @@ async def test_bad_input_is_a_400_not_a_500(
             assert resp.status == 400, query
         async with http.get(url(server, f"/dashboard?{query}"), headers=auth) as resp:
             assert resp.status == 400, query
+
+
+def _dashboard(database_url: str) -> dict[str, Any]:
+    dashboard = Dashboard(database_url)
+    return {"extra_routes": dashboard.routes(), "extra_cleanup": [dashboard.cleanup]}

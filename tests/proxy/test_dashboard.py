@@ -6,14 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowproxy.decision.diff import run_diff
 from shadowproxy.decision.since import parse_since
 from shadowproxy.proxy.admin import make_admin_app
-from shadowproxy.proxy.dashboard import dashboard_routes
+from shadowproxy.proxy.dashboard import Dashboard
 from shadowproxy.records import Side
+from shadowproxy.store.urls import asyncpg_dsn
 from tests.fakes.database import make_pair
 from tests.fakes.traffic import store, traffic
 from tests.fakes.verdicts import Judged, write
@@ -28,7 +30,7 @@ async def ready() -> dict[str, Any]:
 @pytest.fixture
 async def admin(database_url: str, aiohttp_client: Any) -> TestClient[Any, Any]:
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         extra_routes=dashboard_routes(database_url))
+                         **_dashboard(database_url))
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     return client
 
@@ -86,3 +88,38 @@ def test_since_takes_ages_and_iso_times() -> None:
     assert parse_since(None) is None
     with pytest.raises(ValueError, match="neither an ISO"):
         parse_since("last tuesday")
+
+
+async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app(
+    database_url: str, aiohttp_client: Any
+) -> None:
+    """Each refresh used to open (and tear down) its own database engine; now one small
+    pool serves every request, and stopping the admin app closes it."""
+    await store(database_url, traffic("support", 20, 5))
+    app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
+                         **_dashboard(database_url))
+    client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        async def dashboard_backends() -> set[int]:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")
+            return {r["pid"] for r in rows}
+
+        assert (await client.get("/dashboard", headers=auth)).status == 200
+        first = await dashboard_backends()
+        assert 1 <= len(first) <= 2
+        for _ in range(10):
+            assert (await client.get("/api/report", headers=auth)).status == 200
+        assert await dashboard_backends() == first  # the same connections, reused
+        await client.close()
+        assert await dashboard_backends() == set()
+    finally:
+        await conn.close()
+
+
+def _dashboard(database_url: str) -> dict[str, Any]:
+    dashboard = Dashboard(database_url)
+    return {"extra_routes": dashboard.routes(), "extra_cleanup": [dashboard.cleanup]}
