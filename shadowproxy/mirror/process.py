@@ -108,39 +108,67 @@ async def run_mirror(
     stats_hook: Callable[[MirrorEngine, PairWriter], None] | None = None,
 ) -> None:
     assert settings.database_url is not None, "the parent resolves the database first"
-    spool = Spool(spool_dir(settings, worker), max_bytes=int(settings.spool_max_mb * (1 << 20)))
-    writer = PairWriter(settings.database_url.get_secret_value(), spool)
-    await writer.start()
-    prices = PriceTable.load(settings.prices_file)
-    caller = ShadowCaller(settings, prices=prices)
-    limits = engine_limits(settings)
-    # Before ready, so the warning is among serve's start-up lines and the first shadow
-    # is clamped to the Models API's limit; bounded by MODELS_API_TIMEOUT_S.
-    await check_models(settings, limits, warn=worker == 0)
-    replayer = (
-        Replayer(settings.primary_url, concurrency=settings.shadow_concurrency, prices=prices,
-                 timeout_s=settings.upstream_timeout_s)
-        if settings.replay_rate > 0 and settings.primary_url else None
-    )
-    engine = MirrorEngine(
-        caller=caller,
-        sink=writer.submit,
-        limits=limits,
-        redactor=Redactor.from_names(settings.redactors),
-        prices=prices,
-        replayer=replayer,
-    )
-    if stats_hook is not None:
-        stats_hook(engine, writer)
-    exporting = MirrorExporter(Metrics(), engine, writer)
-    exporter = spawn(exporting.run(), name="mirror-metrics")
-    # One retention job per deployment process group: worker 0's mirror runs it.
-    retention = (RetentionTask(settings.database_url.get_secret_value(),
-                               settings.retention_days)
-                 if worker == 0 and settings.retention_days > 0 else None)
-    if retention is not None:
-        retention.start()
-    grace = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    # Every resource in one stack, closed in reverse order of opening, whatever stops the
+    # run: the engine drains first, then the writer flushes (or spools), then the clients
+    # and the background jobs go. The drain's time is what the parent's close frame
+    # grants (GRACE_S until it arrives).
+    deadline = loop.time() + settings.grace_s
+
+    def left(floor: float = 0.0) -> float:
+        return max(floor, deadline - loop.time())
+
+    async with contextlib.AsyncExitStack() as stack:
+        # One retention job per deployment process group: worker 0's mirror runs it.
+        if worker == 0 and settings.retention_days > 0:
+            retention = RetentionTask(settings.database_url.get_secret_value(),
+                                      settings.retention_days)
+            retention.start()
+            stack.push_async_callback(retention.stop)
+        spool = Spool(spool_dir(settings, worker),
+                      max_bytes=int(settings.spool_max_mb * (1 << 20)))
+        writer = PairWriter(settings.database_url.get_secret_value(), spool)
+        await writer.start()
+        prices = PriceTable.load(settings.prices_file)
+        caller = ShadowCaller(settings, prices=prices)
+        stack.push_async_callback(caller.close)
+        limits = engine_limits(settings)
+        # Before ready, so the warning is among serve's start-up lines and the first
+        # shadow is clamped to the Models API's limit; bounded by MODELS_API_TIMEOUT_S.
+        await check_models(settings, limits, warn=worker == 0)
+        replayer = (
+            Replayer(settings.primary_url, concurrency=settings.shadow_concurrency,
+                     prices=prices, timeout_s=settings.upstream_timeout_s)
+            if settings.replay_rate > 0 and settings.primary_url else None
+        )
+        if replayer is not None:
+            stack.push_async_callback(replayer.close)
+        engine = MirrorEngine(
+            caller=caller,
+            sink=writer.submit,
+            limits=limits,
+            redactor=Redactor.from_names(settings.redactors),
+            prices=prices,
+            replayer=replayer,
+        )
+        if stats_hook is not None:
+            stats_hook(engine, writer)
+        exporting = MirrorExporter(Metrics(), engine, writer)
+        # Last export after the writer's close: what the drain wrote or spooled.
+        stack.callback(exporting.export)
+        stack.push_async_callback(cancel_and_wait,
+                                  spawn(exporting.run(), name="mirror-metrics"))
+        stack.push_async_callback(lambda: writer.close(left(1.0)))
+        stack.push_async_callback(lambda: engine.drain(left()))
+        deadline = await _serve_frames(settings, socket_path, engine, writer, on_ready, loop)
+
+
+async def _serve_frames(
+    settings: Settings, socket_path: str, engine: MirrorEngine, writer: PairWriter,
+    on_ready: Callable[[], None], loop: asyncio.AbstractEventLoop,
+) -> float:
+    """Read the proxy's frames until it closes the link; the drain's deadline."""
+    grace: asyncio.Future[float] = loop.create_future()
     received = 0
 
     async def heartbeat(w: asyncio.StreamWriter) -> None:
@@ -193,17 +221,7 @@ async def run_mirror(
         grace_s = await grace
     finally:
         server.close()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace_s
-    await engine.drain(max(0.0, deadline - loop.time()))
-    await writer.close(max(1.0, deadline - loop.time()))
-    await caller.close()
-    if replayer is not None:
-        await replayer.close()
-    await cancel_and_wait(exporter)
-    exporting.export()  # what the drain wrote or spooled in the last second
-    if retention is not None:
-        await retention.stop()
+    return loop.time() + grace_s
 
 
 # Lower priority than the proxy (0): on a saturated machine the kernel gives the user's
