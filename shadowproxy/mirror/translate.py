@@ -426,6 +426,48 @@ class _Turn:
 
 
 @dataclass(slots=True)
+class FreshIds:
+    """Unique tool-use ids: Messages wants them unique, OpenAI-compatible servers may
+    reuse one, and sanitising can map several ids to one candidate."""
+
+    used: set[str] = field(default_factory=set)
+    # The last suffix tried per candidate, so n reuses of one id cost O(n), not O(n²).
+    next_suffix: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, candidate: str) -> str:
+        unique, counter = candidate, self.next_suffix.get(candidate, 1)
+        if counter > 1:
+            unique = f"{candidate}_{counter}"
+        while unique in self.used:
+            counter += 1
+            unique = f"{candidate}_{counter}"
+        self.next_suffix[candidate] = counter
+        self.used.add(unique)
+        return unique
+
+
+def merge_turns(raw_turns: list[_Turn]) -> list[dict[str, Any]]:
+    """Consecutive turns of one role as one, tool results first in a user turn, a final
+    assistant prefill trimmed, and every tool call answered: what Messages accepts."""
+    turns: list[_Turn] = []
+    for turn in raw_turns:
+        if not turn.blocks:
+            continue
+        if turns and turns[-1].role == turn.role:
+            turns[-1].blocks.extend(turn.blocks)
+        else:
+            turns.append(_Turn(turn.role, list(turn.blocks)))
+    for turn in turns:
+        if turn.role == "user":  # tool results must open their turn
+            turn.blocks.sort(key=lambda block: block["type"] != "tool_result")
+    _trim_prefill(turns)
+    if not turns:
+        raise Untranslatable("no user or assistant messages to send")
+    _check_tool_pairing(turns)
+    return [{"role": turn.role, "content": turn.blocks} for turn in turns]
+
+
+@dataclass(slots=True)
 class _Conversation:
     """Collects OpenAI messages into the alternating turns Messages requires."""
 
@@ -435,9 +477,7 @@ class _Conversation:
     call_ids: dict[str, str] = field(default_factory=dict)
     # Legacy function name → tool_use id of its latest call.
     legacy_calls: dict[str, str] = field(default_factory=dict)
-    used_ids: set[str] = field(default_factory=set)
-    # The last suffix tried per candidate, so n reuses of one id cost O(n), not O(n²).
-    next_suffix: dict[str, int] = field(default_factory=dict)
+    fresh_id: FreshIds = field(default_factory=FreshIds)
 
     def add(self, index: int, message: Any) -> None:
         if not isinstance(message, dict):
@@ -485,7 +525,7 @@ class _Conversation:
         legacy = message.get("function_call")
         if legacy is not None:
             block = _tool_use_block(f"call_legacy_{index}", legacy, where)
-            block["id"] = self._fresh_id(block["id"])
+            block["id"] = self.fresh_id(block["id"])
             self.legacy_calls[block["name"]] = block["id"]
             blocks.append(block)
         return blocks
@@ -499,39 +539,12 @@ class _Conversation:
         if raw_id in self.call_ids:
             raise Untranslatable(f"{where}: tool call id {_show(raw_id)} appears twice")
         block = _tool_use_block(raw_id, call.get("function"), where)
-        block["id"] = self._fresh_id(block["id"])
+        block["id"] = self.fresh_id(block["id"])
         self.call_ids[raw_id] = block["id"]
         return block
 
-    def _fresh_id(self, candidate: str) -> str:
-        """Messages wants unique tool-use ids; OpenAI-compatible servers may reuse them."""
-        unique, counter = candidate, self.next_suffix.get(candidate, 1)
-        if counter > 1:
-            unique = f"{candidate}_{counter}"
-        while unique in self.used_ids:
-            counter += 1
-            unique = f"{candidate}_{counter}"
-        self.next_suffix[candidate] = counter
-        self.used_ids.add(unique)
-        return unique
-
     def turns(self) -> list[dict[str, Any]]:
-        turns: list[_Turn] = []
-        for turn in self.raw_turns:
-            if not turn.blocks:
-                continue
-            if turns and turns[-1].role == turn.role:
-                turns[-1].blocks.extend(turn.blocks)
-            else:
-                turns.append(_Turn(turn.role, list(turn.blocks)))
-        for turn in turns:
-            if turn.role == "user":  # tool results must open their turn
-                turn.blocks.sort(key=lambda block: block["type"] != "tool_result")
-        _trim_prefill(turns)
-        if not turns:
-            raise Untranslatable("no user or assistant messages to send")
-        _check_tool_pairing(turns)
-        return [{"role": turn.role, "content": turn.blocks} for turn in turns]
+        return merge_turns(self.raw_turns)
 
 
 def _trim_prefill(turns: list[_Turn]) -> None:

@@ -23,8 +23,8 @@ from shadowproxy.mirror.translate import (
     _SYSTEM_ROLES,
     JSON_OBJECT_INSTRUCTION,
     SHADOW_MAX_OUTPUT_TOKENS,
+    FreshIds,
     Untranslatable,
-    _check_tool_pairing,
     _image_block,
     _is_int,
     _number,
@@ -32,8 +32,8 @@ from shadowproxy.mirror.translate import (
     _text_block,
     _tool,
     _tool_use_id,
-    _trim_prefill,
     _Turn,
+    merge_turns,
 )
 
 __all__ = ["responses_input_items", "responses_to_messages"]
@@ -237,7 +237,7 @@ class _Items:
     raw_turns: list[_Turn] = field(default_factory=list)
     # call_id → tool_use id
     call_ids: dict[str, str] = field(default_factory=dict)
-    used_ids: set[str] = field(default_factory=set)
+    fresh_id: FreshIds = field(default_factory=FreshIds)
 
     def add_instructions(self, instructions: Any) -> None:
         if instructions is None:
@@ -314,32 +314,12 @@ class _Items:
             parsed = arguments
         if not isinstance(parsed, dict):
             raise Untranslatable(f"{where}: arguments of {_show(name)} are not an object")
-        unique = candidate = _tool_use_id(call_id)
-        counter = 1
-        while unique in self.used_ids:
-            counter += 1
-            unique = f"{candidate}_{counter}"
-        self.used_ids.add(unique)
+        unique = self.fresh_id(_tool_use_id(call_id))
         self.call_ids[call_id] = unique
         return {"type": "tool_use", "id": unique, "name": name, "input": parsed}
 
     def turns(self) -> list[dict[str, Any]]:
-        turns: list[_Turn] = []
-        for turn in self.raw_turns:
-            if not turn.blocks:
-                continue
-            if turns and turns[-1].role == turn.role:
-                turns[-1].blocks.extend(turn.blocks)
-            else:
-                turns.append(_Turn(turn.role, list(turn.blocks)))
-        for turn in turns:
-            if turn.role == "user":  # tool results must open their turn
-                turn.blocks.sort(key=lambda block: block["type"] != "tool_result")
-        _trim_prefill(turns)
-        if not turns:
-            raise Untranslatable("no user or assistant messages to send")
-        _check_tool_pairing(turns)
-        return [{"role": turn.role, "content": turn.blocks} for turn in turns]
+        return merge_turns(self.raw_turns)
 
 
 def _parts(content: Any, where: str) -> list[Any]:

@@ -750,4 +750,4 @@ def test_fresh_ids_are_unique_and_the_same_as_counting_from_one(candidates: list
             unique = f"{candidate}_{counter}"
         used.add(unique)
         expected.append(unique)
-    assert [conversation._fresh_id(c) for c in candidates] == expected
+    assert [conversation.fresh_id(c) for c in candidates] == expected
