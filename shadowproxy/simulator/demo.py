@@ -150,7 +150,7 @@ async def one_request(case: UseCase, i: int, rng: random.Random, proxy: str) -> 
         aclient = anthropic.AsyncAnthropic(base_url=proxy, api_key="sk-ant-demo-app-key",
                                            max_retries=0)
         async with aclient.messages.stream(
-            model="claude-sonnet-4-6", max_tokens=256, extra_headers=tag,
+            model="claude-sonnet-4-5", max_tokens=256, extra_headers=tag,
             messages=[{"role": "user", "content": prompt}],
         ) as stream:
             await stream.get_final_text()
