@@ -14,7 +14,7 @@
     conversations: what the mirror saw of Responses answers, for previous_response_id
     exporter: the engine's and writer's counters into the shared metrics files
 
-:mod:`.translate` and :mod:`.translate_responses` are pure; the rest does the I/O
+:mod:`.translate`, :mod:`.translate_responses` and :mod:`.turns` are pure; the rest does the I/O
 (:mod:`.conversations` is the mirror process's memory of Responses answers). Redaction,
 shared with the logs of every process, is :mod:`shadowproxy.redact`.
 """

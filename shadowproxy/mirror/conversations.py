@@ -28,8 +28,8 @@ from typing import Any
 
 from shadowproxy.exchange import ExchangeEnd
 from shadowproxy.mirror.assemble import _Decoder
-from shadowproxy.mirror.translate import Untranslatable, _show
 from shadowproxy.mirror.translate_responses import responses_input_items
+from shadowproxy.mirror.turns import Untranslatable, show
 from shadowproxy.wire._shared import parse_json
 from shadowproxy.wire.responses import ResponsesStream
 
@@ -114,7 +114,7 @@ class ResponseHistory:
             return None
         first = request["previous_response_id"]
         if not isinstance(first, str):
-            raise Untranslatable(f"previous_response_id {_show(first)} is not a string")
+            raise Untranslatable(f"previous_response_id {show(first)} is not a string")
         segments: list[list[Any]] = []
         current: str | None = first
         seen: set[str] = set()
@@ -124,13 +124,13 @@ class ResponseHistory:
             if link is None:
                 if current == first:
                     raise Untranslatable(
-                        f"previous_response_id {_show(first)}: a response this mirror never "
+                        f"previous_response_id {show(first)}: a response this mirror never "
                         "saw (answered before it started, through another worker, or "
                         "forgotten), so the shadow cannot have its history"
                     )
                 raise Untranslatable(
-                    f"previous_response_id {_show(first)}: its history reaches response "
-                    f"{_show(current)}, which this mirror never saw or has forgotten"
+                    f"previous_response_id {show(first)}: its history reaches response "
+                    f"{show(current)}, which this mirror never saw or has forgotten"
                 )
             self._links.move_to_end(current)
             segments.append(link.items)

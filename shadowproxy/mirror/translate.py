@@ -13,12 +13,23 @@ call of that name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
+
+from shadowproxy.mirror.turns import (
+    FreshIds,
+    Turn,
+    Untranslatable,
+    image_block,
+    is_int,
+    merge_turns,
+    show,
+    text_block,
+    tool_use_id,
+)
 
 __all__ = [
     "SHADOW_MAX_OUTPUT_TOKENS",
@@ -47,18 +58,9 @@ _SERVER_TOOL_TYPE = re.compile(
 WEB_SEARCH_TOOL: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
 SERVER_TOOLS_ALLOW = "allow"
 
-_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_TOOL_USE_ID = re.compile(r"[A-Za-z0-9_-]+")
-_NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _SYSTEM_ROLES = ("system", "developer")
 
 
-class Untranslatable(Exception):
-    """The request has no faithful Messages equivalent; ``reason`` says why, for humans."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 # ---------------------------------------------------------------- Anthropic → Anthropic
@@ -87,7 +89,7 @@ def prepare_messages_request(
     if not isinstance(body.get("messages"), list):
         raise Untranslatable("messages is missing or not a list")
     max_tokens = body.get("max_tokens")
-    if not _is_int(max_tokens):
+    if not is_int(max_tokens):
         raise Untranslatable("max_tokens is missing or not an integer")
     used = server_tools_in(body)
     if used and server_tools != SERVER_TOOLS_ALLOW:
@@ -126,7 +128,7 @@ def _fit_thinking(request: dict[str, Any], notes: list[str]) -> None:
         wanted = f"adaptive thinking became budget_tokens={budget}"
     else:
         raw = thinking.get("budget_tokens")
-        if not _is_int(raw):
+        if not is_int(raw):
             return  # the primary refuses it as well; the shadow is asked the same
         budget, wanted = raw, ""
     fitted = min(max(budget, MIN_THINKING_BUDGET), max_tokens - 1)
@@ -250,9 +252,9 @@ def _translate(
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     n = body.get("n")
     if n is not None and n != 1:
-        if _is_int(n) and n > 1:
+        if is_int(n) and n > 1:
             raise Untranslatable(f"n={n}: Messages returns one answer")
-        raise Untranslatable(f"n={_show(n)} is not a valid number of choices")
+        raise Untranslatable(f"n={show(n)} is not a valid number of choices")
     modalities = body.get("modalities")
     if isinstance(modalities, list) and "audio" in modalities:
         raise Untranslatable("audio output (modalities includes audio): Haiku answers in text")
@@ -265,8 +267,8 @@ def _max_tokens(body: dict[str, Any], default: int, limit: int) -> int:
         value = body.get(key)
         if value is None:
             continue
-        if not _is_int(value) or value < 1:
-            raise Untranslatable(f"{key}={_show(value)} is not a positive integer")
+        if not is_int(value) or value < 1:
+            raise Untranslatable(f"{key}={show(value)} is not a positive integer")
         return max(1, min(value, limit))
     return max(1, min(default, limit))
 
@@ -276,7 +278,7 @@ def _number(body: dict[str, Any], key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Untranslatable(f"{key}={_show(value)} is not a number")
+        raise Untranslatable(f"{key}={show(value)} is not a number")
     return float(value)
 
 
@@ -314,7 +316,7 @@ def _response_format(response_format: Any) -> tuple[list[str], dict[str, Any] | 
         if not isinstance(schema, dict):
             raise Untranslatable("response_format json_schema.schema is not an object")
         return [], json_schema_output_config(schema)
-    raise Untranslatable(f"response_format type {_show(kind)} has no Messages equivalent")
+    raise Untranslatable(f"response_format type {show(kind)} has no Messages equivalent")
 
 
 def json_schema_output_config(schema: dict[str, Any]) -> dict[str, Any]:
@@ -342,7 +344,7 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     for tool in tools:
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else tool
-            raise Untranslatable(f"tool of type {_show(kind)}: only function tools translate")
+            raise Untranslatable(f"tool of type {show(kind)}: only function tools translate")
         translated.append(_tool(tool.get("function")))
     return translated
 
@@ -354,17 +356,17 @@ def _tool(function: Any) -> dict[str, Any]:
     description = function.get("description")
     if description is not None:
         if not isinstance(description, str):
-            raise Untranslatable(f"tool {_show(function['name'])}: description is not a string")
+            raise Untranslatable(f"tool {show(function['name'])}: description is not a string")
         if description:
             tool["description"] = description
     strict = function.get("strict")
     if strict is not None and not isinstance(strict, bool):
-        raise Untranslatable(f"tool {_show(function['name'])}: strict is not a boolean")
+        raise Untranslatable(f"tool {show(function['name'])}: strict is not a boolean")
     if strict:  # Messages strict tools: the input is held to the schema, as on OpenAI
         tool["strict"] = True
     parameters = function.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
-        raise Untranslatable(f"tool {_show(function['name'])}: parameters is not an object")
+        raise Untranslatable(f"tool {show(function['name'])}: parameters is not an object")
     if not parameters:
         tool["input_schema"] = dict(DEFAULT_INPUT_SCHEMA)
     else:
@@ -390,10 +392,10 @@ def _tool_choice(body: dict[str, Any], names: set[str]) -> dict[str, Any] | None
     elif isinstance(choice, dict):
         name = _chosen_function(choice)
         if name not in names:
-            raise Untranslatable(f"tool_choice names {_show(name)}, which is not among the tools")
+            raise Untranslatable(f"tool_choice names {show(name)}, which is not among the tools")
         translated = {"type": "tool", "name": name}
     else:
-        raise Untranslatable(f"tool_choice {_show(choice)} has no Messages equivalent")
+        raise Untranslatable(f"tool_choice {show(choice)} has no Messages equivalent")
 
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
@@ -413,58 +415,16 @@ def _chosen_function(choice: dict[str, Any]) -> str:
         name = function.get("name")
         if isinstance(name, str):
             return name
-    raise Untranslatable(f"tool_choice {_show(choice)} has no Messages equivalent")
+    raise Untranslatable(f"tool_choice {show(choice)} has no Messages equivalent")
 
 
 # ------------------------------------------------------------------------ conversation
 
 
-@dataclass(slots=True)
-class _Turn:
-    role: str  # "user" | "assistant"
-    blocks: list[dict[str, Any]]
 
 
-@dataclass(slots=True)
-class FreshIds:
-    """Unique tool-use ids: Messages wants them unique, OpenAI-compatible servers may
-    reuse one, and sanitising can map several ids to one candidate."""
-
-    used: set[str] = field(default_factory=set)
-    # The last suffix tried per candidate, so n reuses of one id cost O(n), not O(n²).
-    next_suffix: dict[str, int] = field(default_factory=dict)
-
-    def __call__(self, candidate: str) -> str:
-        unique, counter = candidate, self.next_suffix.get(candidate, 1)
-        if counter > 1:
-            unique = f"{candidate}_{counter}"
-        while unique in self.used:
-            counter += 1
-            unique = f"{candidate}_{counter}"
-        self.next_suffix[candidate] = counter
-        self.used.add(unique)
-        return unique
 
 
-def merge_turns(raw_turns: list[_Turn]) -> list[dict[str, Any]]:
-    """Consecutive turns of one role as one, tool results first in a user turn, a final
-    assistant prefill trimmed, and every tool call answered: what Messages accepts."""
-    turns: list[_Turn] = []
-    for turn in raw_turns:
-        if not turn.blocks:
-            continue
-        if turns and turns[-1].role == turn.role:
-            turns[-1].blocks.extend(turn.blocks)
-        else:
-            turns.append(_Turn(turn.role, list(turn.blocks)))
-    for turn in turns:
-        if turn.role == "user":  # tool results must open their turn
-            turn.blocks.sort(key=lambda block: block["type"] != "tool_result")
-    _trim_prefill(turns)
-    if not turns:
-        raise Untranslatable("no user or assistant messages to send")
-    _check_tool_pairing(turns)
-    return [{"role": turn.role, "content": turn.blocks} for turn in turns]
 
 
 @dataclass(slots=True)
@@ -472,7 +432,7 @@ class _Conversation:
     """Collects OpenAI messages into the alternating turns Messages requires."""
 
     system: list[str] = field(default_factory=list)
-    raw_turns: list[_Turn] = field(default_factory=list)
+    raw_turns: list[Turn] = field(default_factory=list)
     # OpenAI tool_call_id → tool_use id, for the latest assistant message with calls.
     call_ids: dict[str, str] = field(default_factory=dict)
     # Legacy function name → tool_use id of its latest call.
@@ -489,24 +449,24 @@ class _Conversation:
             if text.strip():
                 self.system.append(text)
         elif role == "user":
-            self.raw_turns.append(_Turn("user", _user_blocks(message.get("content"), where)))
+            self.raw_turns.append(Turn("user", _user_blocks(message.get("content"), where)))
         elif role == "assistant":
-            self.raw_turns.append(_Turn("assistant", self._assistant_blocks(index, message)))
+            self.raw_turns.append(Turn("assistant", self._assistant_blocks(index, message)))
         elif role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or call_id not in self.call_ids:
-                raise Untranslatable(f"{where}: tool_call_id {_show(call_id)} answers no tool call")
+                raise Untranslatable(f"{where}: tool_call_id {show(call_id)} answers no tool call")
             result = _tool_result(self.call_ids[call_id], message.get("content"), where)
-            self.raw_turns.append(_Turn("user", [result]))
+            self.raw_turns.append(Turn("user", [result]))
         elif role == "function":
             name = message.get("name")
             if not isinstance(name, str) or name not in self.legacy_calls:
-                raise Untranslatable(f"{where}: answers no function_call named {_show(name)}")
+                raise Untranslatable(f"{where}: answers no function_call named {show(name)}")
             result = _tool_result(self.legacy_calls[name], message.get("content"), where)
-            self.raw_turns.append(_Turn("user", [result]))
+            self.raw_turns.append(Turn("user", [result]))
         else:
             raise Untranslatable(
-                f"messages[{index}]: role {_show(role)} has no Messages equivalent"
+                f"messages[{index}]: role {show(role)} has no Messages equivalent"
             )
 
     def _assistant_blocks(self, index: int, message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -534,10 +494,10 @@ class _Conversation:
         if not isinstance(call, dict) or not isinstance(call.get("id"), str):
             raise Untranslatable(f"{where}: a tool call has no id")
         if call.get("type", "function") != "function":
-            raise Untranslatable(f"{where}: tool call of type {_show(call.get('type'))}")
+            raise Untranslatable(f"{where}: tool call of type {show(call.get('type'))}")
         raw_id = call["id"]
         if raw_id in self.call_ids:
-            raise Untranslatable(f"{where}: tool call id {_show(raw_id)} appears twice")
+            raise Untranslatable(f"{where}: tool call id {show(raw_id)} appears twice")
         block = _tool_use_block(raw_id, call.get("function"), where)
         block["id"] = self.fresh_id(block["id"])
         self.call_ids[raw_id] = block["id"]
@@ -547,46 +507,8 @@ class _Conversation:
         return merge_turns(self.raw_turns)
 
 
-def _trim_prefill(turns: list[_Turn]) -> None:
-    """A final assistant turn is a prefill; the API refuses one ending in whitespace."""
-    if not turns or turns[-1].role != "assistant":
-        return
-    blocks = turns[-1].blocks
-    if blocks and blocks[-1]["type"] == "text":
-        text = blocks[-1]["text"].rstrip()
-        if text:
-            blocks[-1] = {"type": "text", "text": text}
-        else:
-            blocks.pop()
-    if not blocks:
-        turns.pop()
 
 
-def _check_tool_pairing(turns: list[_Turn]) -> None:
-    """Every tool_use is answered in the very next turn, and only those are answered."""
-    for position, turn in enumerate(turns):
-        if turn.role == "assistant":
-            asked = {b["id"] for b in turn.blocks if b["type"] == "tool_use"}
-            following = turns[position + 1] if position + 1 < len(turns) else None
-            answered = (
-                {b["tool_use_id"] for b in following.blocks if b["type"] == "tool_result"}
-                if following is not None
-                else set()
-            )
-            if unanswered := sorted(asked - answered):
-                shown = ", ".join(_show(i) for i in unanswered[:5])
-                more = f" and {len(unanswered) - 5} more" if len(unanswered) > 5 else ""
-                raise Untranslatable(f"tool calls [{shown}{more}] have no tool result")
-        else:
-            previous = turns[position - 1] if position > 0 else None
-            asked = (
-                {b["id"] for b in previous.blocks if b["type"] == "tool_use"}
-                if previous is not None
-                else set()
-            )
-            results = [b["tool_use_id"] for b in turn.blocks if b["type"] == "tool_result"]
-            if any(r not in asked for r in results) or len(set(results)) != len(results):
-                raise Untranslatable("a tool result does not follow its tool call")
 
 
 def _tool_use_block(raw_id: str, function: Any, where: str) -> dict[str, Any]:
@@ -601,22 +523,16 @@ def _tool_use_block(raw_id: str, function: Any, where: str) -> dict[str, Any]:
                 parsed = json.loads(arguments)
             except (ValueError, RecursionError) as exc:
                 raise Untranslatable(
-                    f"{where}: arguments of {_show(function['name'])} are not JSON"
+                    f"{where}: arguments of {show(function['name'])} are not JSON"
                 ) from exc
     else:
         parsed = arguments
     if not isinstance(parsed, dict):
-        raise Untranslatable(f"{where}: arguments of {_show(function['name'])} are not an object")
-    return {"type": "tool_use", "id": _tool_use_id(raw_id), "name": function["name"],
+        raise Untranslatable(f"{where}: arguments of {show(function['name'])} are not an object")
+    return {"type": "tool_use", "id": tool_use_id(raw_id), "name": function["name"],
             "input": parsed}
 
 
-def _tool_use_id(raw_id: str) -> str:
-    """Messages ids match ``[A-Za-z0-9_-]+``; other servers' ids are mapped stably."""
-    if _TOOL_USE_ID.fullmatch(raw_id):
-        return raw_id
-    digest = hashlib.sha256(raw_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{_NOT_ID_CHARS.sub('_', raw_id)}_{digest}"
 
 
 def _tool_result(tool_use_id: str, content: Any, where: str) -> dict[str, Any]:
@@ -647,28 +563,26 @@ def _text_blocks(
     if content is None:
         return []
     if isinstance(content, str):
-        return _text_block(content)
+        return text_block(content)
     if not isinstance(content, list):
         raise Untranslatable(f"{where}: content is not a string or a list of parts")
     blocks: list[dict[str, Any]] = []
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in part_types:
-            raise Untranslatable(f"{where}: {_show(kind)} content parts are not supported here")
+            raise Untranslatable(f"{where}: {show(kind)} content parts are not supported here")
         text = part.get(kind)
         if not isinstance(text, str):
             raise Untranslatable(f"{where}: {kind} part has no text")
-        blocks.extend(_text_block(text))
+        blocks.extend(text_block(text))
     return blocks
 
 
-def _text_block(text: str) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": text}] if text.strip() else []
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
-        return _text_block(content)
+        return text_block(content)
     if not isinstance(content, list):
         raise Untranslatable(f"{where}: content is not a string or a list of parts")
     blocks: list[dict[str, Any]] = []
@@ -677,40 +591,15 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
         if kind == "text":
             blocks.extend(_text_blocks([part], where, part_types=("text",)))
         elif kind == "image_url":
-            blocks.append(_image_block(part.get("image_url"), where))
+            blocks.append(image_block(part.get("image_url"), where))
         elif kind == "input_audio":
             raise Untranslatable(f"{where}: audio input has no Messages equivalent")
         else:
-            raise Untranslatable(f"{where}: content part of type {_show(kind)} is not supported")
+            raise Untranslatable(f"{where}: content part of type {show(kind)} is not supported")
     return blocks
 
 
-def _image_block(image_url: Any, where: str) -> dict[str, Any]:
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    if not isinstance(url, str):
-        raise Untranslatable(f"{where}: image_url has no url")
-    if url.startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    if url.startswith("data:"):
-        header, comma, data = url.partition(",")
-        media_type, *params = header.removeprefix("data:").split(";")
-        media_type = media_type.strip().lower()
-        if not comma or "base64" not in params:
-            raise Untranslatable(f"{where}: image data URL is not base64")
-        if media_type not in _IMAGE_MEDIA_TYPES:
-            raise Untranslatable(f"{where}: image type {_show(media_type)} is not supported")
-        return {
-            "type": "image",
-            "source": {"type": "base64", "media_type": media_type, "data": data},
-        }
-    raise Untranslatable(f"{where}: image URL scheme is not https or data:")
 
 
-def _show(value: Any) -> str:
-    """A value for a human-readable reason, short even when the value is huge."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)

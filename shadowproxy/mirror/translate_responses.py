@@ -23,17 +23,19 @@ from shadowproxy.mirror.translate import (
     _SYSTEM_ROLES,
     JSON_OBJECT_INSTRUCTION,
     SHADOW_MAX_OUTPUT_TOKENS,
-    FreshIds,
-    Untranslatable,
-    _image_block,
-    _is_int,
     _number,
-    _show,
-    _text_block,
     _tool,
-    _tool_use_id,
-    _Turn,
+)
+from shadowproxy.mirror.turns import (
+    FreshIds,
+    Turn,
+    Untranslatable,
+    image_block,
+    is_int,
     merge_turns,
+    show,
+    text_block,
+    tool_use_id,
 )
 
 __all__ = ["responses_input_items", "responses_to_messages"]
@@ -85,7 +87,7 @@ def _translate(
     previous = body.get("previous_response_id")
     if previous is not None and history is None:
         raise Untranslatable(
-            f"previous_response_id {_show(previous)}: the earlier turns are unknown"
+            f"previous_response_id {show(previous)}: the earlier turns are unknown"
         )
     if history is not None and not isinstance(history, list):
         raise Untranslatable("the earlier turns are not a list of items")
@@ -143,8 +145,8 @@ def _max_tokens(body: dict[str, Any], default: int, limit: int) -> int:
     value = body.get("max_output_tokens")
     if value is None:
         return max(1, min(default, limit))
-    if not _is_int(value) or value < 1:
-        raise Untranslatable(f"max_output_tokens={_show(value)} is not a positive integer")
+    if not is_int(value) or value < 1:
+        raise Untranslatable(f"max_output_tokens={show(value)} is not a positive integer")
     return min(value, limit)
 
 
@@ -171,7 +173,7 @@ def _text_format(text: Any) -> tuple[list[str], dict[str, Any] | None]:
         if not isinstance(schema, dict):
             raise Untranslatable("text.format json_schema has no schema object")
         return [], {"format": {"type": "json_schema", "schema": schema}}
-    raise Untranslatable(f"text.format type {_show(kind)} has no Messages equivalent")
+    raise Untranslatable(f"text.format type {show(kind)} has no Messages equivalent")
 
 
 # ------------------------------------------------------------------------------- tools
@@ -191,10 +193,10 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             raise Untranslatable("custom tool: free-form tool input has no Messages equivalent")
         elif isinstance(kind, str):
             raise Untranslatable(
-                f"built-in tool {_show(kind)}: it runs at OpenAI; the shadow has no equivalent"
+                f"built-in tool {show(kind)}: it runs at OpenAI; the shadow has no equivalent"
             )
         else:
-            raise Untranslatable(f"tool {_show(tool)} has no type")
+            raise Untranslatable(f"tool {show(tool)} has no type")
     return translated
 
 
@@ -212,10 +214,10 @@ def _tool_choice(body: dict[str, Any], names: set[str]) -> dict[str, Any] | None
     elif isinstance(choice, dict) and choice.get("type") == "function":
         name = choice.get("name")
         if not isinstance(name, str) or name not in names:
-            raise Untranslatable(f"tool_choice names {_show(name)}, which is not among the tools")
+            raise Untranslatable(f"tool_choice names {show(name)}, which is not among the tools")
         translated = {"type": "tool", "name": name}
     else:
-        raise Untranslatable(f"tool_choice {_show(choice)} has no Messages equivalent")
+        raise Untranslatable(f"tool_choice {show(choice)} has no Messages equivalent")
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise Untranslatable("parallel_tool_calls is not a boolean")
@@ -234,7 +236,7 @@ class _Items:
     """Collects Responses items into the alternating turns Messages requires."""
 
     system: list[str] = field(default_factory=list)
-    raw_turns: list[_Turn] = field(default_factory=list)
+    raw_turns: list[Turn] = field(default_factory=list)
     # call_id → tool_use id
     call_ids: dict[str, str] = field(default_factory=dict)
     fresh_id: FreshIds = field(default_factory=FreshIds)
@@ -264,13 +266,13 @@ class _Items:
         if kind == "message":
             self._message(where, item)
         elif kind == "function_call":
-            self.raw_turns.append(_Turn("assistant", [self._tool_use(where, item)]))
+            self.raw_turns.append(Turn("assistant", [self._tool_use(where, item)]))
         elif kind == "function_call_output":
             call_id = item.get("call_id")
             if not isinstance(call_id, str) or call_id not in self.call_ids:
-                raise Untranslatable(f"{where}: call_id {_show(call_id)} answers no function call")
+                raise Untranslatable(f"{where}: call_id {show(call_id)} answers no function call")
             result = _tool_result(self.call_ids[call_id], item.get("output"), where)
-            self.raw_turns.append(_Turn("user", [result]))
+            self.raw_turns.append(Turn("user", [result]))
         elif kind == "reasoning":
             return  # the primary's private reasoning; the shadow reasons on its own
         elif kind == "item_reference":
@@ -278,7 +280,7 @@ class _Items:
         elif kind in _BUILT_IN_ITEMS:
             raise Untranslatable(f"{where}: {kind} is a built-in tool's work at OpenAI")
         else:
-            raise Untranslatable(f"{where}: item of type {_show(kind)} has no Messages equivalent")
+            raise Untranslatable(f"{where}: item of type {show(kind)} has no Messages equivalent")
 
     def _message(self, where: str, item: dict[str, Any]) -> None:
         role = item.get("role")
@@ -289,11 +291,11 @@ class _Items:
             if text.strip():
                 self.system.append(text)
         elif role == "user":
-            self.raw_turns.append(_Turn("user", _user_blocks(content, where)))
+            self.raw_turns.append(Turn("user", _user_blocks(content, where)))
         elif role == "assistant":
-            self.raw_turns.append(_Turn("assistant", _assistant_blocks(content, where)))
+            self.raw_turns.append(Turn("assistant", _assistant_blocks(content, where)))
         else:
-            raise Untranslatable(f"{where}: role {_show(role)} has no Messages equivalent")
+            raise Untranslatable(f"{where}: role {show(role)} has no Messages equivalent")
 
     def _tool_use(self, where: str, item: dict[str, Any]) -> dict[str, Any]:
         call_id, name = item.get("call_id"), item.get("name")
@@ -302,19 +304,19 @@ class _Items:
         if not isinstance(name, str):
             raise Untranslatable(f"{where}: a function call has no name")
         if call_id in self.call_ids:
-            raise Untranslatable(f"{where}: call_id {_show(call_id)} appears twice")
+            raise Untranslatable(f"{where}: call_id {show(call_id)} appears twice")
         arguments = item.get("arguments")
         parsed: Any
         if isinstance(arguments, str):
             try:
                 parsed = json.loads(arguments) if arguments.strip() else {}
             except (ValueError, RecursionError) as exc:
-                raise Untranslatable(f"{where}: arguments of {_show(name)} are not JSON") from exc
+                raise Untranslatable(f"{where}: arguments of {show(name)} are not JSON") from exc
         else:
             parsed = arguments
         if not isinstance(parsed, dict):
-            raise Untranslatable(f"{where}: arguments of {_show(name)} are not an object")
-        unique = self.fresh_id(_tool_use_id(call_id))
+            raise Untranslatable(f"{where}: arguments of {show(name)} are not an object")
+        unique = self.fresh_id(tool_use_id(call_id))
         self.call_ids[call_id] = unique
         return {"type": "tool_use", "id": unique, "name": name, "input": parsed}
 
@@ -342,19 +344,19 @@ def _plain_text(content: Any, where: str) -> str:
     for part in _parts(content, where):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind != "input_text":
-            raise Untranslatable(f"{where}: {_show(kind)} parts are not supported here")
+            raise Untranslatable(f"{where}: {show(kind)} parts are not supported here")
         texts.append(_part_text(part, "text", where))
     return "\n".join(text for text in texts if text.strip())
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
-        return _text_block(content)
+        return text_block(content)
     blocks: list[dict[str, Any]] = []
     for part in _parts(content, where):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "input_text":
-            blocks.extend(_text_block(_part_text(part, "text", where)))
+            blocks.extend(text_block(_part_text(part, "text", where)))
         elif kind == "input_image":
             blocks.append(_input_image(part, where))
         elif kind == "input_file":
@@ -362,28 +364,28 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
         elif kind == "input_audio":
             raise Untranslatable(f"{where}: audio input has no Messages equivalent")
         else:
-            raise Untranslatable(f"{where}: content part of type {_show(kind)} is not supported")
+            raise Untranslatable(f"{where}: content part of type {show(kind)} is not supported")
     return blocks
 
 
 def _assistant_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
-        return _text_block(content)
+        return text_block(content)
     blocks: list[dict[str, Any]] = []
     for part in _parts(content, where):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("output_text", "refusal"):
-            blocks.extend(_text_block(_part_text(part, "text" if kind == "output_text"
+            blocks.extend(text_block(_part_text(part, "text" if kind == "output_text"
                                                  else "refusal", where)))
         else:
-            raise Untranslatable(f"{where}: {_show(kind)} parts are not supported here")
+            raise Untranslatable(f"{where}: {show(kind)} parts are not supported here")
     return blocks
 
 
 def _input_image(part: dict[str, Any], where: str) -> dict[str, Any]:
     if part.get("file_id") is not None:
         raise Untranslatable(f"{where}: an image by file_id lives in OpenAI's file store")
-    return _image_block(part.get("image_url"), where)
+    return image_block(part.get("image_url"), where)
 
 
 def _tool_result(tool_use_id: str, output: Any, where: str) -> dict[str, Any]:

@@ -738,9 +738,9 @@ def test_damaged_valid_requests_only_ever_raise_untranslatable(data: st.DataObje
 def test_fresh_ids_are_unique_and_the_same_as_counting_from_one(candidates: list[str]) -> None:
     """The linear renaming gives exactly the ids the original search from suffix 2 gave,
     including when a renamed id collides with one the application sent."""
-    from shadowproxy.mirror.translate import _Conversation
+    from shadowproxy.mirror.turns import FreshIds
 
-    conversation = _Conversation()
+    fresh_id = FreshIds()
     used: set[str] = set()
     expected = []
     for candidate in candidates:
@@ -750,4 +750,4 @@ def test_fresh_ids_are_unique_and_the_same_as_counting_from_one(candidates: list
             unique = f"{candidate}_{counter}"
         used.add(unique)
         expected.append(unique)
-    assert [conversation.fresh_id(c) for c in candidates] == expected
+    assert [fresh_id(c) for c in candidates] == expected
