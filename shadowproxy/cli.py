@@ -13,8 +13,10 @@ after the command's name), then its own flags. Exit codes mean one thing each:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
@@ -140,10 +142,14 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 @click.option("--admin-port", type=int, default=None)
 @click.option("--workers", type=int, default=None, help="Processes sharing the port.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations at start.")
+@click.option("--ready-fd", type=int, default=None, metavar="FD",
+              help="For a parent process: once listening, write one JSON line "
+                   '{"ready": true, "proxy_port": …, "admin_port": …} to this file '
+                   "descriptor and close it.")
 @config_option
 @click.pass_context
 @settings_errors_exit_2
-def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
+def serve(ctx: click.Context, no_migrate: bool, ready_fd: int | None, **flags: Any) -> None:
     """Run the proxy and its admin listener."""
     settings = settings_from(ctx, **flags)
     settings.require_primary_url()
@@ -155,7 +161,8 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
     prepare_metrics_dir(settings.data_dir)
     setup_logging(settings)
     try:
-        sys.exit(run_async(run_serve(settings, migrate=not no_migrate)))
+        sys.exit(run_async(run_serve(settings, migrate=not no_migrate,
+                                     listening=_ready_writer(ready_fd))))
     except MigrationFailed as exc:
         # The child already said it in one line ("shadowproxy: error: …"); keep its words.
         said = str(exc).replace("shadowproxy: error: ", "")
@@ -166,6 +173,19 @@ def serve(ctx: click.Context, no_migrate: bool, **flags: Any) -> None:
         if problem is None:
             raise
         raise CannotRun(problem) from None
+
+
+def _ready_writer(fd: int | None) -> Callable[[int, int], None]:
+    """serve's machine-readable ready message, apart from the lines people read."""
+
+    def ready(proxy_port: int, admin_port: int) -> None:
+        if fd is None:
+            return
+        with contextlib.suppress(OSError), os.fdopen(fd, "w") as pipe:
+            pipe.write(json.dumps({"ready": True, "proxy_port": proxy_port,
+                                   "admin_port": admin_port}) + "\n")
+
+    return ready
 
 
 def _database_problem(exc: BaseException, settings: Settings) -> str | None:

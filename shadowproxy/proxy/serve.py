@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack
 
 from shadowproxy.proxy.sockets import ListenError, bind_listener, raise_open_files_limit
 from shadowproxy.proxy.supervisor import supervise
-from shadowproxy.proxy.worker import Announce, print_line, run_worker
+from shadowproxy.proxy.worker import Announce, Listening, not_watched, print_line, run_worker
 from shadowproxy.settings import Settings
 from shadowproxy.store.provision import MigrationFailed, database, migrate_in_child
 
@@ -29,7 +29,8 @@ log = logging.getLogger("shadowproxy.proxy.serve")
 
 
 async def run_serve(settings: Settings, *, migrate: bool = True,
-                    announce: Announce = print_line) -> int:
+                    announce: Announce = print_line,
+                    listening: Listening = not_watched) -> int:
     settings.require_primary_url()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()
@@ -50,7 +51,8 @@ async def run_serve(settings: Settings, *, migrate: bool = True,
             resolved = resolved.model_copy(update={"workers": os.cpu_count() or 1})
         if resolved.workers == 1:
             return await run_worker(resolved, worker=0, proxy_sock=proxy_sock,
-                                    admin_sock=admin_sock, announce=announce)
+                                    admin_sock=admin_sock, announce=announce,
+                                    listening=listening)
         return await supervise(resolved, proxy_sock=proxy_sock, admin_sock=admin_sock,
-                               announce=announce)
+                               announce=announce, listening=listening)
     raise AssertionError("unreachable")  # pragma: no cover - mypy cannot see the return

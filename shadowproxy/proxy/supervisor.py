@@ -20,7 +20,13 @@ from shadowproxy.children import Child, ChildFailed, start_child
 from shadowproxy.proxy.banner import banner
 from shadowproxy.proxy.mirror_child import Backoff, describe_exit, settings_payload
 from shadowproxy.proxy.sockets import bound_port
-from shadowproxy.proxy.worker import Announce, admin_listener_for, print_line
+from shadowproxy.proxy.worker import (
+    Announce,
+    Listening,
+    admin_listener_for,
+    not_watched,
+    print_line,
+)
 from shadowproxy.settings import Settings
 from shadowproxy.tasks import cancel_and_wait, spawn
 
@@ -178,6 +184,7 @@ async def supervise(
     proxy_sock: socket.socket,
     admin_sock: socket.socket,
     announce: Announce = print_line,
+    listening: Listening = not_watched,
 ) -> int:
     from shadowproxy.metrics import Metrics
     from shadowproxy.proxy.app import wait_for_stop_signal
@@ -198,5 +205,6 @@ async def supervise(
         stack.push_async_callback(admin.stop)
         announce(banner(settings, port=bound_port(proxy_sock), admin_port=admin_port,
                         workers=len(supervisor.slots)))
+        listening(bound_port(proxy_sock), admin_port)
         await wait_for_stop_signal()
     return 0

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shadowproxy.proxy.worker")
 Announce = Callable[[str], None]
+# Once both listeners are up: (proxy port, admin port), for a parent that started serve.
+Listening = Callable[[int, int], None]
+
+
+def not_watched(_proxy_port: int, _admin_port: int) -> None:
+    """No parent is waiting for serve's ready message."""
 
 
 def print_line(line: str) -> None:
@@ -67,6 +73,7 @@ async def run_worker(
     proxy_sock: socket.socket,
     admin_sock: socket.socket | None = None,
     announce: Announce = print_line,
+    listening: Listening = not_watched,
     status: StatusPipe | None = None,
 ) -> int:
     """One proxy worker and its supervised mirror process, until SIGTERM/SIGINT."""
@@ -130,6 +137,7 @@ async def run_worker(
             admin_port = await admin_listener.start(admin_sock)
             stack.push_async_callback(admin_listener.stop)
             announce(banner(settings, port=port, admin_port=admin_port, worker=worker))
+            listening(port, admin_port)
         if status is not None:
             status.ready(port=port, **mirror.status())
             stack.push_async_callback(cancel_and_wait, spawn(

@@ -113,16 +113,19 @@ async def start_serve(sim_url: str, data_dir: Path, db_url: str) -> tuple[Any, s
         "SHADOWPROXY_PORT": "0", "SHADOWPROXY_ADMIN_PORT": "0",
         "SHADOWPROXY_LOG_LEVEL": "WARNING", "SHADOWPROXY_WORKERS": "1",
     })
+    read_end, write_end = os.pipe()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shadowproxy", "serve", "--no-migrate", env=env,
-        stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "shadowproxy", "serve", "--no-migrate",
+        "--ready-fd", str(write_end), env=env, pass_fds=(write_end,),
+        stdout=asyncio.subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-    if "proxy on " not in line:
-        raise RuntimeError(f"serve did not start: {line!r}")
-    url = line.split("proxy on ", 1)[1].split(" ", 1)[0]
-    return proc, url
+    os.close(write_end)
+    # serve's machine-readable ready message; its banner is for people, not for us.
+    with os.fdopen(read_end, "rb") as pipe:
+        line = await asyncio.wait_for(asyncio.to_thread(pipe.readline), 60)
+    if not line:
+        raise RuntimeError(f"serve did not start (exit {await proc.wait()})")
+    return proc, f"http://127.0.0.1:{json.loads(line)['proxy_port']}"
 
 
 def prompt_for(case: UseCase, i: int, rng: random.Random) -> str:

@@ -138,3 +138,18 @@ async def test_bad_settings_end_serve_with_one_line_and_exit_2(
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1, lines
     assert needle in lines[0]
+
+
+async def test_serve_tells_a_parent_it_is_ready_in_json_and_people_in_words(
+    tmp_path: Path, simulator: SimulatedProvider, database_url: str
+) -> None:
+    """A parent reads one JSON line on --ready-fd; the banner on stdout stays prose."""
+    async with running_serve(tmp_path, primary_url=simulator.url,
+                             database_url=database_url) as served:
+        assert served.url.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"{served.admin_url}/healthz") as health:
+            assert health.status == 200
+        assert served.proc.stdout is not None
+        banner = (await served.proc.stdout.readline()).decode()
+        assert banner.startswith("shadowproxy: proxy on ") and "{" not in banner

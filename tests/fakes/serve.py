@@ -4,8 +4,8 @@ the mirror process, the writer, signals."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -13,8 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-ANNOUNCE = re.compile(rb"proxy on http://([\d.]+):(\d+) .*admin on http://([\d.]+):(\d+)")
 
 
 @dataclass
@@ -51,23 +49,29 @@ async def running_serve(
     tmp_path: Path, *args: str, **settings: Any
 ) -> AsyncIterator[ServeProcess]:
     log_path = tmp_path / f"serve-{len(list(tmp_path.glob('serve-*.log')))}.log"
+    read_end, write_end = os.pipe()
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shadowproxy", "serve", *args,
+            sys.executable, "-m", "shadowproxy", "serve", "--ready-fd", str(write_end), *args,
             env=serve_env(tmp_path, **settings),
-            stdout=asyncio.subprocess.PIPE, stderr=log,
+            stdout=asyncio.subprocess.PIPE, stderr=log, pass_fds=(write_end,),
         )
+    os.close(write_end)
     assert proc.stdout is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        match = ANNOUNCE.search(line)
-        if match is None:
+        # serve's machine-readable ready message (the banner on stdout is for people).
+        with os.fdopen(read_end, "rb") as pipe:
+            line = await asyncio.wait_for(asyncio.to_thread(pipe.readline), 60)
+        if not line:
             await asyncio.wait_for(proc.wait(), 10)
-            raise AssertionError(f"serve did not start: {line!r}\n{log_path.read_text()}")
+            raise AssertionError(f"serve did not start\n{log_path.read_text()}")
+        ready = json.loads(line)
+        host = settings.get("host", "127.0.0.1")
+        admin_host = settings.get("admin_host", "127.0.0.1")
         server = ServeProcess(
             proc,
-            f"http://{match[1].decode()}:{match[2].decode()}",
-            f"http://{match[3].decode()}:{match[4].decode()}",
+            f"http://{host}:{ready['proxy_port']}",
+            f"http://{admin_host}:{ready['admin_port']}",
             log_path,
         )
         yield server
