@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -13,6 +14,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The first line of serve's banner, for tests about what people see (programs use
+# --ready-fd instead).
+ANNOUNCE = re.compile(rb"proxy on http://([\d.]+):(\d+) .*admin on http://([\d.]+):(\d+)")
 
 
 @dataclass
