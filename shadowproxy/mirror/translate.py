@@ -235,18 +235,25 @@ def _translate(
     stop_sequences = _stop_sequences(body.get("stop"))
     if stop_sequences:
         request["stop_sequences"] = stop_sequences
+    sampling_and_stream(body, request)
+    return request
+
+
+def sampling_and_stream(body: dict[str, Any], request: dict[str, Any]) -> None:
+    """OpenAI's temperature (0 to 2) clamped to Anthropic's 0 to 1; Haiku 4.5 refuses
+    temperature and top_p together, so temperature wins; ``stream`` only as a boolean.
+    The same rules for Chat Completions and the Responses API."""
     temperature = _number(body, "temperature")
     top_p = _number(body, "top_p")
     if temperature is not None:
         request["temperature"] = min(max(temperature, 0.0), 1.0)
-    elif top_p is not None:  # Haiku 4.5 refuses both together; temperature wins
+    elif top_p is not None:
         request["top_p"] = min(max(top_p, 0.0), 1.0)
     stream = body.get("stream")
     if stream is not None:
         if not isinstance(stream, bool):
             raise Untranslatable("stream is not a boolean")
         request["stream"] = stream
-    return request
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:

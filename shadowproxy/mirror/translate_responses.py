@@ -23,8 +23,8 @@ from shadowproxy.mirror.translate import (
     _SYSTEM_ROLES,
     JSON_OBJECT_INSTRUCTION,
     SHADOW_MAX_OUTPUT_TOKENS,
-    _number,
     _tool,
+    sampling_and_stream,
 )
 from shadowproxy.mirror.turns import (
     FreshIds,
@@ -118,16 +118,7 @@ def _translate(
             request["tool_choice"] = tool_choice
     if output_config is not None:
         request["output_config"] = output_config
-    temperature, top_p = _number(body, "temperature"), _number(body, "top_p")
-    if temperature is not None:
-        request["temperature"] = min(max(temperature, 0.0), 1.0)
-    elif top_p is not None:  # Haiku 4.5 refuses both together; temperature wins
-        request["top_p"] = min(max(top_p, 0.0), 1.0)
-    stream = body.get("stream")
-    if stream is not None:
-        if not isinstance(stream, bool):
-            raise Untranslatable("stream is not a boolean")
-        request["stream"] = stream
+    sampling_and_stream(body, request)
     return request
 
 
