@@ -36,7 +36,6 @@ log = logging.getLogger("shadowproxy.proxy.handler")
 # Answers up to this size with a Content-Length are read whole and sent in one write;
 # anything else (SSE, chunked, large downloads) is relayed chunk by chunk as it arrives.
 _WHOLE_BODY_LIMIT = 1 << 20
-_CAPTURE_LIMIT = CAPTURE_LIMIT
 # Headers the shadow may see: they change model behaviour, they are not credentials.
 _SHADOW_HEADERS = ("anthropic-beta", "anthropic-version")
 _SKIP_AUTO = frozenset({"User-Agent", "Accept-Encoding", "Content-Type"})
@@ -200,7 +199,7 @@ class Proxy:
 
     def _capture(self, end: ExchangeEnd, chunk: bytes, captured: int) -> bool:
         """Keep ``chunk`` for the mirror if both bounds allow; else mark it truncated."""
-        if (captured + len(chunk) <= _CAPTURE_LIMIT
+        if (captured + len(chunk) <= CAPTURE_LIMIT
                 and self.captured_bytes + len(chunk) <= self._capture_budget):
             end.chunks.append((time.monotonic(), chunk))
             self.captured_bytes += len(chunk)
