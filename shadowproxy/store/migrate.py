@@ -17,6 +17,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -57,6 +58,14 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
                 await conn.run_sync(lambda sync: action(_config(location, url, sync)))
     finally:
         await engine.dispose()
+
+
+def head() -> str:
+    """The newest revision the shipped scripts define (what ``upgrade`` reaches)."""
+    with script_location() as location:
+        revision = ScriptDirectory(str(location)).get_current_head()
+    assert revision is not None
+    return revision
 
 
 async def upgrade(url: str, revision: str = "head") -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
 )
@@ -121,6 +122,74 @@ class Score(Base):
     replay_judge_cost_usd: Mapped[float | None] = mapped_column(Double)
     replay_judge_calls: Mapped[int | None] = mapped_column(Integer)
     replay_position_inconsistent: Mapped[bool | None] = mapped_column(Boolean)
+
+
+
+class Reviewer(Base):
+    """A person who labels pairs; the token is kept only as its SHA-256."""
+
+    __tablename__ = "reviewers"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class AdminSession(Base):
+    """A signed-in browser on the admin listener (dashboard or review page), shared by
+    every worker and replica. ``reviewer`` NULL: an admin session."""
+
+    __tablename__ = "admin_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(Text, primary_key=True)
+    reviewer: Mapped[str | None] = mapped_column(
+        Text, ForeignKey("reviewers.name", ondelete="CASCADE")
+    )
+    csrf_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ReviewItem(Base):
+    """What the review queue offered one reviewer: the pair and the order it was shown in
+    live here; the browser sees only the opaque ``id``."""
+
+    __tablename__ = "review_items"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    pair_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("pairs.id", ondelete="CASCADE")
+    )
+    reviewer: Mapped[str] = mapped_column(Text)
+    shadow_first: Mapped[bool] = mapped_column(Boolean)
+    offered_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (UniqueConstraint("pair_id", "reviewer"),)
+
+
+class Review(Base):
+    """One person's label of one pair, from the shadow's side: ``verdict`` is worse,
+    equivalent or better (NULL when ``choice`` is skip)."""
+
+    __tablename__ = "reviews"
+
+    pair_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("pairs.id", ondelete="CASCADE"), primary_key=True
+    )
+    reviewer: Mapped[str] = mapped_column(Text, primary_key=True)
+    choice: Mapped[str] = mapped_column(Text)  # "1" | "2" | "tie" | "skip"
+    verdict: Mapped[str | None] = mapped_column(Text)
+    shadow_first: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 _TYPES: dict[str, Any] = {

@@ -28,6 +28,8 @@ DOCUMENTED_VIEW_COLUMNS = [
     "shadow_outcome",
     # the scores `diff` fills in
     "exact_match", "text_similarity", "tool_call_match", "stop_reason_match", "agree",
+    # human review
+    "human_verdict", "human_labels",
 ]
 
 
@@ -47,7 +49,7 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     assert await migrate.current(url) is None
 
     await migrate.upgrade(url)
-    assert await migrate.current(url) == "0002"
+    assert await migrate.current(url) == migrate.head()
     assert {"pairs", "scores", "comparisons"} <= await _relations(url)
 
     await migrate.downgrade(url, "base")
@@ -55,12 +57,12 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     assert await _relations(url) == {"alembic_version"}
 
     await migrate.upgrade(url)
-    assert await migrate.current(url) == "0002"
+    assert await migrate.current(url) == migrate.head()
 
 
 async def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
     await migrate.upgrade(database_url)
-    assert await migrate.current(database_url) == "0002"
+    assert await migrate.current(database_url) == migrate.head()
 
 
 async def test_models_and_migrations_do_not_drift(database_url: str) -> None:

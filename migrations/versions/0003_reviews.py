@@ -1,0 +1,132 @@
+"""Human review: reviewers, their sessions, the items offered to them, and their labels.
+
+``reviewers`` holds a SHA-256 of each token, never the token. ``admin_sessions`` are the
+dashboard's and the review page's browser sessions, shared by every worker and replica
+(a session id is stored as its SHA-256 too, so a reader of the table cannot sign in as
+anyone). ``review_items`` are what the queue offered a reviewer (the pair and which side
+was shown first stay here; the item id is all the browser sees); ``reviews`` the labels,
+one per pair and reviewer, from the shadow's side (``verdict`` NULL for a skip).
+
+The analyst view gains ``human_verdict`` (the first reviewer's label) and
+``human_labels`` (labels, skips excluded) at its end.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-03
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_VIEW_0002_SELECT = """
+    p.id, p.received_at, p.api, p.path, p.tag, p.stream, p.request, p.request_sha256,
+    p.shadow_outcome, p.shadow_reason, p.client_disconnected,
+    p.primary_model, p.primary_status, p.primary_latency_ms, p.primary_ttft_ms,
+    p.primary_input_tokens, p.primary_output_tokens, p.primary_cache_creation_input_tokens,
+    p.primary_cache_read_input_tokens, p.primary_cost_usd, p.primary_text,
+    p.primary_tool_calls, p.primary_stop_reason, p.primary_error, p.primary_request_id,
+    p.shadow_model, p.shadow_status, p.shadow_latency_ms, p.shadow_ttft_ms,
+    p.shadow_input_tokens, p.shadow_output_tokens, p.shadow_cache_creation_input_tokens,
+    p.shadow_cache_read_input_tokens, p.shadow_cost_usd, p.shadow_text,
+    p.shadow_tool_calls, p.shadow_stop_reason, p.shadow_error, p.shadow_request_id,
+    p.replay_model, p.replay_status, p.replay_latency_ms, p.replay_ttft_ms,
+    p.replay_input_tokens, p.replay_output_tokens, p.replay_cache_creation_input_tokens,
+    p.replay_cache_read_input_tokens, p.replay_cost_usd, p.replay_text,
+    p.replay_tool_calls, p.replay_stop_reason, p.replay_error, p.replay_request_id,
+    p.stored_at,
+    s.scored_at, s.exact_match, s.text_similarity, s.tool_call_match, s.stop_reason_match,
+    s.json_match, s.refusal, s.length_ratio, s.agree, s.replay_agree,
+    s.replay_text_similarity, s.replay_tool_call_match,
+    p.conversation_id, p.turn,
+    s.verdict, s.verdict_method, s.judge_model, s.judge_reason, s.judge_cost_usd,
+    s.judge_calls, s.position_inconsistent, s.json_diff_paths, s.judged_at,
+    s.replay_verdict, s.replay_verdict_method, s.replay_judge_reason,
+    s.replay_judge_cost_usd, s.replay_judge_calls, s.replay_position_inconsistent"""
+
+VIEW_0002 = (f"CREATE VIEW comparisons AS\nSELECT{_VIEW_0002_SELECT}\n"
+             "FROM pairs AS p\nLEFT JOIN scores AS s ON s.pair_id = p.id")
+
+# The first reviewer's label and the number of labels (skips are not labels).
+VIEW_0003 = (
+    f"CREATE VIEW comparisons AS\nSELECT{_VIEW_0002_SELECT},\n"
+    "    h.human_verdict, h.human_labels\n"
+    "FROM pairs AS p\nLEFT JOIN scores AS s ON s.pair_id = p.id\n"
+    "LEFT JOIN LATERAL (\n"
+    "    SELECT (array_agg(r.verdict ORDER BY r.created_at, r.reviewer))[1] AS human_verdict,\n"
+    "           count(*)::integer AS human_labels\n"
+    "    FROM reviews AS r WHERE r.pair_id = p.id AND r.verdict IS NOT NULL\n"
+    ") AS h ON true"
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "reviewers",
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("token_sha256", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+                  nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_reviewers")),
+        sa.UniqueConstraint("token_sha256", name=op.f("uq_reviewers_token_sha256")),
+    )
+    op.create_table(
+        "admin_sessions",
+        sa.Column("id_sha256", sa.Text(), nullable=False),
+        sa.Column("reviewer", sa.Text(), nullable=True),
+        sa.Column("csrf_token", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+                  nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["reviewer"], ["reviewers.name"],
+                                name=op.f("fk_admin_sessions_reviewer_reviewers"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id_sha256", name=op.f("pk_admin_sessions")),
+    )
+    op.create_index(op.f("ix_admin_sessions_expires_at"), "admin_sessions", ["expires_at"])
+    op.create_table(
+        "review_items",
+        sa.Column("id", sa.Text(), nullable=False),
+        sa.Column("pair_id", sa.Uuid(), nullable=False),
+        sa.Column("reviewer", sa.Text(), nullable=False),
+        sa.Column("shadow_first", sa.Boolean(), nullable=False),
+        sa.Column("offered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+                  nullable=False),
+        sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
+                                name=op.f("fk_review_items_pair_id_pairs"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_items")),
+        sa.UniqueConstraint("pair_id", "reviewer", name=op.f("uq_review_items_pair_id_reviewer")),
+    )
+    op.create_table(
+        "reviews",
+        sa.Column("pair_id", sa.Uuid(), nullable=False),
+        sa.Column("reviewer", sa.Text(), nullable=False),
+        sa.Column("choice", sa.Text(), nullable=False),
+        sa.Column("verdict", sa.Text(), nullable=True),
+        sa.Column("shadow_first", sa.Boolean(), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+                  nullable=False),
+        sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
+                                name=op.f("fk_reviews_pair_id_pairs"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("pair_id", "reviewer", name=op.f("pk_reviews")),
+    )
+    op.execute("DROP VIEW IF EXISTS comparisons")
+    op.execute(VIEW_0003)
+
+
+def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS comparisons")
+    op.drop_table("reviews")
+    op.drop_table("review_items")
+    op.drop_index(op.f("ix_admin_sessions_expires_at"), table_name="admin_sessions")
+    op.drop_table("admin_sessions")
+    op.drop_table("reviewers")
+    op.execute(VIEW_0002)
