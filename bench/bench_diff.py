@@ -96,7 +96,8 @@ async def _sql(url: str, statement: str) -> None:
 # --- the baseline: diff as it was before verdicts (scoring only) ------------------------
 
 _BASELINE_TYPES = (
-    ("pair_id", "uuid"), ("exact_match", "boolean"), ("text_similarity", "float8"),
+    ("pair_id", "uuid"), ("received_at", "timestamptz"),
+    ("exact_match", "boolean"), ("text_similarity", "float8"),
     ("tool_call_match", "boolean"), ("stop_reason_match", "boolean"),
     ("json_match", "boolean"), ("refusal", "boolean"), ("length_ratio", "float8"),
     ("agree", "boolean"), ("replay_agree", "boolean"),
@@ -112,7 +113,7 @@ async def _baseline_diff(url: str, batch_size: int = 500) -> int:
         f"INSERT INTO scores ({', '.join(n for n, _ in _BASELINE_TYPES)}) "
         "SELECT * FROM unnest("
         + ", ".join(f"CAST(:{n} AS {t}[])" for n, t in _BASELINE_TYPES)
-        + ") ON CONFLICT (pair_id) DO NOTHING RETURNING agree")
+        + ") ON CONFLICT (pair_id, received_at) DO NOTHING RETURNING agree")
     engine = create_async_engine(url)
     scored = 0
     after = uuid.UUID(int=0)
@@ -129,7 +130,8 @@ async def _baseline_diff(url: str, batch_size: int = 500) -> int:
                                         SideView.from_row(row, "shadow")).as_row()
                     if row["shadow_outcome"] != ShadowOutcome.OK:
                         scores["agree"] = False
-                    rows.append({"pair_id": row["id"], **scores, "replay_agree": None,
+                    rows.append({"pair_id": row["id"], "received_at": row["received_at"],
+                                 **scores, "replay_agree": None,
                                  "replay_text_similarity": None,
                                  "replay_tool_call_match": None})
                 columns = {n: [r[n] for r in rows] for n, _ in _BASELINE_TYPES}

@@ -16,7 +16,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shadowproxy.store.models import Base
+from shadowproxy.store.models import Base, include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -34,6 +34,7 @@ def run_migrations_offline() -> None:
     context.configure(
         url=_url(),
         target_metadata=target_metadata,
+        include_name=include_name,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
     )
@@ -42,7 +43,8 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(connection=connection, target_metadata=target_metadata,
+                      include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 

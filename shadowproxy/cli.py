@@ -203,14 +203,17 @@ def _database_problem(exc: BaseException, settings: Settings) -> str | None:
 
 @cli.command()
 @config_option
+@click.option("--schema-only", is_flag=True,
+              help="Change the schema only; pairs stored before partitioning move later "
+                   "(a running serve moves them in the background).")
 @click.pass_context
 @settings_errors_exit_2
-def migrate(ctx: click.Context) -> None:
+def migrate(ctx: click.Context, schema_only: bool) -> None:
     """Apply the database migrations and exit."""
     settings = settings_from(ctx)
     if settings.database_url is None:
         ensure_data_dir(settings)
-    from shadowproxy.store.migrate import upgrade
+    from shadowproxy.store.migrate import upgrade, upgrade_rows
     from shadowproxy.store.provision import database
     from shadowproxy.store.reach import database_problem, sql_problem
 
@@ -222,6 +225,8 @@ def migrate(ctx: click.Context) -> None:
             assert resolved.database_url is not None
             url = resolved.database_url.get_secret_value()
             await upgrade(url)
+            if not schema_only:
+                await upgrade_rows(url, lambda line: click.echo(line, err=True))
 
     try:
         run_async(go())

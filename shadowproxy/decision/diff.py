@@ -2,9 +2,10 @@
 
 Two passes, both resumable and idempotent (keyset pagination, one transaction per batch):
 
-1. **Scoring**: each pair without a score gets one (``ON CONFLICT (pair_id) DO
-   NOTHING``, so two runs at once never clash): the analysts' scores (text similarity,
-   tool-call match, ...; they never decide a verdict) and the tiers of
+1. **Scoring**: each pair without a score gets one (``ON CONFLICT (pair_id,
+   received_at) DO NOTHING``, so two runs at once never clash; a score carries its
+   pair's ``received_at``, the key both tables are partitioned by): the analysts'
+   scores (text similarity, tool-call match, ...; they never decide a verdict) and the tiers of
    :mod:`shadowproxy.decision.verdict`. Pairs the tiers settle (``exact``, ``structural``) or that
    are not judged (a side failed: verdict NULL, the reason in ``judge_reason``) get
    ``judged_at``; pairs that need a judge get ``unjudged``.
@@ -45,17 +46,19 @@ __all__ = ["DiffSummary", "run_diff", "score_row"]
 
 _SIDE_FIELDS = ("text", "tool_calls", "stop_reason", "status", "error")
 _COLUMNS = ", ".join(
-    ["p.id", "p.shadow_outcome"]
+    ["p.id", "p.received_at", "p.shadow_outcome"]
     + [f"p.{side}_{f}" for side in ("primary", "shadow", "replay") for f in _SIDE_FIELDS]
 )
-_UNSCORED = "NOT EXISTS (SELECT 1 FROM scores s WHERE s.pair_id = p.id)"
+_UNSCORED = ("NOT EXISTS (SELECT 1 FROM scores s "
+             "WHERE s.pair_id = p.id AND s.received_at = p.received_at)")
 _NEXT_BATCH = text(
     f"SELECT {_COLUMNS} FROM pairs p WHERE {_UNSCORED} AND p.id > :after "
     "ORDER BY p.id LIMIT :limit"
 )
 _COUNT_UNSCORED = text(f"SELECT count(*) FROM pairs p WHERE {_UNSCORED}")
 _SCORE_TYPES = (
-    ("pair_id", "uuid"), ("exact_match", "boolean"), ("text_similarity", "float8"),
+    ("pair_id", "uuid"), ("received_at", "timestamptz"),
+    ("exact_match", "boolean"), ("text_similarity", "float8"),
     ("tool_call_match", "boolean"), ("stop_reason_match", "boolean"),
     ("json_match", "boolean"), ("refusal", "boolean"), ("length_ratio", "float8"),
     ("agree", "boolean"), ("replay_agree", "boolean"),
@@ -84,19 +87,21 @@ def _unnest(types: Sequence[tuple[str, str]]) -> str:
 _INSERT_SCORES = text(
     f"INSERT INTO scores ({', '.join(n for n, _ in _SCORE_TYPES)}) "
     f"SELECT {_select_list(_SCORE_TYPES)} FROM {_unnest(_SCORE_TYPES)} "
-    "ON CONFLICT (pair_id) DO NOTHING RETURNING agree"
+    "ON CONFLICT (pair_id, received_at) DO NOTHING RETURNING agree"
 )
 
 # --- the judging pass -----------------------------------------------------------------
 
 _SHADOW_VERDICT_TYPES = (
-    ("pair_id", "uuid"), ("verdict", "text"), ("verdict_method", "text"),
+    ("pair_id", "uuid"), ("received_at", "timestamptz"),
+    ("verdict", "text"), ("verdict_method", "text"),
     ("judge_model", "text"), ("judge_reason", "text"), ("judge_cost_usd", "float8"),
     ("judge_calls", "int4"), ("position_inconsistent", "boolean"),
     ("json_diff_paths", "text"), ("judged_at", "timestamptz"),
 )
 _REPLAY_VERDICT_TYPES = (
-    ("pair_id", "uuid"), ("replay_verdict", "text"), ("replay_verdict_method", "text"),
+    ("pair_id", "uuid"), ("received_at", "timestamptz"),
+    ("replay_verdict", "text"), ("replay_verdict_method", "text"),
     ("judge_model", "text"), ("replay_judge_reason", "text"),
     ("replay_judge_cost_usd", "float8"), ("replay_judge_calls", "int4"),
     ("replay_position_inconsistent", "boolean"),
@@ -107,9 +112,10 @@ def _update(types: Sequence[tuple[str, str]]) -> Any:
     sets = ", ".join(
         "judge_model = COALESCE(t.judge_model, s.judge_model)" if n == "judge_model"
         else f"{n} = CAST(t.{n} AS jsonb)" if n in _JSONB else f"{n} = t.{n}"
-        for n, _ in types if n != "pair_id"
+        for n, _ in types if n not in ("pair_id", "received_at")
     )
-    return text(f"UPDATE scores s SET {sets} FROM {_unnest(types)} WHERE s.pair_id = t.pair_id")
+    return text(f"UPDATE scores s SET {sets} FROM {_unnest(types)} "
+                "WHERE s.pair_id = t.pair_id AND s.received_at = t.received_at")
 
 
 _UPDATE_SHADOW = _update(_SHADOW_VERDICT_TYPES)
@@ -194,6 +200,7 @@ def score_row(row: Mapping[Any, Any], *, judge_configured: bool = False,
             replay_tier, judge_configured)
     return {
         "pair_id": row["id"],
+        "received_at": row["received_at"],
         **scores,
         "replay_agree": replay_agree,
         "replay_text_similarity": replay_similarity,
@@ -297,7 +304,8 @@ class _Judging:
                     row, "shadow", shadow_tier)
                 if not keeps(row, "", v):
                     shadow_rows.append({
-                        "pair_id": row["id"], "verdict": v, "verdict_method": m,
+                        "pair_id": row["id"], "received_at": row["received_at"],
+                        "verdict": v, "verdict_method": m,
                         "judge_model": model, "judge_reason": reason, "judge_cost_usd": cost,
                         "judge_calls": calls, "position_inconsistent": inconsistent,
                         "json_diff_paths": _paths_json(shadow_tier),
@@ -308,7 +316,8 @@ class _Judging:
                     row, "replay", replay_tier)
                 if not keeps(row, "replay_", v):
                     replay_rows.append({
-                        "pair_id": row["id"], "replay_verdict": v, "replay_verdict_method": m,
+                        "pair_id": row["id"], "received_at": row["received_at"],
+                        "replay_verdict": v, "replay_verdict_method": m,
                         "judge_model": model, "replay_judge_reason": reason,
                         "replay_judge_cost_usd": cost, "replay_judge_calls": calls,
                         "replay_position_inconsistent": inconsistent,
@@ -326,7 +335,8 @@ async def _judge_pass(engine: AsyncEngine, run: JudgeRun | None, *, rejudge: boo
     condition = _RECONSIDER if run is not None else _LEGACY
     if rejudge and run is not None:
         condition = f"({condition} OR {_REJUDGE})"
-    source = f"FROM pairs p JOIN scores s ON s.pair_id = p.id WHERE {condition}"
+    source = ("FROM pairs p JOIN scores s ON s.pair_id = p.id "
+              f"AND s.received_at = p.received_at WHERE {condition}")
     count = text(f"SELECT count(*) {source}")
     select = text(f"SELECT {_COLUMNS}, {_JUDGE_COLUMNS} {source} AND p.id > :after "
                   "ORDER BY p.id LIMIT :limit")

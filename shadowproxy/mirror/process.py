@@ -45,7 +45,7 @@ from shadowproxy.pricing import PriceTable
 from shadowproxy.redact import Redactor
 from shadowproxy.settings import Settings
 from shadowproxy.storable import bounded
-from shadowproxy.store.retention import RetentionTask
+from shadowproxy.store.maintenance import StoreMaintenance
 from shadowproxy.store.spool import Spool
 from shadowproxy.store.writer import PairWriter
 from shadowproxy.tasks import cancel_and_wait, spawn
@@ -119,12 +119,13 @@ async def run_mirror(
         return max(floor, deadline - loop.time())
 
     async with contextlib.AsyncExitStack() as stack:
-        # One retention job per deployment process group: worker 0's mirror runs it.
-        if worker == 0 and settings.retention_days > 0:
-            retention = RetentionTask(settings.database_url.get_secret_value(),
-                                      settings.retention_days)
-            retention.start()
-            stack.push_async_callback(retention.stop)
+        # Partitions ahead, retention, the move into partitions: worker 0's mirror of
+        # each replica (an advisory lock lets one replica at a time do the work).
+        if worker == 0:
+            maintenance = StoreMaintenance(settings.database_url.get_secret_value(),
+                                           settings.retention_days)
+            maintenance.start()
+            stack.push_async_callback(maintenance.stop)
         spool = Spool(spool_dir(settings, worker),
                       max_bytes=int(settings.spool_max_mb * (1 << 20)))
         writer = PairWriter(settings.database_url.get_secret_value(), spool)

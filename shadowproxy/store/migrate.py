@@ -10,10 +10,12 @@ installed package and is the top-level ``migrations/`` directory in a source che
 from __future__ import annotations
 
 import importlib.resources
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -23,7 +25,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import shadowproxy
-from shadowproxy.store.urls import sqlalchemy_url
+from shadowproxy.store.legacy_move import MoveProgress, legacy_left, move_legacy
+from shadowproxy.store.urls import asyncpg_dsn, sqlalchemy_url
 
 
 @contextmanager
@@ -70,6 +73,31 @@ def head() -> str:
 
 async def upgrade(url: str, revision: str = "head") -> None:
     await _run(url, lambda config: command.upgrade(config, revision))
+
+
+async def upgrade_rows(url: str, say: Callable[[str], None] = lambda line: None) -> int:
+    """Finish what migrations leave to move in batches (the pairs stored before
+    partitioning, revision 0006): resumable, and a no-op once done. Returns pairs moved."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        left = await legacy_left(conn)
+    finally:
+        await conn.close()
+    if not left:
+        if left == 0:  # an empty leftover: finishing drops it
+            await move_legacy(url)
+        return 0
+    say(f"shadowproxy: moving {left:,} pairs stored before partitioning into day "
+        "partitions (resumable; serve keeps recording meanwhile)")
+    shown = time.monotonic()
+
+    def report(progress: MoveProgress) -> None:
+        nonlocal shown
+        if time.monotonic() - shown >= 10 or progress.finished:
+            shown = time.monotonic()
+            say(f"shadowproxy: moved {progress.moved:,} of {left:,} pairs")
+
+    return (await move_legacy(url, report=report)).moved
 
 
 async def downgrade(url: str, revision: str) -> None:

@@ -37,10 +37,13 @@ async def database(settings: Settings) -> AsyncIterator[Settings]:
 
 async def migrate_in_child(database_url: str) -> None:
     """Apply migrations in a short-lived child: Alembic and SQLAlchemy then never load
-    into the long-running proxy process (tens of MB it would keep for nothing)."""
+    into the long-running proxy process (tens of MB it would keep for nothing).
+
+    The schema only: rows a migration moves in batches (pairs stored before
+    partitioning) move in the background once serve runs, never before it listens."""
     env = {**os.environ, "SHADOWPROXY_DATABASE_URL": database_url}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shadowproxy", "migrate", env=env,
+        sys.executable, "-m", "shadowproxy", "migrate", "--schema-only", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()

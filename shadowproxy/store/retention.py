@@ -1,92 +1,97 @@
-"""Delete pairs older than ``RETENTION_DAYS``, a batch at a time.
+"""Retention: pairs older than ``RETENTION_DAYS`` go, a whole day at a time.
 
-One ``DELETE … WHERE received_at < cutoff`` over a month of traffic would hold row
-locks and bloat WAL for a long time while the writer is inserting; many short
-transactions of ``batch`` rows each keep every one of them brief. Scores go with their
-pair (``ON DELETE CASCADE``).
+With cutoff = now - ``RETENTION_DAYS`` (the plan:
+:func:`shadowproxy.day_partitions.retention_plan`):
 
+- every day that ended at or before the cutoff is dropped whole: its four partitions
+  (pairs, scores, reviews, review items) are detached concurrently and dropped, which
+  costs the same for an empty day as for ten million rows and leaves no dead rows;
+- the one day that holds the cutoff is partly expired: its rows older than the cutoff are
+  deleted in batches, within that day's partition only (its index on ``received_at``),
+  and their scores and reviews go with them (``ON DELETE CASCADE`` between the day's own
+  tables). The dead rows this leaves live in a partition that is dropped whole within a
+  day, so they never accumulate. So no pair outlives ``RETENTION_DAYS`` by more than the
+  interval between runs (an hour), as before partitioning.
+- pairs stored before partitioning and not moved yet (``legacy_pairs``, migration 0006)
+  are deleted in batches as before; those tables go away when the move ends.
 
-It speaks asyncpg directly (like the writer): the mirror process that runs it then
-never loads SQLAlchemy.
+It speaks asyncpg directly (like the writer): the mirror process that runs it then never
+loads SQLAlchemy.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import asyncpg
 
+from shadowproxy.day_partitions import day_bounds, retention_plan
+from shadowproxy.store.partitions import attached_days, drop_day, finish_interrupted_drops
 from shadowproxy.store.urls import asyncpg_dsn
-from shadowproxy.tasks import cancel_and_wait, spawn
+
+__all__ = ["RetentionRun", "apply_retention", "delete_expired"]
 
 log = logging.getLogger(__name__)
 
-_DELETE_BATCH = """
-    DELETE FROM pairs WHERE id IN (
-        SELECT id FROM pairs
-        WHERE received_at < now() - make_interval(days => $1)
-        LIMIT $2
+_TRIM_BATCH = """
+    DELETE FROM pairs WHERE (id, received_at) IN (
+        SELECT id, received_at FROM pairs
+        WHERE received_at >= $1 AND received_at < $2
+        LIMIT $3
+    )
+"""
+_LEGACY_BATCH = """
+    DELETE FROM legacy_pairs WHERE id IN (
+        SELECT id FROM legacy_pairs WHERE received_at < $1 LIMIT $2
     )
 """
 
 
-async def delete_expired(url: str, retention_days: int, batch: int = 5000) -> int:
-    """Delete pairs received more than ``retention_days`` ago; return how many."""
-    if retention_days <= 0:
-        return 0
-    conn = await asyncpg.connect(asyncpg_dsn(url))
+@dataclass(slots=True)
+class RetentionRun:
+    dropped: list[date] = field(default_factory=list)  # whole days dropped
+    deleted: int = 0  # pairs deleted row by row (the partly expired day, legacy rows)
+
+
+async def _delete_batches(conn: asyncpg.Connection, statement: str, *args: object,
+                          batch: int) -> int:
     deleted = 0
+    while True:
+        status = await conn.execute(statement, *args, batch)
+        count = int(status.rsplit(" ", 1)[-1])  # "DELETE n"
+        deleted += count
+        if count < batch:
+            return deleted
+
+
+async def apply_retention(conn: asyncpg.Connection, retention_days: int, now: datetime,
+                          *, batch: int = 5000) -> RetentionRun:
+    """One retention run on ``conn`` (outside any transaction). The caller makes sure
+    only one runs at a time (:mod:`.maintenance` holds an advisory lock)."""
+    run = RetentionRun()
+    await finish_interrupted_drops(conn)
+    plan = retention_plan(await attached_days(conn), now, retention_days)
+    if plan is None:
+        return run
+    for day in plan.drop:
+        await drop_day(conn, day)
+        run.dropped.append(day)
+    if plan.trim is not None:
+        start, _ = day_bounds(plan.trim)
+        run.deleted += await _delete_batches(conn, _TRIM_BATCH, start, plan.cutoff,
+                                             batch=batch)
+    if await conn.fetchval("SELECT to_regclass('legacy_pairs') IS NOT NULL"):
+        run.deleted += await _delete_batches(conn, _LEGACY_BATCH, plan.cutoff, batch=batch)
+    return run
+
+
+async def delete_expired(url: str, retention_days: int, now: datetime, *,
+                         batch: int = 5000) -> RetentionRun:
+    """:func:`apply_retention` on a connection of its own."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        while True:
-            status = await conn.execute(_DELETE_BATCH, retention_days, batch)
-            count = int(status.rsplit(" ", 1)[-1])  # "DELETE n"
-            deleted += count
-            if count < batch:
-                return deleted
+        return await apply_retention(conn, retention_days, now, batch=batch)
     finally:
         await conn.close()
-
-
-class RetentionTask:
-    """Run :func:`delete_expired` every ``interval_s`` while ``retention_days`` > 0."""
-
-    def __init__(
-        self,
-        url: str,
-        retention_days: int,
-        *,
-        interval_s: float = 3600.0,
-        batch: int = 5000,
-    ) -> None:
-        self._url = url
-        self.retention_days = retention_days
-        self.interval_s = interval_s
-        self.batch = batch
-        self.deleted = 0
-        self.runs = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self.retention_days > 0 and self._task is None:
-            self._task = spawn(self._run(), name="retention")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                deleted = await delete_expired(self._url, self.retention_days, self.batch)
-            except Exception as exc:
-                # An outage is the writer's problem to report; retention just tries later.
-                log.warning("retention run failed, will retry: %s: %s",
-                            type(exc).__name__, exc)
-            else:
-                self.deleted += deleted
-                if deleted:
-                    log.info("retention: deleted %d pairs older than %d days",
-                             deleted, self.retention_days)
-            self.runs += 1
-            await asyncio.sleep(self.interval_s)

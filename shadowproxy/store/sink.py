@@ -4,8 +4,15 @@ A batch is COPied (binary) straight into ``pairs`` in one transaction: COPY is s
 times faster than a multi-row INSERT for 53-column rows. When a pair in it is already
 stored (a replay after a crash or a timeout that did commit), the COPY fails as a whole
 and the batch takes the slow route: COPY into a per-connection temporary table, then
-``INSERT … SELECT … ON CONFLICT (id) DO NOTHING``. Either way, writing a batch twice
-stores each pair once.
+``INSERT … SELECT … ON CONFLICT (id, received_at) DO NOTHING``. Either way, writing a
+batch twice stores each pair once: a pair's ``received_at`` is part of its key (``pairs``
+is partitioned by it) and travels unchanged through the spool, so a replay has the very
+key the first write had.
+
+``pairs`` has a partition per UTC day (:mod:`.partitions`). A batch holding a pair whose
+day has none (a spool replayed days later, a clock that ran ahead, a day maintenance has
+not prepared yet) fails; the sink creates the batch's days and writes it again, so such
+a pair is stored like any other.
 asyncpg is used directly, not through SQLAlchemy: this is the one hot path, and it needs
 COPY.
 
@@ -23,9 +30,11 @@ from typing import Any
 
 import asyncpg
 
+from shadowproxy.day_partitions import day_of
 from shadowproxy.records import PairRecord
 from shadowproxy.storable import needs_repair, repair_json, repair_text
 from shadowproxy.store.columns import HEAD_COLUMNS, JSONB_COLUMNS, PAIR_COLUMNS, SIDE_FIELDS
+from shadowproxy.store.partitions import ensure_days, is_missing_partition
 from shadowproxy.store.urls import asyncpg_dsn
 
 _STAGING = "pairs_incoming"
@@ -36,7 +45,7 @@ _CREATE_STAGING = (
 )
 _MOVE = (
     f"INSERT INTO pairs ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
-    "ON CONFLICT (id) DO NOTHING"
+    "ON CONFLICT (id, received_at) DO NOTHING"
 )
 
 
@@ -134,7 +143,9 @@ class PairSink:
         except Exception as exc:  # our own encoding of this data: retrying cannot help
             raise PairRejected(f"cannot encode: {exc!r}") from exc
         try:
-            return await self._insert(self._conn, rows)
+            return await self._insert_creating_days(self._conn, records, rows)
+        except StoreUnavailable:
+            raise
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
                 TypeError, ValueError) as exc:
             raise PairRejected(str(exc)) from exc
@@ -154,6 +165,24 @@ class PairSink:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.terminate()
+
+    async def _insert_creating_days(self, conn: asyncpg.Connection,
+                                    records: Sequence[PairRecord],
+                                    rows: list[tuple[Any, ...]]) -> int:
+        try:
+            return await self._insert(conn, rows)
+        except asyncpg.CheckViolationError as exc:
+            if not is_missing_partition(exc):
+                raise
+        await ensure_days(conn, {day_of(r.received_at) for r in records})
+        try:
+            return await self._insert(conn, rows)
+        except asyncpg.CheckViolationError as exc:
+            if not is_missing_partition(exc):
+                raise
+            # Created a moment ago and gone again (retention dropping an expired day at
+            # that instant): not this data's fault, so the batch waits in the spool.
+            raise StoreUnavailable(f"no partition for this batch's days: {exc}") from exc
 
     async def _insert(self, conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> int:
         # Fast path: straight COPY. It fails as a whole on a pair already stored (a

@@ -81,13 +81,13 @@ async def write(url: str, rows: Sequence[tuple[PairRecord, Judged]]) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.executemany(
-            "INSERT INTO scores (pair_id, exact_match, text_similarity, tool_call_match, "
-            "stop_reason_match, json_match, refusal, length_ratio, agree, verdict, "
-            "verdict_method, judge_model, judge_reason, judge_cost_usd, judge_calls, "
+            "INSERT INTO scores (pair_id, received_at, exact_match, text_similarity, "
+            "tool_call_match, stop_reason_match, json_match, refusal, length_ratio, agree, "
+            "verdict, verdict_method, judge_model, judge_reason, judge_cost_usd, judge_calls, "
             "position_inconsistent, json_diff_paths, judged_at, replay_verdict, "
             "replay_verdict_method, replay_judge_cost_usd, replay_judge_calls) "
-            "VALUES ($1, false, 0.3, true, true, NULL, false, 0.5, $2, $3, $4, $5, $6, $7, "
-            "$8, $9, $10::jsonb, now(), $11, $12, $13, $14)",
+            "VALUES ($1, $15, false, 0.3, true, true, NULL, false, 0.5, $2, $3, $4, $5, $6, "
+            "$7, $8, $9, $10::jsonb, now(), $11, $12, $13, $14)",
             [(record.id, j.verdict == "equivalent", j.verdict,
               j.method if j.verdict != "unjudged" else None,
               j.judge_model if j.verdict != "unjudged" else None, j.reason,
@@ -96,7 +96,8 @@ async def write(url: str, rows: Sequence[tuple[PairRecord, Judged]]) -> None:
               j.position_inconsistent,
               json.dumps(list(j.json_diff_paths)) if j.json_diff_paths is not None else None,
               j.replay_verdict, "judge" if j.replay_verdict else None,
-              0.004 if j.replay_verdict else None, 2 if j.replay_verdict else None)
+              0.004 if j.replay_verdict else None, 2 if j.replay_verdict else None,
+              record.received_at)
              for record, j in rows if j.verdict is not None or j.scored_only])
     finally:
         await conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shadowproxy.store import migrate
-from shadowproxy.store.models import Base
+from shadowproxy.store.models import Base, include_name
+from shadowproxy.store.partitions import ensure_days
 from shadowproxy.store.urls import asyncpg_dsn
 
 # PRODUCT.md, "The analyst view: comparisons": these names are a promise to analysts.
@@ -68,7 +70,8 @@ async def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
 async def test_models_and_migrations_do_not_drift(database_url: str) -> None:
     def diff(sync: Connection) -> list[Any]:
         context = MigrationContext.configure(
-            sync, opts={"compare_type": True, "compare_server_default": True}
+            sync, opts={"compare_type": True, "compare_server_default": True,
+                        "include_name": include_name}
         )
         return list(compare_metadata(context, Base.metadata))
 
@@ -114,17 +117,19 @@ async def test_the_view_shows_every_stored_column(database_url: str) -> None:
 async def test_view_joins_scores_and_keeps_unscored_pairs(database_url: str) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
+        await ensure_days(conn, [date(2026, 5, 4)])
         await conn.execute(
             """
             INSERT INTO pairs (id, received_at, api, path, stream, request_sha256,
                                shadow_outcome, client_disconnected)
-            VALUES ('00000000-0000-0000-0000-000000000001', now(), 'openai.chat',
-                    '/v1/chat/completions', false, 'ab', 'ok', false),
-                   ('00000000-0000-0000-0000-000000000002', now(), 'openai.chat',
-                    '/v1/chat/completions', false, 'cd', 'ok', false);
-            INSERT INTO scores (pair_id, exact_match, text_similarity, tool_call_match,
-                                stop_reason_match, refusal, agree)
-            VALUES ('00000000-0000-0000-0000-000000000001', true, 1.0, true, true, false, true);
+            VALUES ('00000000-0000-0000-0000-000000000001', '2026-05-04 09:00Z',
+                    'openai.chat', '/v1/chat/completions', false, 'ab', 'ok', false),
+                   ('00000000-0000-0000-0000-000000000002', '2026-05-04 09:01Z',
+                    'openai.chat', '/v1/chat/completions', false, 'cd', 'ok', false);
+            INSERT INTO scores (pair_id, received_at, exact_match, text_similarity,
+                                tool_call_match, stop_reason_match, refusal, agree)
+            VALUES ('00000000-0000-0000-0000-000000000001', '2026-05-04 09:00Z',
+                    true, 1.0, true, true, false, true);
             """
         )
         rows = await conn.fetch("SELECT request_sha256, agree FROM comparisons ORDER BY 1")

@@ -70,3 +70,29 @@ async def test_errors_are_sorted_into_retry_or_reject(database_url: str, tmp_pat
     nowhere = PairSink(f"postgresql+asyncpg://postgres@/x?host={tmp_path}", timeout_s=1)
     with pytest.raises(StoreUnavailable):
         await nowhere.write([make_pair()])
+
+
+async def test_a_pair_whose_day_has_no_partition_is_stored_once(database_url: str) -> None:
+    """A spool replayed weeks later, a clock that ran ahead: the day is created on the
+    spot; writing the same batch again (a replay) still stores each pair once."""
+    from datetime import UTC, datetime
+
+    from shadowproxy.store.partitions import attached_days
+
+    late = make_pair(received_at=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
+    ahead = make_pair(received_at=datetime(2031, 6, 7, 23, 59, 59, 999999, tzinfo=UTC))
+    sink = PairSink(database_url)
+    try:
+        assert await sink.write([late, ahead]) == 2
+        assert await sink.write([ahead, late]) == 0
+    finally:
+        await sink.close()
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch("SELECT id, received_at FROM pairs ORDER BY received_at")
+        days = await attached_days(conn)
+    finally:
+        await conn.close()
+    assert [(r["id"], r["received_at"]) for r in rows] == [
+        (late.id, late.received_at), (ahead.id, ahead.received_at)]
+    assert {late.received_at.date(), ahead.received_at.date()} <= days

@@ -170,7 +170,7 @@ async def test_close_while_down_spools_and_the_next_start_replays_once(
         await writer.close(timeout_s=2)
         assert writer.spooled == 40
         assert writer.pending == 0
-        writer.submit(make_pair(id=pairs[0].id))  # after close: spooled, not lost
+        writer.submit(pairs[0])  # the same pair again, after close: spooled, not lost
     finally:
         await asyncio.to_thread(postgres_server.start)
 
@@ -313,3 +313,33 @@ async def test_an_unwritable_spool_while_the_database_is_down_recovers_without_r
     assert sum(writer.lost.values()) == 0
     assert writer.spool.is_empty() and writer.spool.size_bytes == 0
     assert list(spool_dir.iterdir()) == []
+
+
+async def test_a_spool_replayed_twice_into_days_without_partitions_stores_each_pair_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Pairs spooled days ago (their days have no partition yet), replayed; then the same
+    spool replayed again, as after a crash between the commit and the segment's release."""
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2025, 2, 27, 22, tzinfo=UTC)
+    pairs = [make_pair(received_at=start + timedelta(hours=7 * i)) for i in range(12)]
+    spool_dir = tmp_path / "spool"
+    Spool(spool_dir, max_bytes=BIG).append(pairs)
+    shutil.copytree(spool_dir, tmp_path / "copy")
+
+    first = _writer(database_url, spool_dir)
+    await first.start()
+    await first.close(timeout_s=10)
+    shutil.rmtree(spool_dir)
+    shutil.copytree(tmp_path / "copy", spool_dir)
+    second = _writer(database_url, spool_dir)
+    await second.start()
+    await second.close(timeout_s=10)
+
+    assert (first.written, first.duplicates) == (12, 0)
+    assert (second.written, second.duplicates) == (0, 12)
+    stored = await _stored(database_url)
+    assert sorted((r["id"], r["received_at"]) for r in stored) == sorted(
+        (p.id, p.received_at) for p in pairs)
