@@ -87,6 +87,14 @@ class Metrics:
             ["reason"], registry=reg,
         )
 
+        # Responses API turns whose earlier turns could not be rebuilt (the shadow is
+        # skipped): "unknown" (no mirror stored them, or they expired), "database".
+        self.responses_history_misses = Counter(
+            "shadowproxy_responses_history_misses",
+            "previous_response_id chains the mirror could not rebuild, by cause",
+            ["reason"], registry=reg,
+        )
+
         self.proxy_overhead = Histogram(
             "shadowproxy_added_latency_seconds",
             "Time the proxy adds: user-facing latency minus the upstream exchange",

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # request with previous_response_id can be sent to the shadow with its history.
     responses_remembered: int = Field(10_000, ge=0)
     responses_memory_mb: float = Field(64.0, ge=0)
+    # The same history shared by every mirror and replica, in PostgreSQL
+    # (response_history): how long a turn is kept, and the table's bound.
+    responses_keep_h: float = Field(24.0, gt=0, allow_inf_nan=False)
+    responses_stored_mb: float = Field(1024.0, gt=0, allow_inf_nan=False)
 
 
     # --- judging (issue 10: the verdict engine and the judge; see shadowproxy/judge.py) ---

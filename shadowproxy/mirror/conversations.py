@@ -8,32 +8,65 @@ it continued — and walks the chain back to rebuild the whole history::
     resp_3 ─parent─► resp_2 ─parent─► resp_1 ─parent─► None
     history(resp_3) = items(resp_1) + items(resp_2) + items(resp_3)
 
-Bounded by count and bytes, least recently used first out, in the mirror process only
-(never stored). A chain that reaches a response this mirror never saw, or forgot, makes
-the shadow untranslatable with that reason: a shadow asked without its history would be
-a wrong call, not evidence.
+Each answered turn is redacted (``REDACT``, as everything stored) and kept twice: in
+this process (bounded by count and bytes, least recently used out) and in PostgreSQL
+(:class:`~shadowproxy.mirror.history_store.HistoryStore`), where every worker and
+replica finds it. The shadow is always sent the redacted history, so its request does
+not depend on which replica saw the earlier turns. A chain with a link neither place
+holds (answered before shadowproxy started, expired, or the database unreachable) makes
+the shadow untranslatable with that reason, and counts a miss: a shadow asked without
+its history would be a wrong call, not evidence.
 
 The client can send turn 2 as soon as it has read turn 1, which can be before the mirror
-has heard that turn 1 ended; a request whose previous response is unknown therefore waits
-(bounded) for the Responses exchanges that were in flight when it started.
+that saw turn 1 has heard it ended, or stored it. A request whose chain is incomplete
+here therefore waits (bounded) for the Responses exchanges that were in flight in this
+process when it started, then asks the database, again for a few seconds while the
+link is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from shadowproxy.exchange import ExchangeEnd
 from shadowproxy.mirror.assemble import _Decoder
 from shadowproxy.mirror.translate_responses import responses_input_items
 from shadowproxy.mirror.turns import Untranslatable, show
+from shadowproxy.redact import Redactor
 from shadowproxy.wire._shared import parse_json
 from shadowproxy.wire.responses import ResponsesStream
 
-__all__ = ["ResponseHistory", "primary_response"]
+__all__ = ["ResponseHistory", "SharedHistory", "SharedTurn", "primary_response"]
+
+# How long a turn waits for a link another mirror has not stored yet.
+SHARED_WAIT_S = 5.0
+
+
+class SharedTurn(Protocol):
+    @property
+    def response_id(self) -> str: ...
+    @property
+    def parent_id(self) -> str | None: ...
+    @property
+    def items(self) -> list[Any]: ...
+    @property
+    def expires_at(self) -> datetime: ...
+
+
+class SharedHistory(Protocol):
+    """Where every mirror's turns meet (the database; see ``history_store``)."""
+
+    keep: timedelta
+
+    def save(self, response_id: str, parent_id: str | None, items: list[Any]) -> None: ...
+    async def chain(self, response_id: str) -> list[Any]: ...
 
 
 @dataclass(slots=True)
@@ -41,6 +74,7 @@ class _Link:
     parent: str | None
     items: list[Any]  # the request's input items, then the primary's output items
     size: int
+    expires_at: datetime
 
 
 @dataclass(slots=True)
@@ -51,14 +85,36 @@ class _InFlight:
     before: frozenset[str] = field(default_factory=frozenset)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class ResponseHistory:
-    def __init__(self, *, max_responses: int = 10_000, max_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        max_responses: int = 10_000,
+        max_bytes: int = 64 << 20,
+        shared: SharedHistory | None = None,
+        redactor: Redactor | None = None,
+        keep: timedelta = timedelta(hours=24),
+        clock: Callable[[], datetime] = _utc_now,
+        shared_wait_s: float = SHARED_WAIT_S,
+    ) -> None:
         self._max_responses = max_responses
         self._max_bytes = max_bytes
+        self._shared = shared
+        self._redactor = redactor
+        self._keep = shared.keep if shared is not None else keep
+        self._clock = clock
+        self._shared_wait_s = shared_wait_s
         self._links: OrderedDict[str, _Link] = OrderedDict()
         self._bytes = 0
         self._in_flight: dict[str, _InFlight] = {}
         self._ended = asyncio.Event()
+        # Chains that could not be rebuilt, by cause: "unknown" (no mirror stored the
+        # link, or it expired), "database" (the shared history could not be read).
+        self.misses: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._links)
@@ -70,13 +126,14 @@ class ResponseHistory:
     # -- the exchange's life -------------------------------------------------------------
 
     def started(self, exchange_id: str, request: Any) -> bool:
-        """Note a Responses exchange; True when its history must wait for others to end."""
+        """Note a Responses exchange; True when its history must be resolved first
+        (:meth:`resolve`): it continues a chain this process does not hold whole."""
         parent = request.get("previous_response_id") if isinstance(request, dict) else None
         parent = parent if isinstance(parent, str) else None
-        before = frozenset(self._in_flight) if parent and parent not in self._links \
-            else frozenset()
+        missing = parent is not None and self._first_missing(parent) is not None
+        before = frozenset(self._in_flight) if missing else frozenset()
         self._in_flight[exchange_id] = _InFlight(parent, responses_input_items(request), before)
-        return bool(before)
+        return missing and (bool(before) or self._shared is not None)
 
     def ended(self, end: ExchangeEnd) -> None:
         """The primary's answer is complete: remember it under its response id."""
@@ -89,7 +146,12 @@ class ResponseHistory:
             output = response.get("output")
             if not isinstance(response_id, str) or not isinstance(output, list):
                 return
-            self._remember(response_id, _Link(flight.parent, [*flight.items, *output], 0))
+            items = [*flight.items, *output]
+            if self._redactor:
+                items = self._redactor.json(items)
+            self._remember(response_id, flight.parent, items, self._clock() + self._keep)
+            if self._shared is not None:
+                self._shared.save(response_id, flight.parent, items)
         finally:
             self._ended.set()
             self._ended = asyncio.Event()
@@ -103,7 +165,62 @@ class ResponseHistory:
             while flight.parent not in self._links and flight.before & self._in_flight.keys():
                 await self._ended.wait()
 
+    async def resolve(self, exchange_id: str, request: Any, timeout_s: float) -> None:
+        """Bring this request's whole chain here: first from exchanges in flight in this
+        process, then from the shared history, waiting a little for a link another
+        mirror is about to store. A chain still incomplete counts a miss; the
+        translation then says what is missing (:meth:`history`)."""
+        parent = request.get("previous_response_id") if isinstance(request, dict) else None
+        if not isinstance(parent, str):
+            return
+        with contextlib.suppress(TimeoutError):
+            await self.settled(exchange_id, timeout_s)
+        missing = self._first_missing(parent)
+        if missing is None:
+            return
+        if self._shared is None:
+            self.misses["unknown"] += 1
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeout_s, self._shared_wait_s)
+        delay = 0.05
+        while missing is not None:
+            try:
+                turns = await self._shared.chain(missing)
+            except Exception:
+                self.misses["database"] += 1
+                return
+            for turn in reversed(turns):
+                self._remember(turn.response_id, turn.parent_id, turn.items, turn.expires_at,
+                               size=None)
+            missing = self._first_missing(parent)
+            if missing is not None:
+                if loop.time() + delay > deadline:
+                    self.misses["unknown"] += 1
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
     # -- lookups --------------------------------------------------------------------------
+
+    def _link(self, response_id: str) -> _Link | None:
+        link = self._links.get(response_id)
+        if link is not None and link.expires_at <= self._clock():
+            self._forget(response_id)
+            return None
+        return link
+
+    def _first_missing(self, response_id: str) -> str | None:
+        """The first link of the chain from ``response_id`` not held here; None: whole."""
+        current: str | None = response_id
+        seen: set[str] = set()
+        while current is not None and current not in seen:
+            seen.add(current)
+            link = self._link(current)
+            if link is None:
+                return current
+            current = link.parent
+        return None
 
     def history(self, request: Any) -> list[Any] | None:
         """Earlier items of the conversation ``request`` continues; None when it starts one.
@@ -120,36 +237,42 @@ class ResponseHistory:
         seen: set[str] = set()
         while current is not None and current not in seen:
             seen.add(current)
-            link = self._links.get(current)
+            link = self._link(current)
             if link is None:
                 if current == first:
                     raise Untranslatable(
-                        f"previous_response_id {show(first)}: a response this mirror never "
-                        "saw (answered before it started, through another worker, or "
-                        "forgotten), so the shadow cannot have its history"
+                        f"previous_response_id {show(first)}: a response shadowproxy never "
+                        "saw (answered before it started) or no longer holds (expired, "
+                        "forgotten, or its database was unreachable), so the shadow cannot "
+                        "have its history"
                     )
                 raise Untranslatable(
                     f"previous_response_id {show(first)}: its history reaches response "
-                    f"{show(current)}, which this mirror never saw or has forgotten"
+                    f"{show(current)}, which shadowproxy never saw or no longer holds"
                 )
             self._links.move_to_end(current)
             segments.append(link.items)
             current = link.parent
         return [item for segment in reversed(segments) for item in segment]
 
-    def _remember(self, response_id: str, link: _Link) -> None:
-        link.size = len(json.dumps(link.items, default=str))
-        if link.size > self._max_bytes:
+    def _remember(self, response_id: str, parent: str | None, items: list[Any],
+                  expires_at: datetime, *, size: int | None = None) -> None:
+        if size is None:
+            size = len(json.dumps(items, default=str))
+        if size > self._max_bytes:
             return
-        old = self._links.pop(response_id, None)
-        if old is not None:
-            self._bytes -= old.size
-        self._links[response_id] = link
-        self._bytes += link.size
+        self._forget(response_id)
+        self._links[response_id] = _Link(parent, items, size, expires_at)
+        self._bytes += size
         while self._links and (len(self._links) > self._max_responses
                                or self._bytes > self._max_bytes):
             _, evicted = self._links.popitem(last=False)
             self._bytes -= evicted.size
+
+    def _forget(self, response_id: str) -> None:
+        old = self._links.pop(response_id, None)
+        if old is not None:
+            self._bytes -= old.size
 
 
 def primary_response(end: ExchangeEnd) -> dict[str, Any] | None:

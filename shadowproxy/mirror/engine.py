@@ -22,7 +22,7 @@ from shadowproxy.conversations import conversation_of
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
 from shadowproxy.lifecycle import from_sdk, lifecycle_warning
 from shadowproxy.mirror.assemble import build_record, primary_side
-from shadowproxy.mirror.conversations import ResponseHistory
+from shadowproxy.mirror.conversations import ResponseHistory, SharedHistory
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
 from shadowproxy.mirror.translate import (
@@ -100,6 +100,7 @@ class MirrorEngine:
         redactor: Redactor,
         prices: PriceTable,
         replayer: Replayer | None = None,
+        shared_history: SharedHistory | None = None,
     ) -> None:
         self._caller = caller
         self._replayer = replayer
@@ -110,7 +111,8 @@ class MirrorEngine:
         self._sem = asyncio.Semaphore(limits.concurrency)
         self._pending: dict[str, _Pending] = {}
         self.responses = ResponseHistory(max_responses=limits.responses_remembered,
-                                         max_bytes=limits.responses_memory_bytes)
+                                         max_bytes=limits.responses_memory_bytes,
+                                         shared=shared_history, redactor=redactor)
         self.waiting = 0
         self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
@@ -166,7 +168,8 @@ class MirrorEngine:
         if start.api == Api.OPENAI_RESPONSES and self.responses.started(
             start.exchange_id, request
         ):
-            # Its previous response may still be on its way here: translate once it is.
+            # Its previous response may still be on its way here, or known only to
+            # another mirror: translate once the chain is resolved.
             pending.task = spawn(self._after_history(pending),
                                  name=f"history-{start.exchange_id}")
             return
@@ -210,14 +213,16 @@ class MirrorEngine:
 
     async def _after_history(self, pending: _Pending) -> None:
         try:
-            await self.responses.settled(pending.start.exchange_id, self._limits.timeout_s)
-        except TimeoutError:
-            pass  # translated with what is known: the unknown parent becomes the reason
+            # Translated with what is known afterwards: an unknown link becomes the reason.
+            await self.responses.resolve(pending.start.exchange_id, pending.request,
+                                         self._limits.timeout_s)
         except asyncio.CancelledError:
             if pending.shadow is None:
                 pending.shadow = _unfinished()
             self._maybe_emit(pending)
             raise
+        except Exception:  # a bug; the translation says what is missing
+            log.exception("resolving a Responses history failed")
         self._submit(pending)
 
     def on_end(self, end: ExchangeEnd) -> None:

@@ -49,6 +49,9 @@ class MirrorExporter:
         ):
             if delta := self._grow(key, value):
                 metric.inc(delta)
+        for reason, count in list(e.responses.misses.items()):
+            if delta := self._grow(f"history_miss:{reason}", count):
+                m.responses_history_misses.labels(reason).inc(delta)
         lost = w.lost + e.lost
         for reason, count in lost.items():
             if delta := self._grow(f"lost:{reason}", count):

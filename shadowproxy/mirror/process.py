@@ -38,6 +38,7 @@ from shadowproxy.lifecycle import lifecycle_warning
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
+from shadowproxy.mirror.history_store import HistoryStore
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.models_api import lookup_lifecycles
@@ -144,6 +145,11 @@ async def run_mirror(
         )
         if replayer is not None:
             stack.push_async_callback(replayer.close)
+        history = HistoryStore(settings.database_url.get_secret_value(),
+                               keep_s=settings.responses_keep_h * 3600,
+                               max_bytes=int(settings.responses_stored_mb * (1 << 20)))
+        await history.start()
+        stack.push_async_callback(history.close)
         engine = MirrorEngine(
             caller=caller,
             sink=writer.submit,
@@ -151,6 +157,7 @@ async def run_mirror(
             redactor=Redactor.from_names(settings.redactors),
             prices=prices,
             replayer=replayer,
+            shared_history=history,
         )
         if stats_hook is not None:
             stats_hook(engine, writer)

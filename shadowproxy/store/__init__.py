@@ -6,7 +6,9 @@
                             │  ▲                      │
               db down ──────▼  │ replay, in order      └─▶ view comparisons (analysts)
                            Spool (DATA_DIR/spool)
-    RetentionTask: DELETE expired pairs in batches, hourly
+    pairs, scores, reviews, review_items: one partition per UTC day (partitions.py)
+    StoreMaintenance (hourly): days ahead; retention drops expired days whole and trims
+        the partly expired one; moves pre-partitioning rows (legacy_move.py) until done
     EmbeddedPostgres: pgserver cluster in DATA_DIR/pg when no DATABASE_URL is set
 
 The schema lives in :mod:`.models` and in the static Alembic revisions shipped as

@@ -72,7 +72,7 @@ def test_three_turns_rebuild_the_whole_history_from_json_and_streams() -> None:
 
 
 def test_a_response_never_seen_is_untranslatable_with_the_reason() -> None:
-    with pytest.raises(Untranslatable, match="'resp_old': a response this mirror never saw"):
+    with pytest.raises(Untranslatable, match="'resp_old': a response shadowproxy never saw"):
         ResponseHistory().history(turn("x", "resp_old"))
 
 
