@@ -203,7 +203,8 @@ def check_compose(f: Findings, grace_s: float) -> None:
     f.check(any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres.get("volumes", [])),
             "postgres keeps its data on a volume")
 
-    f.check(migrate.get("command") == ["migrate"], "migrate runs `shadowproxy migrate`")
+    f.check(migrate.get("command") == ["migrate", "--schema-only"],
+            "migrate runs `shadowproxy migrate --schema-only` (the proxy moves old rows)")
     f.check(depends(migrate, "postgres") == "service_healthy",
             "migrate waits for postgres to be healthy")
     f.check(str(migrate.get("restart", "no")) == "no", "migrate is one-shot (restart: no)")
@@ -357,8 +358,9 @@ def check_kubernetes(f: Findings) -> float:
     f.check("SHADOWPROXY_DATABASE_URL" in secret_refs(job["spec"]["template"]["spec"]
                                                       ["containers"][0]),
             "Job takes SHADOWPROXY_DATABASE_URL from the Secret")
-    f.check(job["spec"]["template"]["spec"]["containers"][0].get("args") == ["migrate"],
-            "Job runs `shadowproxy migrate`")
+    f.check(job["spec"]["template"]["spec"]["containers"][0].get("args")
+            == ["migrate", "--schema-only"],
+            "Job runs `shadowproxy migrate --schema-only` (the replicas move old rows)")
     f.check(job["spec"]["template"]["spec"]["containers"][0]["image"] == container["image"],
             "Job and Deployment run the same image")
     image_name = str(container["image"]).rsplit(":", 1)[0]
