@@ -27,7 +27,7 @@ from datetime import date, datetime
 
 import asyncpg
 
-from shadowproxy.day_partitions import day_bounds, retention_plan
+from shadowproxy.day_partitions import partition_name, retention_plan
 from shadowproxy.store.partitions import attached_days, drop_day, finish_interrupted_drops
 from shadowproxy.store.urls import asyncpg_dsn
 
@@ -35,12 +35,10 @@ __all__ = ["RetentionRun", "apply_retention", "delete_expired"]
 
 log = logging.getLogger(__name__)
 
+# Named by its partition, not through ``pairs``: a DELETE on the parent would lock (and,
+# with a generic plan, probe) every day's partition for each batch.
 _TRIM_BATCH = """
-    DELETE FROM pairs WHERE (id, received_at) IN (
-        SELECT id, received_at FROM pairs
-        WHERE received_at >= $1 AND received_at < $2
-        LIMIT $3
-    )
+    DELETE FROM {day} WHERE id IN (SELECT id FROM {day} WHERE received_at < $1 LIMIT $2)
 """
 _LEGACY_BATCH = """
     DELETE FROM legacy_pairs WHERE id IN (
@@ -79,9 +77,8 @@ async def apply_retention(conn: asyncpg.Connection, retention_days: int, now: da
         await drop_day(conn, day)
         run.dropped.append(day)
     if plan.trim is not None:
-        start, _ = day_bounds(plan.trim)
-        run.deleted += await _delete_batches(conn, _TRIM_BATCH, start, plan.cutoff,
-                                             batch=batch)
+        statement = _TRIM_BATCH.format(day=partition_name("pairs", plan.trim))
+        run.deleted += await _delete_batches(conn, statement, plan.cutoff, batch=batch)
     if await conn.fetchval("SELECT to_regclass('legacy_pairs') IS NOT NULL"):
         run.deleted += await _delete_batches(conn, _LEGACY_BATCH, plan.cutoff, batch=batch)
     return run
