@@ -4,8 +4,12 @@
 dashboard's and the review page's browser sessions, shared by every worker and replica
 (a session id is stored as its SHA-256 too, so a reader of the table cannot sign in as
 anyone). ``review_items`` are what the queue offered a reviewer (the pair and which side
-was shown first stay here; the item id is all the browser sees); ``reviews`` the labels,
+was shown first stay here; the item id is all the browser sees; ``answered_at`` once
+labelled or skipped); ``reviews`` the labels,
 one per pair and reviewer, from the shadow's side (``verdict`` NULL for a skip).
+``admin_login_failures`` are the failed sign-ins of the last minutes, so the limit on
+guessing holds across workers and replicas. ``ix_pairs_review_rank`` lets the review
+queue walk a tag's pairs in rank order (``shadowproxy/decision/review_frame.py``).
 
 The analyst view gains ``human_verdict`` (the first reviewer's label) and
 ``human_labels`` (labels, skips excluded) at its end.
@@ -66,6 +70,15 @@ VIEW_0003 = (
     ") AS h ON true"
 )
 
+# A label is one of four choices; its verdict (from the shadow's side) is NULL exactly
+# when it is a skip.
+_CHOICE_CHECK = (
+    "choice IN ('1', '2', 'tie', 'skip') AND (verdict IS NULL) = (choice = 'skip') "
+    "AND (verdict IS NULL OR verdict IN ('worse', 'equivalent', 'better'))"
+)
+_RANK_INDEX = ("CREATE INDEX ix_pairs_review_rank ON pairs "
+               "(tag, (('x' || left(md5(id::text), 15))::bit(60)::bigint))")
+
 
 def upgrade() -> None:
     op.create_table(
@@ -99,6 +112,7 @@ def upgrade() -> None:
         sa.Column("shadow_first", sa.Boolean(), nullable=False),
         sa.Column("offered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
                   nullable=False),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
                                 name=op.f("fk_review_items_pair_id_pairs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_review_items")),
@@ -117,13 +131,35 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
                                 name=op.f("fk_reviews_pair_id_pairs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("pair_id", "reviewer", name=op.f("pk_reviews")),
+        sa.CheckConstraint(_CHOICE_CHECK, name=op.f("ck_reviews_choice")),
     )
+    # A reviewer's labels in the last minute (the rate limit) and per reviewer.
+    op.create_index(op.f("ix_reviews_reviewer_created_at"), "reviews",
+                    ["reviewer", "created_at"])
+    # A reviewer's open items (the queue offers those first).
+    op.create_index(op.f("ix_review_items_reviewer"), "review_items", ["reviewer"],
+                    postgresql_where=sa.text("answered_at IS NULL"))
+    # The queue walks a tag's pairs in rank order (decision/review_frame.py: RANK).
+    op.execute(_RANK_INDEX)
+    op.create_table(
+        "admin_login_failures",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("client", sa.Text(), nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_login_failures")),
+    )
+    op.create_index(op.f("ix_admin_login_failures_failed_at"), "admin_login_failures",
+                    ["failed_at"])
+    op.create_index(op.f("ix_admin_login_failures_client_failed_at"),
+                    "admin_login_failures", ["client", "failed_at"])
     op.execute("DROP VIEW IF EXISTS comparisons")
     op.execute(VIEW_0003)
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS comparisons")
+    op.drop_table("admin_login_failures")
+    op.execute("DROP INDEX IF EXISTS ix_pairs_review_rank")
     op.drop_table("reviews")
     op.drop_table("review_items")
     op.drop_index(op.f("ix_admin_sessions_expires_at"), table_name="admin_sessions")

@@ -15,10 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -26,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -77,6 +81,9 @@ class Pair(Base):
         Index(None, "received_at"),
         Index(None, "tag", "received_at"),
         Index(None, "shadow_outcome"),
+        # The review queue walks a tag's pairs in rank order (decision/review_frame.py).
+        Index("ix_pairs_review_rank", "tag",
+              text("(('x' || left(md5(id::text), 15))::bit(60)::bigint)")),
     )
 
 
@@ -169,8 +176,11 @@ class ReviewItem(Base):
     offered_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # When its reviewer labelled or skipped it; NULL while open.
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (UniqueConstraint("pair_id", "reviewer"),)
+    __table_args__ = (UniqueConstraint("pair_id", "reviewer"),
+                      Index(None, "reviewer", postgresql_where=text("answered_at IS NULL")))
 
 
 class Review(Base):
@@ -190,6 +200,27 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+    __table_args__ = (
+        Index(None, "reviewer", "created_at"),
+        CheckConstraint(
+            "choice IN ('1', '2', 'tie', 'skip') AND (verdict IS NULL) = (choice = 'skip') "
+            "AND (verdict IS NULL OR verdict IN ('worse', 'equivalent', 'better'))",
+            name="choice"),
+    )
+
+
+class AdminLoginFailure(Base):
+    """A failed sign-in (a wrong token, as a bearer header or on the login page), kept
+    for the limit's window: shared, so another replica is no fresh start for a guesser."""
+
+    __tablename__ = "admin_login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    client: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (Index(None, "client", "failed_at"),)
 
 
 _TYPES: dict[str, Any] = {

@@ -1,0 +1,230 @@
+"""The review queue in the database: the next item for a reviewer, their label, progress.
+
+**Next.** A reviewer first gets back their own open item in the tag (a reload, a second
+tab: the same item), else the frame's lowest-ranked pair (``decision/review_frame.py``)
+that they were never offered and that still needs a label: a pair needs one label, two
+when its overlap key says so. An item offered to someone else counts as taken for
+:data:`OFFER_LEASE` (someone who closes the tab does not hold a pair for ever); a skip
+does not count, so a skipped pair goes to the next reviewer, and never again to the one
+who skipped it. Calls for one tag take turns (a transaction-scoped advisory lock), so two
+reviewers are never handed the pair only one should label.
+
+**Label.** One per item: the first answer is stored (201), a second is refused (409), an
+item that is not the caller's or whose pair retention deleted is unknown (404). A
+reviewer stores at most :attr:`QueueRules.labels_per_minute` labels a minute; past it
+the label is refused with the seconds to wait, stays open, and is stored when sent again.
+
+Every time comes from the caller's clock, so tests set it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from shadowproxy.decision.review_frame import (
+    FRAME_FROM,
+    OVERLAP_KEY,
+    RANK,
+    labels_needed_placeholder,
+    overlap_threshold,
+)
+from shadowproxy.review_labels import Label, verdict_for
+from shadowproxy.store.reviewers import Executor
+
+__all__ = [
+    "OFFER_LEASE",
+    "AlreadyLabelled",
+    "Offered",
+    "QueueRules",
+    "RateLimited",
+    "ReviewQueue",
+    "TagProgress",
+    "UnknownItem",
+]
+
+OFFER_LEASE = timedelta(minutes=30)
+_TAG_LOCK = "SELECT pg_advisory_xact_lock(7321, hashtext(coalesce($1::text, '')))"
+_REVIEWER_LOCK = "SELECT pg_advisory_xact_lock(7322, hashtext($1))"
+
+
+def _tag_is(tagged: bool) -> str:
+    # Two spellings, so the planner can use the (tag, rank) index for a tag.
+    return "p.tag = $2" if tagged else "p.tag IS NULL AND $2::text IS NULL"
+
+
+def _open_item(tagged: bool) -> str:
+    return (f"SELECT i.id, i.pair_id, i.shadow_first FROM review_items AS i "
+            f"JOIN pairs AS p ON p.id = i.pair_id "
+            f"WHERE i.reviewer = $1 AND i.answered_at IS NULL AND {_tag_is(tagged)} "
+            f"ORDER BY {RANK} LIMIT 1")
+
+
+def _next_pair(tagged: bool) -> str:
+    return f"""
+        SELECT p.id FROM {FRAME_FROM}
+        WHERE {_tag_is(tagged)}
+          AND NOT EXISTS (SELECT 1 FROM review_items AS mine
+                          WHERE mine.pair_id = p.id AND mine.reviewer = $1)
+          AND (SELECT count(*) FROM review_items AS i
+               LEFT JOIN reviews AS r ON r.pair_id = i.pair_id AND r.reviewer = i.reviewer
+               WHERE i.pair_id = p.id
+                 AND (r.verdict IS NOT NULL
+                      OR (i.answered_at IS NULL AND i.offered_at > $3)))
+              < 1 + ({OVERLAP_KEY} < $4)::int
+        ORDER BY {RANK} LIMIT 1"""
+
+
+_CONTENT = ("SELECT tag, request, primary_text, primary_tool_calls, shadow_text, "
+            "shadow_tool_calls FROM pairs WHERE id = $1")
+_FRAMES = (f"SELECT p.tag, count(*) AS frame, count(*) FILTER (WHERE s.verdict = 'worse') "
+           f"AS judge_worse FROM {FRAME_FROM} GROUP BY p.tag")
+_LABELS = (f"SELECT p.tag, count(*) FILTER (WHERE r.verdict IS NOT NULL) AS labels, "
+           f"count(DISTINCT r.pair_id) FILTER (WHERE r.verdict IS NOT NULL) AS labelled_pairs, "
+           f"count(*) FILTER (WHERE r.verdict IS NULL) AS skips, "
+           f"count(*) FILTER (WHERE r.reviewer = $1 AND r.verdict IS NOT NULL) AS mine "
+           f"FROM {FRAME_FROM} JOIN reviews AS r ON r.pair_id = p.id GROUP BY p.tag")
+
+
+class UnknownItem(LookupError):
+    """Never offered to this reviewer, or its pair was deleted (retention)."""
+
+
+class AlreadyLabelled(Exception):
+    """This item has its label (another tab, a retry)."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"retry after {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRules:
+    overlap: float = 0.1
+    labels_per_minute: int = 60
+    lease: timedelta = OFFER_LEASE
+    # How long a tag's frame size may be reused (it is a count over every judged pair).
+    frame_cache_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """An item as the reviewer will see it; ``shadow_first`` stays on the server."""
+
+    item: str
+    tag: str | None
+    shadow_first: bool
+    request: Any
+    primary: tuple[str | None, Any]  # text, tool calls
+    shadow: tuple[str | None, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TagProgress:
+    tag: str | None
+    frame: int
+    labels: int
+    labelled_pairs: int
+    skips: int
+    mine: int
+    labels_needed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tag": self.tag, "frame": self.frame, "labels": self.labels,
+                "labelled_pairs": self.labelled_pairs, "skips": self.skips,
+                "mine": self.mine, "labels_needed": self.labels_needed,
+                "still_needed": max(0, self.labels_needed - self.labelled_pairs)}
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class ReviewQueue:
+    def __init__(self, rules: QueueRules = QueueRules()) -> None:
+        self.rules = rules
+        self._frames: list[asyncpg.Record] = []
+        self._frames_at = -1e18
+
+    async def next_item(self, pool: asyncpg.Pool, reviewer: str, tag: str | None,
+                        now: datetime) -> Offered | None:
+        tagged = tag is not None
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_TAG_LOCK, tag)
+            row = await conn.fetchrow(_open_item(tagged), reviewer, tag)
+            if row is not None:
+                item, pair_id, shadow_first = row["id"], row["pair_id"], row["shadow_first"]
+            else:
+                pair_id = await conn.fetchval(
+                    _next_pair(tagged), reviewer, tag, now - self.rules.lease,
+                    overlap_threshold(self.rules.overlap))
+                if pair_id is None:
+                    return None
+                item, shadow_first = secrets.token_urlsafe(16), secrets.randbits(1) == 1
+                await conn.execute(
+                    "INSERT INTO review_items (id, pair_id, reviewer, shadow_first, offered_at) "
+                    "VALUES ($1, $2, $3, $4, $5)", item, pair_id, reviewer, shadow_first, now)
+            pair = await conn.fetchrow(_CONTENT, pair_id)
+        assert pair is not None  # the item's foreign key holds it
+        return Offered(item, pair["tag"], shadow_first, _json(pair["request"]),
+                       (pair["primary_text"], _json(pair["primary_tool_calls"])),
+                       (pair["shadow_text"], _json(pair["shadow_tool_calls"])))
+
+    async def label(self, pool: asyncpg.Pool, reviewer: str, item: str, label: Label,
+                    now: datetime) -> str | None:
+        """Store the label; its verdict from the shadow's side (None for a skip)."""
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_REVIEWER_LOCK, reviewer)
+            row = await conn.fetchrow(
+                "SELECT pair_id, shadow_first, answered_at FROM review_items "
+                "WHERE id = $1 AND reviewer = $2 FOR UPDATE", item, reviewer)
+            if row is None:
+                raise UnknownItem(item)
+            if row["answered_at"] is not None:
+                raise AlreadyLabelled(item)
+            await self._check_rate(conn, reviewer, now)
+            verdict = verdict_for(label.choice, row["shadow_first"])
+            stored = await conn.fetchval(
+                "INSERT INTO reviews (pair_id, reviewer, choice, verdict, shadow_first, note, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                "ON CONFLICT (pair_id, reviewer) DO NOTHING RETURNING pair_id",
+                row["pair_id"], reviewer, label.choice, verdict, row["shadow_first"],
+                label.note, now)
+            if stored is None:
+                raise AlreadyLabelled(item)
+            await conn.execute("UPDATE review_items SET answered_at = $2 WHERE id = $1",
+                               item, now)
+        return verdict
+
+    async def _check_rate(self, conn: Executor, reviewer: str, now: datetime
+                          ) -> None:
+        limit = self.rules.labels_per_minute
+        window = timedelta(minutes=1)
+        nth: datetime | None = await conn.fetchval(
+            "SELECT created_at FROM reviews WHERE reviewer = $1 AND created_at > $2 "
+            "ORDER BY created_at DESC OFFSET $3 LIMIT 1", reviewer, now - window, limit - 1)
+        if nth is not None:
+            raise RateLimited(max(1.0, (nth + window - now).total_seconds()))
+
+    async def progress(self, pool: asyncpg.Pool, reviewer: str) -> list[TagProgress]:
+        if time.monotonic() - self._frames_at >= self.rules.frame_cache_s:
+            self._frames = await pool.fetch(_FRAMES)
+            self._frames_at = time.monotonic()
+        labels = {r["tag"]: r for r in await pool.fetch(_LABELS, reviewer)}
+        out = []
+        for frame in self._frames:
+            done = labels.get(frame["tag"])
+            out.append(TagProgress(
+                frame["tag"], frame["frame"],
+                done["labels"] if done else 0, done["labelled_pairs"] if done else 0,
+                done["skips"] if done else 0, done["mine"] if done else 0,
+                labels_needed_placeholder(frame["frame"], frame["judge_worse"])))
+        return sorted(out, key=lambda p: (p.tag is None, p.tag or ""))

@@ -1,0 +1,135 @@
+"""The review API as a reviewer's script or the review page uses it: blind items from the
+product's sample, one label per item, progress per tag."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from shadowproxy.decision.review_frame import rank_of
+from shadowproxy.records import Side
+from tests.fakes.database import make_pair
+from tests.fakes.review import ADMIN_TOKEN, Rig, fetch, judged, reviewer
+from tests.fakes.verdicts import Judged, write
+
+
+@pytest.fixture
+def rig(database_url: str) -> Rig:
+    return Rig(database_url)
+
+
+async def client_for(rig: Rig, aiohttp_client: Any) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = await aiohttp_client(TestServer(rig.app()))
+    return client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def label(client: TestClient[Any, Any], token: str, item: str, choice: str,
+                note: str | None = None) -> Any:
+    return await client.post(f"/api/review/{item}", json={"choice": choice, "note": note},
+                             headers=bearer(token))
+
+
+async def test_a_reviewer_token_opens_the_review_api_and_page_only(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    await judged(rig.database_url, "support", worse=1, equivalent=2)
+    token = await reviewer(rig.database_url, "alice")
+    client = await client_for(rig, aiohttp_client)
+    assert (await client.get("/api/review/next?tag=support")).status == 401
+    for path in ("/api/review/next?tag=support", "/api/review/progress", "/review"):
+        assert (await client.get(path, headers=bearer(token))).status == 200, path
+        assert (await client.get(path, headers=bearer(ADMIN_TOKEN))).status == 200, path
+    for path in ("/api/report", "/dashboard", "/"):
+        resp = await client.get(path, headers=bearer(token))
+        assert resp.status == 403, path
+        assert "review page" in await resp.text()
+        assert (await client.get(path, headers=bearer(ADMIN_TOKEN))).status == 200, path
+
+
+async def test_next_is_blind_and_whole(rig: Rig, aiohttp_client: Any) -> None:
+    long_answer = "Step.\n" * 20_000  # 120,000 characters: never cut
+    record = make_pair(tag="support", shadow=Side(
+        model="claude-haiku-4-5", status=200, text=long_answer, stop_reason="end_turn",
+        tool_calls=[{"name": "lookup_order", "arguments": {"order_id": "1234"}}]))
+    await write(rig.database_url, [(record, Judged("worse", reason="JUDGE-REASON-SECRET"))])
+    token = await reviewer(rig.database_url, "alice")
+    client = await client_for(rig, aiohttp_client)
+    resp = await client.get("/api/review/next?tag=support", headers=bearer(token))
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    raw = await resp.text()
+    body = json.loads(raw)
+    assert set(body) == {"item", "tag", "conversation", "turns", "answers"}
+    assert body["tag"] == "support"
+    for secret in ("gpt-4o", "claude", "haiku", "JUDGE-REASON-SECRET", "worse",
+                   str(record.id), "primary", "shadow", "chatcmpl", "req_011"):
+        assert secret not in raw.lower(), secret
+    texts = {a["text"] for a in body["answers"]}
+    assert long_answer in texts
+    (stored,) = await fetch(rig.database_url,
+                            "SELECT shadow_first FROM review_items WHERE id = $1", body["item"])
+    shadow = body["answers"][0 if stored["shadow_first"] else 1]
+    assert shadow["text"] == long_answer
+    assert shadow["tool_calls"] == [{"name": "lookup_order", "arguments": {"order_id": "1234"}}]
+    assert "[system]\nYou are a helpful support agent." in body["conversation"]
+    assert [t["role"] for t in body["turns"]] == ["system", "user"]
+
+
+async def test_labels_are_stored_from_the_shadows_side_once(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    await judged(rig.database_url, "support", equivalent=3)
+    token = await reviewer(rig.database_url, "alice")
+    client = await client_for(rig, aiohttp_client)
+    seen = []
+    for choice in ("1", "2", "tie"):
+        body = await (await client.get("/api/review/next?tag=support",
+                                       headers=bearer(token))).json()
+        resp = await label(client, token, body["item"], choice, note="because")
+        assert resp.status == 201
+        assert (await label(client, token, body["item"], "2")).status == 409
+        seen.append(body["item"])
+    assert (await label(client, token, "no-such-item", "1")).status == 404
+    rows = await fetch(rig.database_url,
+                       "SELECT i.id, r.choice, r.verdict, r.shadow_first, r.note, r.reviewer "
+                       "FROM reviews r JOIN review_items i USING (pair_id, reviewer)")
+    by_item = {r["id"]: r for r in rows}
+    assert set(by_item) == set(seen)
+    for row in rows:
+        expected = {"tie": "equivalent",
+                    "1": "better" if row["shadow_first"] else "worse",
+                    "2": "worse" if row["shadow_first"] else "better"}[row["choice"]]
+        assert row["verdict"] == expected
+        assert row["note"] == "because" and row["reviewer"] == "alice"
+    assert (await client.get("/api/review/next?tag=support",
+                             headers=bearer(token))).status == 204
+
+
+async def test_the_queue_offers_the_frame_in_rank_order(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    await judged(rig.database_url, "support", worse=3, better=3, equivalent=6)
+    await judged(rig.database_url, "support", equivalent=5, first=100, method="exact")
+    await judged(rig.database_url, "billing", equivalent=4, first=200)
+    token = await reviewer(rig.database_url, "alice")
+    client = await client_for(rig, aiohttp_client)
+    offered = []
+    while (resp := await client.get("/api/review/next?tag=support",
+                                    headers=bearer(token))).status == 200:
+        item = (await resp.json())["item"]
+        offered.append(item)
+        assert (await label(client, token, item, "tie")).status == 201
+    assert resp.status == 204
+    ranks = await fetch(rig.database_url,
+                        f"SELECT i.id, {rank_of('p')} AS rank FROM review_items i "
+                        "JOIN pairs p ON p.id = i.pair_id")
+    rank = {r["id"]: r["rank"] for r in ranks}
+    assert len(offered) == 12  # the judged pairs only: exact equalities are no opinion
+    assert [rank[i] for i in offered] == sorted(rank[i] for i in offered)
