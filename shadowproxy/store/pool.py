@@ -23,10 +23,11 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class LazyPool:
-    def __init__(self, database_url: str, *, max_size: int = 4,
+    def __init__(self, database_url: str, *, name: str = "shadowproxy admin", max_size: int = 4,
                  connect_timeout_s: float = 5.0, command_timeout_s: float = 10.0) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._max_size = max_size
+        self._name = name
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
         self._pool: asyncpg.Pool | None = None
@@ -38,7 +39,9 @@ class LazyPool:
                 self._pool = await asyncpg.create_pool(
                     self._dsn, min_size=0, max_size=self._max_size,
                     timeout=self._connect_timeout_s,
-                    command_timeout=self._command_timeout_s)
+                    command_timeout=self._command_timeout_s,
+                    # Operators see in pg_stat_activity whose connections these are.
+                    server_settings={"application_name": self._name})
             return self._pool
 
     async def close(self) -> None:

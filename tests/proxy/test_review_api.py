@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from shadowproxy.decision.review_frame import rank_of
 from shadowproxy.records import Side
+from shadowproxy.store.review_queue import QueueRules
 from tests.fakes.database import make_pair
 from tests.fakes.review import ADMIN_TOKEN, Rig, fetch, judged, reviewer
 from tests.fakes.verdicts import Judged, write
@@ -133,3 +134,125 @@ async def test_the_queue_offers_the_frame_in_rank_order(
     rank = {r["id"]: r["rank"] for r in ranks}
     assert len(offered) == 12  # the judged pairs only: exact equalities are no opinion
     assert [rank[i] for i in offered] == sorted(rank[i] for i in offered)
+
+
+async def test_a_skip_goes_to_the_next_reviewer_never_back_to_the_skipper(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    rig.rules = QueueRules(overlap=0.0, frame_cache_s=0)
+    await judged(rig.database_url, "support", equivalent=2)
+    alice = await reviewer(rig.database_url, "alice")
+    bob = await reviewer(rig.database_url, "bob")
+    client = await client_for(rig, aiohttp_client)
+    first = await (await client.get("/api/review/next?tag=support", headers=bearer(alice))).json()
+    assert (await label(client, alice, first["item"], "skip")).status == 201
+    second = await (await client.get("/api/review/next?tag=support",
+                                     headers=bearer(alice))).json()
+    assert second["answers"] != first["answers"] or second["item"] != first["item"]
+    assert (await label(client, alice, second["item"], "1")).status == 201
+    assert (await client.get("/api/review/next?tag=support",
+                             headers=bearer(alice))).status == 204
+    # Bob gets the pair Alice skipped (it has no label), and not the one she labelled.
+    for_bob = await (await client.get("/api/review/next?tag=support", headers=bearer(bob))).json()
+    assert sorted(a["text"] for a in for_bob["answers"]) == sorted(
+        a["text"] for a in first["answers"])
+    assert (await label(client, bob, for_bob["item"], "tie")).status == 201
+    assert (await client.get("/api/review/next?tag=support", headers=bearer(bob))).status == 204
+    progress = await (await client.get("/api/review/progress", headers=bearer(bob))).json()
+    (support,) = progress["tags"]
+    assert (support["frame"], support["labels"], support["labelled_pairs"],
+            support["skips"], support["mine"]) == (2, 2, 2, 1, 1)
+
+
+async def test_an_item_someone_holds_goes_to_others_once_its_lease_ends(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    rig.rules = QueueRules(overlap=0.0, frame_cache_s=0)
+    await judged(rig.database_url, "support", equivalent=1)
+    alice = await reviewer(rig.database_url, "alice")
+    bob = await reviewer(rig.database_url, "bob")
+    client = await client_for(rig, aiohttp_client)
+    held = await client.get("/api/review/next?tag=support", headers=bearer(alice))
+    assert held.status == 200  # and Alice closes the tab
+    assert (await client.get("/api/review/next?tag=support", headers=bearer(bob))).status == 204
+    rig.clock.advance(minutes=31)
+    assert (await client.get("/api/review/next?tag=support", headers=bearer(bob))).status == 200
+
+
+@pytest.mark.parametrize(("overlap", "second_looks"), [(0.0, 0), (1.0, 6)])
+async def test_overlap_offers_items_to_a_second_reviewer(
+    rig: Rig, aiohttp_client: Any, overlap: float, second_looks: int
+) -> None:
+    rig.rules = QueueRules(overlap=overlap, frame_cache_s=0)
+    await judged(rig.database_url, "support", equivalent=6)
+    alice = await reviewer(rig.database_url, "alice")
+    bob = await reviewer(rig.database_url, "bob")
+    client = await client_for(rig, aiohttp_client)
+    for token in (alice, bob):
+        while (resp := await client.get("/api/review/next?tag=support",
+                                        headers=bearer(token))).status == 200:
+            assert (await label(client, token, (await resp.json())["item"], "tie")).status == 201
+    counts = await fetch(rig.database_url,
+                         "SELECT reviewer, count(*) AS n FROM reviews GROUP BY reviewer")
+    by = {r["reviewer"]: r["n"] for r in counts}
+    assert by.get("alice") == 6 and by.get("bob", 0) == second_looks
+
+
+async def test_overlap_is_a_reproducible_share_spread_over_the_rank_order(
+    database_url: str
+) -> None:
+    """REVIEW_OVERLAP=0.1: the pairs whose overlap key is under a tenth of its range, about
+    a tenth of any stretch of the queue, the same in every run (keys come from ids)."""
+    from shadowproxy.decision.review_frame import OVERLAP_KEY, RANK, overlap_threshold
+
+    rows = await fetch(
+        database_url,
+        f"SELECT {RANK} AS rank, ({OVERLAP_KEY} < $1) AS twice FROM (SELECT "
+        "md5('pair-' || g)::uuid AS id FROM generate_series(1, 4000) AS g) AS p "
+        "ORDER BY rank", overlap_threshold(0.1))
+    twice = [r["twice"] for r in rows]
+    assert 320 <= sum(twice) <= 480
+    first, last = sum(twice[:1000]), sum(twice[-1000:])
+    assert 60 <= first <= 140 and 60 <= last <= 140  # not bunched at the queue's start
+
+
+async def test_a_pair_that_arrives_later_takes_its_place_by_rank(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    rows = await judged(rig.database_url, "support", equivalent=40)
+    token = await reviewer(rig.database_url, "alice")
+    client = await client_for(rig, aiohttp_client)
+    for _ in range(3):
+        item = (await (await client.get("/api/review/next?tag=support",
+                                        headers=bearer(token))).json())["item"]
+        assert (await label(client, token, item, "tie")).status == 201
+    # New pairs arrive; the lowest-ranked of everything not yet labelled comes next.
+    await judged(rig.database_url, "support", equivalent=40, first=1000)
+    item = (await (await client.get("/api/review/next?tag=support",
+                                    headers=bearer(token))).json())["item"]
+    (offered,) = await fetch(
+        rig.database_url,
+        f"SELECT {rank_of('p')} AS rank FROM review_items i JOIN pairs p ON p.id = i.pair_id "
+        "WHERE i.id = $1", item)
+    (lowest,) = await fetch(
+        rig.database_url,
+        f"SELECT min({rank_of('p')}) AS rank FROM pairs p JOIN scores s ON s.pair_id = p.id "
+        "WHERE s.verdict_method = 'judge' AND NOT EXISTS (SELECT 1 FROM reviews r "
+        "WHERE r.pair_id = p.id)")
+    assert offered["rank"] == lowest["rank"]
+    assert len(rows) == 40
+
+
+async def test_untagged_pairs_are_a_stratum_of_their_own(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    await judged(rig.database_url, None, equivalent=2)
+    await judged(rig.database_url, "support", equivalent=1, first=10)
+    token = await reviewer(rig.database_url, "alice")
+    client = await client_for(rig, aiohttp_client)
+    body = await (await client.get("/api/review/next", headers=bearer(token))).json()
+    assert body["tag"] is None
+    progress = await (await client.get("/api/review/progress", headers=bearer(token))).json()
+    assert [(t["tag"], t["frame"]) for t in progress["tags"]] == [("support", 1), (None, 2)]
+    assert all(t["labels_needed"] == t["frame"] for t in progress["tags"])  # small frames
+    assert (await client.get("/api/review/next?tag=%00", headers=bearer(token))).status == 400
