@@ -405,10 +405,14 @@ def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="File to write (default: stdout).")
 @click.option("--since", default=None, help="ISO date/time or an age: 24h, 7d.")
+@click.option("--reviews", is_flag=True,
+              help="The people's labels (the human_reviews view, one row per label or "
+                   "skip) instead of the pairs.")
 @config_option
 @click.pass_context
 @settings_errors_exit_2
-def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) -> None:
+def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None,
+           reviews: bool) -> None:
     """Write pairs (the comparisons view) as CSV, JSON Lines or Parquet."""
     from shadowproxy.decision.export import export_pairs
 
@@ -416,10 +420,11 @@ def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) ->
     count = with_database(
         settings_from(ctx),
         lambda url: export_pairs(url, fmt=fmt, out=out or sys.stdout,  # type: ignore[arg-type]
-                                 since=after),
+                                 since=after, reviews=reviews),
     )
     if out is not None:
-        click.echo(f"shadowproxy: wrote {count} pairs to {out}", err=True)
+        click.echo(f"shadowproxy: wrote {count} {'labels' if reviews else 'pairs'} to {out}",
+                   err=True)
 
 
 @cli.command()

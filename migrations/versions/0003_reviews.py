@@ -12,7 +12,8 @@ guessing holds across workers and replicas. ``ix_pairs_review_rank`` lets the re
 queue walk a tag's pairs in rank order (``shadowproxy/decision/review_frame.py``).
 
 The analyst view gains ``human_verdict`` (the first reviewer's label) and
-``human_labels`` (labels, skips excluded) at its end.
+``human_labels`` (labels, skips excluded) at its end; a second view, ``human_reviews``,
+has one row per label or skip (what ``export --reviews`` writes).
 
 Revision ID: 0003
 Revises: 0002
@@ -68,6 +69,17 @@ VIEW_0003 = (
     "           count(*)::integer AS human_labels\n"
     "    FROM reviews AS r WHERE r.pair_id = p.id AND r.verdict IS NOT NULL\n"
     ") AS h ON true"
+)
+
+# One row per label or skip, with the pair's tag and time and the judge's verdict beside
+# the person's: what `export --reviews` writes (the analyst's view of the labels).
+HUMAN_REVIEWS = (
+    "CREATE VIEW human_reviews AS\n"
+    "SELECT r.pair_id, p.received_at, p.tag, r.reviewer, r.choice,\n"
+    "       r.verdict AS human_verdict, s.verdict AS judge_verdict, s.verdict_method,\n"
+    "       r.shadow_first, r.note, r.created_at AS labelled_at\n"
+    "FROM reviews AS r JOIN pairs AS p ON p.id = r.pair_id\n"
+    "LEFT JOIN scores AS s ON s.pair_id = r.pair_id"
 )
 
 # A label is one of four choices; its verdict (from the shadow's side) is NULL exactly
@@ -154,9 +166,11 @@ def upgrade() -> None:
                     "admin_login_failures", ["client", "failed_at"])
     op.execute("DROP VIEW IF EXISTS comparisons")
     op.execute(VIEW_0003)
+    op.execute(HUMAN_REVIEWS)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS human_reviews")
     op.execute("DROP VIEW IF EXISTS comparisons")
     op.drop_table("admin_login_failures")
     op.execute("DROP INDEX IF EXISTS ix_pairs_review_rank")

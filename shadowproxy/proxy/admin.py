@@ -32,6 +32,10 @@ ReadyProbe = Callable[[], Awaitable[dict[str, Any]]]
 MetricsRender = Callable[[], tuple[bytes, str]]
 
 
+async def no_icon(_: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 def make_admin_app(
     *,
     ready: ReadyProbe,
@@ -73,6 +77,8 @@ def make_admin_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
+    # Browsers ask for it on every page; "nothing" beats a 401 or 403 in their console.
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_routes(Login(guard).routes())
     app.router.add_routes(ReviewPage().routes())
     app.router.add_routes(ReviewApi(pool, ReviewQueue(review or QueueRules()),

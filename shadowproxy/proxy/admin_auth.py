@@ -203,12 +203,16 @@ def _default_port(scheme: str) -> int:
 
 
 def same_origin(origin: str | None, fetch_site: str | None, host: str) -> bool:
-    """Whether a state-changing request comes from our own pages: its ``Origin`` names
-    ``host`` (the scheme is not compared: behind a TLS-terminating proxy we may not know
-    it), or, from a browser that sends no Origin, ``Sec-Fetch-Site`` is same-origin.
-    A request with neither is not from a browser's cross-site page (scripts)."""
+    """Whether a state-changing request comes from our own pages: ``Sec-Fetch-Site``, when
+    the browser sends it, says same-origin, and ``Origin``, when sent, names ``host`` (the
+    scheme is not compared: behind a TLS-terminating proxy we may not know it). A request
+    with neither is not from a browser's cross-site page (scripts)."""
+    if fetch_site is not None and fetch_site != "same-origin":
+        return False
     if origin is None:
-        return fetch_site in (None, "same-origin", "none")
+        return True
+    if origin == "null":  # a page whose referrer policy hides even its origin
+        return fetch_site == "same-origin"
     try:
         parts = urlsplit(origin)
         asked = urlsplit(f"//{host}")

@@ -331,7 +331,7 @@ async def test_one_set_of_security_headers_on_every_admin_response(
             h = resp.headers
             assert h["X-Frame-Options"] == "DENY", path
             assert h["X-Content-Type-Options"] == "nosniff", path
-            assert h["Referrer-Policy"] == "no-referrer", path
+            assert h["Referrer-Policy"] == "same-origin", path
             assert "frame-ancestors 'none'" in h["Content-Security-Policy"], path
             assert h["Cache-Control"] == "no-store", path
 
