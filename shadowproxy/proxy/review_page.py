@@ -53,15 +53,16 @@ def review_html(*, reviewer: str, csrf: str | None) -> str:
 <nav class="tags" aria-label="Use cases">
   <h2>Use case</h2>
   <ul id="tags"><li class="muted">Loading…</li></ul>
-  <p class="help">Labels so far against labels needed. Pairs come in a fixed random
-  order; you pick the use case, never the pair.</p>
+  <p class="help">Labelled pairs against the labels needed. Pairs come in a fixed random
+  order: you pick the use case, never the pair.</p>
 </nav>
 <main>
-  <p id="status" class="status" role="status" aria-live="polite"></p>
   <section id="item" hidden>
     <h2 class="section">Conversation</h2>
     <div id="conversation" class="conversation"></div>
-    <h2 class="section">The assistant's next turn: two candidates</h2>
+    <h2 class="section">The assistant's next turn: which would serve the user better?</h2>
+    <p class="hint">Correct, complete, follows the system prompt, calls the right tools with
+    the right arguments. Length and style matter only when the conversation asks for them.</p>
     <div class="answers">
       <article class="answer"><h3>Answer 1</h3><div id="answer1"></div></article>
       <article class="answer"><h3>Answer 2</h3><div id="answer2"></div></article>
@@ -75,6 +76,7 @@ def review_html(*, reviewer: str, csrf: str | None) -> str:
     <button type="button" data-choice="1"><kbd>1</kbd> Answer 1 is better</button>
     <button type="button" data-choice="tie"><kbd>t</kbd> Equally good</button>
     <button type="button" data-choice="2"><kbd>2</kbd> Answer 2 is better</button>
+    <p id="status" class="status" role="status" aria-live="polite"></p>
     <button type="button" data-choice="skip" class="skip"><kbd>s</kbd> Skip</button>
   </div>
   <label class="note">Note (optional): <textarea id="note" rows="1" maxlength="10000"

@@ -36,7 +36,7 @@ async def test_label_three_pairs_with_the_keyboard(database_url: str) -> None:
                 await page.keyboard.press(key)
                 await current.filter(has_text=f"{done} of 6 labels").wait_for()
                 await page.locator("#status").filter(has_text="Saved").wait_for()
-            assert await page.locator(".tag.current progress").get_attribute("value") == "3"
+            assert await page.locator(".tag.current .meter").get_attribute("aria-valuenow") == "3"
             # The note field takes text without labelling; Esc hands the keys back.
             await page.click("#note")
             await page.keyboard.type("t2s1")

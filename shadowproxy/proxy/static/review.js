@@ -9,7 +9,7 @@
                       tool: "Tool result"};
   const CHOICE_NAMES = {"1": "Answer 1 is better", "2": "Answer 2 is better",
                         tie: "Equally good", skip: "Skipped"};
-  const state = {tag: undefined, item: null, busy: false, tags: [], retry: null};
+  const state = {tag: undefined, item: null, busy: false, tags: [], retry: null, open: {}};
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -18,69 +18,165 @@
     return node;
   }
 
-  // Text with ``` fenced blocks as <pre>, `inline code` as <code>, line breaks kept.
-  function renderText(text, into) {
-    const pieces = text.split(/```/);
-    pieces.forEach((piece, i) => {
-      if (i % 2 === 1) {
-        const newline = piece.indexOf("\n");
-        const lang = newline > 0 ? piece.slice(0, newline).trim() : "";
-        const body = newline >= 0 && /^[\w+.#-]*$/.test(lang) ? piece.slice(newline + 1) : piece;
-        const pre = el("pre", "code");
-        if (lang && /^[\w+.#-]+$/.test(lang)) pre.dataset.lang = lang;
-        pre.append(el("code", null, body.replace(/\n$/, "")));
-        into.append(pre);
-        return;
+  // Markdown as a chat window shows it: fenced code, headings, lists, quotes, **bold**,
+  // *italic*, `code`, links as their text and address. Built from DOM nodes only: raw
+  // HTML in an answer shows as the characters it is.
+  const FENCE = /^\s*(```|~~~)\s*([\w+.#-]*)\s*$/;
+  const LIST = /^(\s*)([-*+]|\d{1,3}[.)])\s+(.*)$/;
+  const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*|__[^_\n]+__)|(\*[^*\s][^*\n]*\*|\b_[^_\n]+_\b)|(\[[^\]\n]+\]\([^)\s]+\))/g;
+
+  function inline(text, into) {
+    let last = 0;
+    for (const match of text.matchAll(INLINE)) {
+      if (match.index > last) into.append(document.createTextNode(text.slice(last, match.index)));
+      const token = match[0];
+      if (match[1]) into.append(el("code", null, token.slice(1, -1)));
+      else if (match[2]) into.append(el("strong", null, token.slice(2, -2)));
+      else if (match[3]) into.append(el("em", null, token.slice(1, -1)));
+      else {
+        const close = token.indexOf("](");
+        into.append(el("span", "md-link", token.slice(1, close)));
+        into.append(el("span", "md-url", " (" + token.slice(close + 2, -1) + ")"));
       }
-      if (!piece) return;
-      const para = el("div", "text");
-      piece.split(/(`[^`\n]+`)/).forEach((bit) => {
-        if (bit.length > 2 && bit.startsWith("`") && bit.endsWith("`")) {
-          para.append(el("code", null, bit.slice(1, -1)));
-        } else if (bit) {
-          para.append(document.createTextNode(bit));
+      last = match.index + token.length;
+    }
+    if (last < text.length) into.append(document.createTextNode(text.slice(last)));
+  }
+
+  function renderText(text, into) {
+    const lines = text.replace(/\r\n?/g, "\n").split("\n");
+    let i = 0;
+    const startsBlock = (line) => FENCE.test(line) || LIST.test(line) || /^#{1,6}\s/.test(line)
+      || /^\s*>/.test(line);
+    while (i < lines.length) {
+      const line = lines[i];
+      const fence = line.match(FENCE);
+      if (fence) {
+        const body = [];
+        i += 1;
+        while (i < lines.length && !lines[i].trim().startsWith(fence[1])) body.push(lines[i++]);
+        i += 1;
+        const pre = el("pre", "code");
+        if (fence[2]) pre.dataset.lang = fence[2];
+        pre.append(el("code", null, body.join("\n")));
+        into.append(pre);
+      } else if (!line.trim()) {
+        i += 1;
+      } else if (/^#{1,6}\s/.test(line)) {
+        const level = line.match(/^#+/)[0].length;
+        const heading = el("div", "md-h md-h" + Math.min(level, 3));
+        inline(line.replace(/^#+\s+/, ""), heading);
+        into.append(heading);
+        i += 1;
+      } else if (LIST.test(line)) {
+        const ordered = /\d/.test(line.match(LIST)[2]);
+        const list = el(ordered ? "ol" : "ul", "md-list");
+        while (i < lines.length && (LIST.test(lines[i])
+               || (lines[i].startsWith("  ") && lines[i].trim() && list.lastChild))) {
+          const item = lines[i].match(LIST);
+          if (item) {
+            const li = el("li");
+            if (item[1].length >= 2) li.className = "md-nested";
+            if (ordered) li.value = parseInt(item[2], 10);
+            inline(item[3], li);
+            list.append(li);
+          } else {
+            list.lastChild.append(document.createTextNode("\n" + lines[i].trim()));
+          }
+          i += 1;
         }
-      });
-      into.append(para);
-    });
+        into.append(list);
+      } else if (/^\s*>/.test(line)) {
+        const quoted = [];
+        while (i < lines.length && /^\s*>/.test(lines[i])) {
+          quoted.push(lines[i++].replace(/^\s*>\s?/, ""));
+        }
+        const quote = el("blockquote");
+        renderText(quoted.join("\n"), quote);
+        into.append(quote);
+      } else {
+        const para = [];
+        while (i < lines.length && lines[i].trim() && (!para.length || !startsBlock(lines[i]))) {
+          para.push(lines[i++]);
+        }
+        const p = el("div", "text");
+        inline(para.join("\n"), p);
+        into.append(p);
+      }
+    }
+  }
+
+  function pretty(text) {
+    const trimmed = text.trim();
+    if (!/^[[{]/.test(trimmed)) return text;
+    try { return JSON.stringify(JSON.parse(trimmed), null, 2); } catch (e) { return text; }
   }
 
   function argumentsText(value) {
-    if (typeof value === "string") {
-      try { return JSON.stringify(JSON.parse(value), null, 2); } catch (e) { return value; }
-    }
-    return JSON.stringify(value, null, 2);
+    return typeof value === "string" ? pretty(value) : JSON.stringify(value, null, 2);
   }
 
   function toolBox(kind, title, body, error) {
     const box = el("div", "tool " + kind + (error ? " error" : ""));
-    box.append(el("div", "tool-title", title));
+    if (title) box.append(el("div", "tool-title", title));
     box.append(el("pre", null, body));
     return box;
   }
 
+  function renderTurn(turn) {
+    const box = el("section", "turn role-" + turn.role);
+    const errored = turn.parts.some((p) => p.error);
+    box.append(el("div", "role", (ROLE_NAMES[turn.role] || turn.role)
+      + (errored ? " (error)" : "")));
+    turn.parts.forEach((part) => {
+      if (part.kind === "text") renderText(part.text, box);
+      else if (part.kind === "tool_call") {
+        box.append(toolBox("call", "Tool call · " + part.name, part.text));
+      } else if (part.kind === "tool_result") {
+        box.append(toolBox("result", null, pretty(part.text), part.error));
+      } else box.append(el("span", "placeholder", part.text));
+    });
+    return box;
+  }
+
+  // A fold that stays as the reviewer left it from one item to the next.
+  function fold(key, summary, preview, children) {
+    const details = el("details", "fold");
+    details.open = Boolean(state.open[key]);
+    const head = el("summary", null, summary);
+    if (preview) head.append(el("span", "preview", preview));
+    details.append(head, ...children);
+    details.addEventListener("toggle", () => { state.open[key] = details.open; });
+    return details;
+  }
+
+  // The system prompt and the earlier turns folded; the last user turn and what follows
+  // it (the question the two answers reply to) open.
   function renderTurns(turns) {
     const root = $("conversation");
     root.replaceChildren();
-    if (!turns.length) root.append(el("p", "muted", "No conversation was stored for this pair."));
-    turns.forEach((turn) => {
-      const box = el("section", "turn role-" + turn.role);
-      box.append(el("div", "role", ROLE_NAMES[turn.role] || turn.role));
-      turn.parts.forEach((part) => {
-        if (part.kind === "text") renderText(part.text, box);
-        else if (part.kind === "tool_call") {
-          box.append(toolBox("call", "Tool call · " + part.name, part.text));
-        } else if (part.kind === "tool_result") {
-          box.append(toolBox("result", part.error ? "Tool result (error)" : "Tool result",
-                             part.text, part.error));
-        } else box.append(el("span", "placeholder", part.text));
-      });
-      root.append(box);
-    });
-    if (turns.length > 3) {
-      const last = root.lastElementChild;
-      root.scrollTop = Math.max(0, last.offsetTop - root.offsetTop - 8);
+    if (!turns.length) {
+      root.append(el("p", "muted", "No conversation was stored for this pair."));
+      return;
     }
+    let start = 0;
+    if (turns[0].role === "system") {
+      const text = turns[0].parts.map((p) => p.text).join(" ");
+      const preview = text.length > 160 ? text.slice(0, 160) + "…" : text;
+      const body = renderTurn(turns[0]);
+      body.firstChild.remove();
+      root.append(fold("system", "System prompt", preview, [body]));
+      start = 1;
+    }
+    let last = turns.length - 1;
+    while (last > start && turns[last].role !== "user") last -= 1;
+    const earlier = turns.slice(start, last);
+    if (earlier.length) {
+      const word = earlier.length === 1 ? "1 earlier turn" : earlier.length + " earlier turns";
+      root.append(fold("earlier", "Earlier in the conversation: " + word, null,
+                       earlier.map(renderTurn)));
+    }
+    turns.slice(last).forEach((turn) => root.append(renderTurn(turn)));
   }
 
   function renderAnswer(answer, into) {
@@ -107,9 +203,15 @@
       button.type = "button";
       button.setAttribute("aria-pressed", String(t.tag === state.tag));
       button.append(el("span", "tag-name", tagName(t.tag)));
-      const bar = el("progress");
-      bar.max = Math.max(1, t.labels_needed);
-      bar.value = Math.min(t.labelled_pairs, bar.max);
+      const bar = el("span", "meter");
+      bar.setAttribute("role", "progressbar");
+      bar.setAttribute("aria-valuemin", "0");
+      bar.setAttribute("aria-valuemax", String(t.labels_needed));
+      bar.setAttribute("aria-valuenow", String(t.labelled_pairs));
+      const share = t.labels_needed ? Math.min(1, t.labelled_pairs / t.labels_needed) : 1;
+      const fill = el("span", "fill");
+      fill.style.width = (share * 100).toFixed(1) + "%";
+      bar.append(fill);
       button.append(bar);
       const counts = t.labelled_pairs + " of " + t.labels_needed + " labels";
       button.append(el("span", "tag-counts", counts + (t.skips ? " · " + t.skips + " skipped" : "")
