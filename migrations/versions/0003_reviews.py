@@ -89,7 +89,7 @@ _CHOICE_CHECK = (
     "AND (verdict IS NULL OR verdict IN ('worse', 'equivalent', 'better'))"
 )
 _RANK_INDEX = ("CREATE INDEX ix_pairs_review_rank ON pairs "
-               "(tag, (('x' || left(md5(id::text), 15))::bit(60)::bigint))")
+               "(tag, (('x' || left(md5(id::text), 15))::bit(60)::bigint)) INCLUDE (id)")
 
 
 def upgrade() -> None:
@@ -153,6 +153,9 @@ def upgrade() -> None:
                     postgresql_where=sa.text("answered_at IS NULL"))
     # The queue walks a tag's pairs in rank order (decision/review_frame.py: RANK).
     op.execute(_RANK_INDEX)
+    # Is a pair in the frame? An index-only probe while the queue walks.
+    op.create_index("ix_scores_review_frame", "scores", ["pair_id"],
+                    postgresql_where=sa.text("verdict_method = 'judge'"))
     op.create_table(
         "admin_login_failures",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
@@ -174,6 +177,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS comparisons")
     op.drop_table("admin_login_failures")
     op.execute("DROP INDEX IF EXISTS ix_pairs_review_rank")
+    op.drop_index("ix_scores_review_frame", table_name="scores")
     op.drop_table("reviews")
     op.drop_table("review_items")
     op.drop_index(op.f("ix_admin_sessions_expires_at"), table_name="admin_sessions")

@@ -83,7 +83,8 @@ class Pair(Base):
         Index(None, "shadow_outcome"),
         # The review queue walks a tag's pairs in rank order (decision/review_frame.py).
         Index("ix_pairs_review_rank", "tag",
-              text("(('x' || left(md5(id::text), 15))::bit(60)::bigint)")),
+              text("(('x' || left(md5(id::text), 15))::bit(60)::bigint)"),
+              postgresql_include=["id"]),
     )
 
 
@@ -129,6 +130,10 @@ class Score(Base):
     replay_judge_cost_usd: Mapped[float | None] = mapped_column(Double)
     replay_judge_calls: Mapped[int | None] = mapped_column(Integer)
     replay_position_inconsistent: Mapped[bool | None] = mapped_column(Boolean)
+
+    # The review frame (decision/review_frame.py): a pair's membership, probed from the index.
+    __table_args__ = (Index("ix_scores_review_frame", "pair_id",
+                            postgresql_where=text("verdict_method = 'judge'")),)
 
 
 
