@@ -162,6 +162,8 @@ def _message(message: Mapping[str, Any]) -> Turn | None:
     parts += _openai_calls(message.get("tool_calls"))
     if role == "tool":
         parts = [Part("tool_result", "\n".join(p.text for p in parts))]
+    elif role == "user" and parts and all(p.kind == "tool_result" for p in parts):
+        role = "tool"  # Messages carries tool results in a user turn; nobody typed them
     return Turn(role, tuple(parts))
 
 
