@@ -38,6 +38,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from shadowproxy.decision.review_frame import RANK
 from shadowproxy.proxy.admin import make_admin_app
 from shadowproxy.store import migrate
 from shadowproxy.store.embedded import EmbeddedPostgres
@@ -75,7 +76,7 @@ def _rows(first: int, count: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any
                       "[]", "[]"))
         verdict = "worse" if i % 17 == 0 else ("better" if i % 23 == 0 else "equivalent")
         scores.append((pair_id, method == "exact", 0.5, True, True, False, verdict == "equivalent",
-                       verdict, method))
+                       verdict, method, START + timedelta(seconds=i)))
     return pairs, scores
 
 
@@ -97,21 +98,23 @@ async def load(url: str, total: int, labelled: int) -> None:
             await conn.copy_records_to_table(
                 "scores", records=scores, columns=[
                     "pair_id", "exact_match", "text_similarity", "tool_call_match",
-                    "stop_reason_match", "refusal", "agree", "verdict", "verdict_method"])
+                    "stop_reason_match", "refusal", "agree", "verdict", "verdict_method",
+                    "judged_at"])
         # Other reviewers' labels on support's lowest ranks: the queue walks past them.
         await conn.execute(
             "INSERT INTO review_items (id, pair_id, reviewer, shadow_first, offered_at, "
-            "answered_at) SELECT md5(p.id::text), p.id, 'earlier-' || (n % 3), n % 2 = 0, "
-            "now(), now() FROM (SELECT p.id, row_number() OVER (ORDER BY "
-            "('x' || left(md5(p.id::text), 15))::bit(60)::bigint) AS n FROM pairs p "
-            "JOIN scores s ON s.pair_id = p.id AND s.verdict_method = 'judge' "
-            "WHERE p.tag = 'support' ORDER BY ('x' || left(md5(p.id::text), 15))::bit(60)"
-            "::bigint LIMIT $1) AS p", labelled)
+            "answered_at, tag, rank, overlap) SELECT md5(p.id::text), p.id, "
+            "'earlier-' || (n % 3), n % 2 = 0, now(), now(), 'support', rank, false "
+            f"FROM (SELECT p.id, {RANK} AS rank, row_number() OVER (ORDER BY {RANK}) AS n "
+            "FROM pairs p JOIN scores s ON s.pair_id = p.id AND s.verdict_method = 'judge' "
+            f"WHERE p.tag = 'support' ORDER BY {RANK} LIMIT $1) AS p", labelled)
         await conn.execute(
             "INSERT INTO reviews (pair_id, reviewer, choice, verdict, shadow_first, created_at) "
             "SELECT pair_id, reviewer, 'tie', 'equivalent', shadow_first, now() - interval "
             "'1 day' FROM review_items")
-        await conn.execute("ANALYZE")
+        # Autovacuum has run on a table this size in steady state: the visibility map is
+        # set, so the queue's walk is index-only.
+        await conn.execute("VACUUM ANALYZE")
         print(f"  stored {total:,} pairs and {labelled:,} labels in "
               f"{time.perf_counter() - began:.0f} s")
     finally:

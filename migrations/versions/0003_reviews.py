@@ -7,7 +7,9 @@ anyone). ``review_items`` are what the queue offered a reviewer (the pair and wh
 was shown first stay here; the item id is all the browser sees; ``answered_at`` once
 labelled or skipped); ``reviews`` the labels,
 one per pair and reviewer, from the shadow's side (``verdict`` NULL for a skip).
-``admin_login_failures`` are the failed sign-ins of the last minutes, so the limit on
+``review_floors`` keep, per tag, the rank below which every judged pair has been
+offered (so the queue need not walk past them again). ``admin_login_failures`` are the
+failed sign-ins of the last minutes, so the limit on
 guessing holds across workers and replicas. ``ix_pairs_review_rank`` lets the review
 queue walk a tag's pairs in rank order (``shadowproxy/decision/review_frame.py``).
 
@@ -125,6 +127,11 @@ def upgrade() -> None:
         sa.Column("offered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
                   nullable=False),
         sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+        # The pair's tag, rank and overlap flag, copied when it is first offered, so the
+        # queue reads what was offered without going back to pairs.
+        sa.Column("tag", sa.Text(), nullable=True),
+        sa.Column("rank", sa.BigInteger(), nullable=False),
+        sa.Column("overlap", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
                                 name=op.f("fk_review_items_pair_id_pairs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_review_items")),
@@ -151,8 +158,19 @@ def upgrade() -> None:
     # A reviewer's open items (the queue offers those first).
     op.create_index(op.f("ix_review_items_reviewer"), "review_items", ["reviewer"],
                     postgresql_where=sa.text("answered_at IS NULL"))
+    op.create_index(op.f("ix_review_items_tag_rank"), "review_items", ["tag", "rank"])
     # The queue walks a tag's pairs in rank order (decision/review_frame.py: RANK).
     op.execute(_RANK_INDEX)
+    # Pairs the judge decided lately: those that joined the frame below a tag's floor.
+    op.create_index("ix_scores_review_judged_at", "scores", ["judged_at"],
+                    postgresql_where=sa.text("verdict_method = 'judge'"))
+    op.create_table(
+        "review_floors",
+        sa.Column("stratum", sa.Text(), nullable=False),
+        sa.Column("floor_rank", sa.BigInteger(), nullable=False),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("stratum", name=op.f("pk_review_floors")),
+    )
     # Is a pair in the frame? An index-only probe while the queue walks.
     op.create_index("ix_scores_review_frame", "scores", ["pair_id"],
                     postgresql_where=sa.text("verdict_method = 'judge'"))
@@ -176,6 +194,8 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS human_reviews")
     op.execute("DROP VIEW IF EXISTS comparisons")
     op.drop_table("admin_login_failures")
+    op.drop_table("review_floors")
+    op.drop_index("ix_scores_review_judged_at", table_name="scores")
     op.execute("DROP INDEX IF EXISTS ix_pairs_review_rank")
     op.drop_index("ix_scores_review_frame", table_name="scores")
     op.drop_table("reviews")

@@ -133,7 +133,9 @@ class Score(Base):
 
     # The review frame (decision/review_frame.py): a pair's membership, probed from the index.
     __table_args__ = (Index("ix_scores_review_frame", "pair_id",
-                            postgresql_where=text("verdict_method = 'judge'")),)
+                            postgresql_where=text("verdict_method = 'judge'")),
+                      Index("ix_scores_review_judged_at", "judged_at",
+                            postgresql_where=text("verdict_method = 'judge'")))
 
 
 
@@ -183,9 +185,25 @@ class ReviewItem(Base):
     )
     # When its reviewer labelled or skipped it; NULL while open.
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The pair's tag, rank and overlap flag when first offered (decision/review_frame.py).
+    tag: Mapped[str | None] = mapped_column(Text)
+    rank: Mapped[int] = mapped_column(BigInteger)
+    overlap: Mapped[bool] = mapped_column(Boolean)
 
     __table_args__ = (UniqueConstraint("pair_id", "reviewer"),
-                      Index(None, "reviewer", postgresql_where=text("answered_at IS NULL")))
+                      Index(None, "reviewer", postgresql_where=text("answered_at IS NULL")),
+                      Index(None, "tag", "rank"))
+
+
+class ReviewFloor(Base):
+    """Per tag (``stratum``: ``tag:NAME`` or ``untagged``), the rank below which every
+    pair the judge had decided by ``checked_at`` has been offered to someone."""
+
+    __tablename__ = "review_floors"
+
+    stratum: Mapped[str] = mapped_column(Text, primary_key=True)
+    floor_rank: Mapped[int] = mapped_column(BigInteger)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Review(Base):

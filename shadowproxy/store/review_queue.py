@@ -65,37 +65,99 @@ def _begin_locked(tag: str | None) -> str:
 _REVIEWER_LOCK = "SELECT pg_advisory_xact_lock(7322, hashtext($1))"
 
 
-def _tag_is(tagged: bool) -> str:
-    # Two spellings, so the planner can use the (tag, rank) index for a tag.
-    return "p.tag = $2" if tagged else "p.tag IS NULL AND $2::text IS NULL"
+def _tag_is(tagged: bool, alias: str = "p") -> str:
+    # Two spellings, so the planner can use the (tag, rank) indexes for a tag.
+    return f"{alias}.tag = $2" if tagged else f"{alias}.tag IS NULL AND $2::text IS NULL"
+
+
+def stratum(tag: str | None) -> str:
+    """The key of a tag's row in ``review_floors``."""
+    return "untagged" if tag is None else f"tag:{tag}"
+
+
+# Everything ranks below this: the floor of a tag whose whole frame has been offered.
+TOP_RANK = 1 << 60
+# A pair the judge decided up to this long before a check may still have been invisible
+# to it (diff's clock, and its batch committing after the check began).
+LATE_MARGIN = timedelta(minutes=15)
 
 
 def _candidate(tagged: bool) -> str:
-    """The reviewer's own open item in the tag, else the frame's lowest-ranked pair they
-    were never offered that still needs a label; with the pair's content. ``item`` NULL:
-    a new pair, to be offered."""
+    """One row: the item to show and what the tag's floor becomes.
+
+    - ``own``: the reviewer's open item in the tag (a reload, a second tab);
+    - ``walk``: the lowest-ranked judged pair never offered to anyone, from the floor up;
+    - ``late``: the same below the floor, among pairs judged since the floor was checked;
+    - ``again``: an offered pair that still needs a label (a skip, an overlap pair's
+      second look, an offer whose lease ended) and was never offered to this reviewer.
+
+    ``item`` NULL with a ``pair_id``: a pair to offer now; ``pair_id`` NULL: nothing.
+    Params: $1 reviewer, $2 tag, $3 lease cutoff, $4 overlap threshold, $5 stratum,
+    $6 late margin.
+    """
+    tag, item_tag = _tag_is(tagged), _tag_is(tagged, "i")
+    never_offered = "NOT EXISTS (SELECT 1 FROM review_items AS o WHERE o.pair_id = p.id)"
     return f"""
-        SELECT c.item, c.pair_id, c.shadow_first, p.tag, p.request, p.primary_text,
-               p.primary_tool_calls, p.shadow_text, p.shadow_tool_calls
-        FROM (
-            (SELECT i.id AS item, i.pair_id, i.shadow_first, 0 AS pass
-             FROM review_items AS i JOIN pairs AS p ON p.id = i.pair_id
-             WHERE i.reviewer = $1 AND i.answered_at IS NULL AND {_tag_is(tagged)}
-             ORDER BY {RANK} LIMIT 1)
-            UNION ALL
-            (SELECT NULL, p.id, NULL, 1 FROM {FRAME_FROM}
-             WHERE {_tag_is(tagged)}
-               AND NOT EXISTS (SELECT 1 FROM review_items AS mine
-                               WHERE mine.pair_id = p.id AND mine.reviewer = $1)
-               AND (SELECT count(*) FROM review_items AS i
-                    LEFT JOIN reviews AS r ON r.pair_id = i.pair_id AND r.reviewer = i.reviewer
-                    WHERE i.pair_id = p.id
-                      AND (r.verdict IS NOT NULL
-                           OR (i.answered_at IS NULL AND i.offered_at > $3)))
-                   < 1 + ({OVERLAP_KEY} < $4)::int
-             ORDER BY {RANK} LIMIT 1)
-            ORDER BY pass LIMIT 1
-        ) AS c JOIN pairs AS p ON p.id = c.pair_id"""
+        WITH f AS (
+            SELECT coalesce(max(floor_rank), 0) AS floor,
+                   coalesce(max(checked_at), '-infinity') AS checked
+            FROM review_floors WHERE stratum = $5
+        ), own AS (
+            SELECT i.id AS item, i.pair_id, i.shadow_first, i.rank, i.overlap
+            FROM review_items AS i
+            WHERE i.reviewer = $1 AND i.answered_at IS NULL AND {item_tag}
+            ORDER BY i.rank LIMIT 1
+        ), walk AS (
+            SELECT p.id AS pair_id, {RANK} AS rank, ({OVERLAP_KEY} < $4) AS overlap
+            FROM pairs AS p, f
+            WHERE {tag} AND {RANK} >= f.floor AND {never_offered}
+              AND EXISTS (SELECT 1 FROM scores AS s
+                          WHERE s.pair_id = p.id AND s.verdict_method = 'judge')
+            ORDER BY {RANK} LIMIT 1
+        ), late AS (
+            SELECT p.id AS pair_id, {RANK} AS rank, ({OVERLAP_KEY} < $4) AS overlap
+            FROM scores AS s JOIN pairs AS p ON p.id = s.pair_id, f
+            WHERE s.verdict_method = 'judge' AND s.judged_at > f.checked - $6::interval
+              AND {tag} AND {RANK} < f.floor AND {never_offered}
+            ORDER BY 2 LIMIT 1
+        ), again AS (
+            SELECT i.pair_id, i.rank, bool_or(i.overlap) AS overlap
+            FROM review_items AS i
+            LEFT JOIN reviews AS r ON r.pair_id = i.pair_id AND r.reviewer = i.reviewer
+            WHERE {item_tag}
+            GROUP BY i.pair_id, i.rank
+            HAVING bool_and(i.reviewer <> $1)
+               AND count(*) FILTER (WHERE r.verdict IS NOT NULL
+                                    OR (i.answered_at IS NULL AND i.offered_at > $3))
+                   < 1 + bool_or(i.overlap)::int
+            ORDER BY i.rank LIMIT 1
+        ), pick AS (
+            SELECT item, pair_id, shadow_first, rank, overlap, 0 AS pass FROM own
+            UNION ALL SELECT NULL, pair_id, NULL, rank, overlap, 1 FROM walk
+            UNION ALL SELECT NULL, pair_id, NULL, rank, overlap, 1 FROM late
+            UNION ALL SELECT NULL, pair_id, NULL, rank, overlap, 1 FROM again
+            ORDER BY pass, rank LIMIT 1
+        )
+        SELECT pick.item, pick.pair_id, pick.shadow_first, pick.rank, pick.overlap,
+               (SELECT rank FROM walk) AS walk_rank, EXISTS (SELECT 1 FROM late) AS late,
+               p.tag, p.request, p.primary_text, p.primary_tool_calls, p.shadow_text,
+               p.shadow_tool_calls
+        FROM (SELECT 1) AS one LEFT JOIN pick ON true LEFT JOIN pairs AS p ON p.id = pick.pair_id"""
+
+
+# The floor rises to the walk's find (every judged pair below it has been offered), and
+# is checked as of now unless late pairs remain. $1 stratum, $2 floor, $3 late pairs left.
+_FLOOR = """
+    INSERT INTO review_floors (stratum, floor_rank, checked_at)
+    VALUES ($1, $2, CASE WHEN $3 THEN '-infinity'::timestamptz ELSE now() END)
+    ON CONFLICT (stratum) DO UPDATE SET floor_rank = EXCLUDED.floor_rank,
+        checked_at = CASE WHEN $3 THEN review_floors.checked_at ELSE now() END"""
+_OFFER = f"""
+    WITH offer AS (
+        INSERT INTO review_items (id, pair_id, reviewer, shadow_first, offered_at, tag, rank,
+                                  overlap)
+        VALUES ($4, $5, $6, $7, $8, $9, $10, $11)
+    ) {_FLOOR}"""
 
 
 _FRAMES = (f"SELECT p.tag, count(*) AS frame, count(*) FILTER (WHERE s.verdict = 'worse') "
@@ -171,30 +233,34 @@ class ReviewQueue:
 
     async def next_item(self, pool: asyncpg.Pool, reviewer: str, tag: str | None,
                         now: datetime) -> Offered | None:
-        # Four round trips at most (BEGIN with the lock, the candidate with its content,
-        # the offer, COMMIT): under load each one waits for the CPU.
+        # Four round trips (BEGIN with the lock, the candidate with its content, the offer
+        # with the floor, COMMIT): under load each one waits for the CPU.
+        key = stratum(tag)
         async with pool.acquire() as conn:
             await conn.execute(_begin_locked(tag))
             try:
-                row = await conn.fetchrow(_candidate(tag is not None), reviewer, tag,
-                                          now - self.rules.lease,
-                                          overlap_threshold(self.rules.overlap))
-                if row is None:
-                    await conn.execute("COMMIT")
-                    return None
+                row = await conn.fetchrow(
+                    _candidate(tag is not None), reviewer, tag, now - self.rules.lease,
+                    overlap_threshold(self.rules.overlap), key, LATE_MARGIN)
+                assert row is not None  # one row, always
+                floor = (key, row["walk_rank"] if row["walk_rank"] is not None else TOP_RANK,
+                         row["late"])
                 item, shadow_first = row["item"], row["shadow_first"]
-                if item is None:
+                if row["pair_id"] is None:
+                    await conn.execute(_FLOOR, *floor)
+                elif item is None:
                     item, shadow_first = secrets.token_urlsafe(16), secrets.randbits(1) == 1
-                    await conn.execute(
-                        "INSERT INTO review_items (id, pair_id, reviewer, shadow_first, "
-                        "offered_at) VALUES ($1, $2, $3, $4, $5)",
-                        item, row["pair_id"], reviewer, shadow_first, now)
+                    await conn.execute(_OFFER, *floor, item, row["pair_id"], reviewer,
+                                       shadow_first, now, row["tag"], row["rank"],
+                                       row["overlap"])
                 await conn.execute("COMMIT")
             except Exception:
                 # (A cancelled call leaves the rollback to the pool's reset on release.)
                 if not conn.is_closed():
                     await conn.execute("ROLLBACK")
                 raise
+        if row["pair_id"] is None:
+            return None
         return Offered(item, row["tag"], shadow_first, _json(row["request"]),
                        (row["primary_text"], _json(row["primary_tool_calls"])),
                        (row["shadow_text"], _json(row["shadow_tool_calls"])))

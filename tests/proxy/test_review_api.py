@@ -3,7 +3,10 @@ product's sample, one label per item, progress per tag."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ from shadowproxy.records import Side
 from shadowproxy.store.review_queue import QueueRules
 from tests.fakes.database import make_pair
 from tests.fakes.review import ADMIN_TOKEN, Rig, fetch, judged, reviewer
-from tests.fakes.verdicts import Judged, write
+from tests.fakes.verdicts import Judged, pair, write
 
 
 @pytest.fixture
@@ -216,30 +219,35 @@ async def test_overlap_is_a_reproducible_share_spread_over_the_rank_order(
     assert 60 <= first <= 140 and 60 <= last <= 140  # not bunched at the queue's start
 
 
+def rank_in_python(pair_id: uuid.UUID) -> int:
+    """decision/review_frame.RANK, computed here: 60 bits of the MD5 of the id's text."""
+    return int(hashlib.md5(str(pair_id).encode()).hexdigest()[:15], 16)
+
+
 async def test_a_pair_that_arrives_later_takes_its_place_by_rank(
     rig: Rig, aiohttp_client: Any
 ) -> None:
+    """The queue skips what it has offered (a floor per tag) yet a pair judged later,
+    ranked below that floor, is the next one offered: the sample stays the lowest ranks."""
     rows = await judged(rig.database_url, "support", equivalent=40)
     token = await reviewer(rig.database_url, "alice")
     client = await client_for(rig, aiohttp_client)
-    for _ in range(3):
+    for _ in range(5):
         item = (await (await client.get("/api/review/next?tag=support",
                                         headers=bearer(token))).json())["item"]
         assert (await label(client, token, item, "tie")).status == 201
-    # New pairs arrive; the lowest-ranked of everything not yet labelled comes next.
-    await judged(rig.database_url, "support", equivalent=40, first=1000)
-    item = (await (await client.get("/api/review/next?tag=support",
-                                    headers=bearer(token))).json())["item"]
-    (offered,) = await fetch(
-        rig.database_url,
-        f"SELECT {rank_of('p')} AS rank FROM review_items i JOIN pairs p ON p.id = i.pair_id "
-        "WHERE i.id = $1", item)
-    (lowest,) = await fetch(
-        rig.database_url,
-        f"SELECT min({rank_of('p')}) AS rank FROM pairs p JOIN scores s ON s.pair_id = p.id "
-        "WHERE s.verdict_method = 'judge' AND NOT EXISTS (SELECT 1 FROM reviews r "
-        "WHERE r.pair_id = p.id)")
-    assert offered["rank"] == lowest["rank"]
+    (labelled,) = await fetch(
+        rig.database_url, f"SELECT max({rank_of('p')}) AS top FROM reviews r "
+        "JOIN pairs p ON p.id = r.pair_id")
+    # A pair judged now whose rank falls among those already labelled, and one above.
+    low = next(i for i in iter(uuid.uuid4, None) if rank_in_python(i) < labelled["top"])
+    late = [(replace(pair("support", 500 + n), id=pair_id), Judged("worse"))
+            for n, pair_id in enumerate((low, uuid.uuid4()))]
+    await write(rig.database_url, late)
+    body = await (await client.get("/api/review/next?tag=support", headers=bearer(token))).json()
+    (offered,) = await fetch(rig.database_url,
+                             "SELECT pair_id FROM review_items WHERE id = $1", body["item"])
+    assert offered["pair_id"] == low
     assert len(rows) == 40
 
 
