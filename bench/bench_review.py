@@ -103,8 +103,8 @@ async def load(url: str, total: int, labelled: int) -> None:
         # Other reviewers' labels on support's lowest ranks: the queue walks past them.
         await conn.execute(
             "INSERT INTO review_items (id, pair_id, reviewer, shadow_first, offered_at, "
-            "answered_at, tag, rank, overlap) SELECT md5(p.id::text), p.id, "
-            "'earlier-' || (n % 3), n % 2 = 0, now(), now(), 'support', rank, false "
+            "answered_at, tag, rank, overlap, labelled) SELECT md5(p.id::text), p.id, "
+            "'earlier-' || (n % 3), n % 2 = 0, now(), now(), 'support', rank, false, true "
             f"FROM (SELECT p.id, {RANK} AS rank, row_number() OVER (ORDER BY {RANK}) AS n "
             "FROM pairs p JOIN scores s ON s.pair_id = p.id AND s.verdict_method = 'judge' "
             f"WHERE p.tag = 'support' ORDER BY {RANK} LIMIT $1) AS p", labelled)

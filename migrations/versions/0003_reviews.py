@@ -132,6 +132,8 @@ def upgrade() -> None:
         sa.Column("tag", sa.Text(), nullable=True),
         sa.Column("rank", sa.BigInteger(), nullable=False),
         sa.Column("overlap", sa.Boolean(), nullable=False),
+        # Answered with a label (not a skip): with overlap false, the pair needs no more.
+        sa.Column("labelled", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
                                 name=op.f("fk_review_items_pair_id_pairs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_review_items")),
@@ -158,7 +160,9 @@ def upgrade() -> None:
     # A reviewer's open items (the queue offers those first).
     op.create_index(op.f("ix_review_items_reviewer"), "review_items", ["reviewer"],
                     postgresql_where=sa.text("answered_at IS NULL"))
-    op.create_index(op.f("ix_review_items_tag_rank"), "review_items", ["tag", "rank"])
+    # Items whose pair may need another look (open, skipped, or an overlap pair).
+    op.create_index("ix_review_items_unsettled", "review_items", ["tag", "rank"],
+                    postgresql_where=sa.text("NOT labelled OR overlap"))
     # The queue walks a tag's pairs in rank order (decision/review_frame.py: RANK).
     op.execute(_RANK_INDEX)
     # Pairs the judge decided lately: those that joined the frame below a tag's floor.

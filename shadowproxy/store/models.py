@@ -189,10 +189,13 @@ class ReviewItem(Base):
     tag: Mapped[str | None] = mapped_column(Text)
     rank: Mapped[int] = mapped_column(BigInteger)
     overlap: Mapped[bool] = mapped_column(Boolean)
+    # Answered with a label (not a skip).
+    labelled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (UniqueConstraint("pair_id", "reviewer"),
                       Index(None, "reviewer", postgresql_where=text("answered_at IS NULL")),
-                      Index(None, "tag", "rank"))
+                      Index("ix_review_items_unsettled", "tag", "rank",
+                            postgresql_where=text("NOT labelled OR overlap")))
 
 
 class ReviewFloor(Base):

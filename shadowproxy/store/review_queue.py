@@ -109,28 +109,39 @@ def _candidate(tagged: bool) -> str:
             ORDER BY i.rank LIMIT 1
         ), walk AS (
             SELECT p.id AS pair_id, {RANK} AS rank, ({OVERLAP_KEY} < $4) AS overlap
-            FROM pairs AS p, f
-            WHERE {tag} AND {RANK} >= f.floor AND {never_offered}
+            FROM pairs AS p
+            WHERE {tag} AND {RANK} >= (SELECT floor FROM f) AND {never_offered}
               AND EXISTS (SELECT 1 FROM scores AS s
                           WHERE s.pair_id = p.id AND s.verdict_method = 'judge')
             ORDER BY {RANK} LIMIT 1
         ), late AS (
-            SELECT p.id AS pair_id, {RANK} AS rank, ({OVERLAP_KEY} < $4) AS overlap
-            FROM scores AS s JOIN pairs AS p ON p.id = s.pair_id, f
-            WHERE s.verdict_method = 'judge' AND s.judged_at > f.checked - $6::interval
-              AND {tag} AND {RANK} < f.floor AND {never_offered}
-            ORDER BY 2 LIMIT 1
+            -- The few pairs judged lately first (OFFSET 0 fences keep the planner from
+            -- walking the whole rank index instead), then their tag, rank and offers.
+            SELECT l.pair_id, l.rank, l.overlap
+            FROM (SELECT s.pair_id FROM scores AS s
+                  WHERE s.verdict_method = 'judge' AND (SELECT floor FROM f) > 0
+                    AND s.judged_at > (SELECT checked FROM f) - $6::interval
+                  OFFSET 0) AS recent
+            CROSS JOIN LATERAL (
+                SELECT p.id AS pair_id, {RANK} AS rank, ({OVERLAP_KEY} < $4) AS overlap
+                FROM pairs AS p
+                WHERE p.id = recent.pair_id AND {tag} AND {RANK} < (SELECT floor FROM f)
+                  AND {never_offered}
+                OFFSET 0) AS l
+            ORDER BY l.rank LIMIT 1
         ), again AS (
-            SELECT i.pair_id, i.rank, bool_or(i.overlap) AS overlap
-            FROM review_items AS i
-            LEFT JOIN reviews AS r ON r.pair_id = i.pair_id AND r.reviewer = i.reviewer
-            WHERE {item_tag}
-            GROUP BY i.pair_id, i.rank
-            HAVING bool_and(i.reviewer <> $1)
-               AND count(*) FILTER (WHERE r.verdict IS NOT NULL
-                                    OR (i.answered_at IS NULL AND i.offered_at > $3))
-                   < 1 + bool_or(i.overlap)::int
-            ORDER BY i.rank LIMIT 1
+            SELECT u.pair_id, u.rank, u.overlap
+            FROM (SELECT DISTINCT ON (i.rank, i.pair_id) i.pair_id, i.rank, i.overlap
+                  FROM review_items AS i
+                  WHERE {item_tag} AND (NOT i.labelled OR i.overlap)
+                  ORDER BY i.rank, i.pair_id) AS u
+            WHERE NOT EXISTS (SELECT 1 FROM review_items AS m
+                              WHERE m.pair_id = u.pair_id AND m.reviewer = $1)
+              AND (SELECT count(*) FROM review_items AS c
+                   WHERE c.pair_id = u.pair_id
+                     AND (c.labelled OR (c.answered_at IS NULL AND c.offered_at > $3)))
+                  < 1 + u.overlap::int
+            ORDER BY u.rank LIMIT 1
         ), pick AS (
             SELECT item, pair_id, shadow_first, rank, overlap, 0 AS pass FROM own
             UNION ALL SELECT NULL, pair_id, NULL, rank, overlap, 1 FROM walk
@@ -287,8 +298,8 @@ class ReviewQueue:
                 label.note, now)
             if stored is None:
                 raise AlreadyLabelled(item)
-            await conn.execute("UPDATE review_items SET answered_at = $2 WHERE id = $1",
-                               item, now)
+            await conn.execute("UPDATE review_items SET answered_at = $2, labelled = $3 "
+                               "WHERE id = $1", item, now, verdict is not None)
         return verdict
 
     async def _check_rate(self, conn: Executor, reviewer: str, now: datetime
