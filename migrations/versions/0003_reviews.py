@@ -2,11 +2,12 @@
 
 ``reviewers`` holds a SHA-256 of each token, never the token. ``admin_sessions`` are the
 dashboard's and the review page's browser sessions, shared by every worker and replica
-(a session id is stored as its SHA-256 too, so a reader of the table cannot sign in as
-anyone). ``review_items`` are what the queue offered a reviewer (the pair and which side
-was shown first stay here; the item id is all the browser sees; ``answered_at`` once
-labelled or skipped); ``reviews`` the labels,
-one per pair and reviewer, from the shadow's side (``verdict`` NULL for a skip).
+(a session id is stored as an HMAC-SHA256 keyed by the admin token, so a reader of the
+table cannot sign in as anyone). ``review_items`` are what the queue offered a reviewer
+(the pair and which side was shown first stay here, with its tag, rank and overlap
+flag; the item id is all the browser sees; ``answered_at`` once labelled or skipped,
+``labelled`` unless skipped); ``reviews`` the labels, one per pair and reviewer, from the
+shadow's side (``verdict`` NULL for a skip).
 ``review_floors`` keep, per tag, the rank below which every judged pair has been
 offered (so the queue need not walk past them again). ``admin_login_failures`` are the
 failed sign-ins of the last minutes, so the limit on

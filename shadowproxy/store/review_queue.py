@@ -1,20 +1,29 @@
 """The review queue in the database: the next item for a reviewer, their label, progress.
 
 **Next.** A reviewer first gets back their own open item in the tag (a reload, a second
-tab: the same item), else the frame's lowest-ranked pair (``decision/review_frame.py``)
-that they were never offered and that still needs a label: a pair needs one label, two
-when its overlap key says so. An item offered to someone else counts as taken for
-:data:`OFFER_LEASE` (someone who closes the tab does not hold a pair for ever); a skip
-does not count, so a skipped pair goes to the next reviewer, and never again to the one
-who skipped it. Calls for one tag take turns (a transaction-scoped advisory lock), so two
-reviewers are never handed the pair only one should label.
+tab: the same item). Otherwise the lowest-ranked of (``decision/review_frame.py``):
+
+- a judged pair never offered to anyone: found from the tag's **floor**
+  (``review_floors``: every pair of the frame below it has been offered), so a call does
+  not walk past the thousands already labelled; the floor rises to what the walk finds;
+- a pair the judge decided after the floor was last checked whose rank is below it (a
+  late arrival takes its place by rank), found among the pairs judged lately;
+- an offered pair that still needs a label and was never offered to this reviewer: one
+  skipped by someone (a skip is no label), an overlap pair's second look, or an offer
+  nobody answered within :data:`OFFER_LEASE` (someone who closes the tab does not hold a
+  pair for ever).
+
+A pair needs one label, two when its overlap key says so. Calls for one tag take turns
+(a transaction-scoped advisory lock), so two reviewers are never handed the pair only
+one should label, and the floor moves with the offers.
 
 **Label.** One per item: the first answer is stored (201), a second is refused (409), an
 item that is not the caller's or whose pair retention deleted is unknown (404). A
 reviewer stores at most :attr:`QueueRules.labels_per_minute` labels a minute; past it
 the label is refused with the seconds to wait, stays open, and is stored when sent again.
 
-Every time comes from the caller's clock, so tests set it.
+Every time comes from the caller's clock, so tests set it (the floor's check time is
+the database's, as ``diff``'s ``judged_at`` is a wall clock).
 """
 
 from __future__ import annotations
