@@ -31,13 +31,16 @@ async def test_label_three_pairs_with_the_keyboard(database_url: str) -> None:
             await page.wait_for_url(f"{base}/review?tag=support")
             current = page.locator(".tag.current .tag-counts")
             await current.filter(has_text="0 of 6 labels").wait_for()
+            ready = page.locator("#choose button[data-choice='tie']:enabled")
             for key, done in (("1", 1), ("t", 2), ("2", 3)):
-                await page.locator("#answer1").filter(has_text=".").wait_for()
+                # Keys are ignored while a pair loads: nobody labels what they have not seen.
+                await ready.wait_for()
                 await page.keyboard.press(key)
                 await current.filter(has_text=f"{done} of 6 labels").wait_for()
                 await page.locator("#status").filter(has_text="Saved").wait_for()
             assert await page.locator(".tag.current .meter").get_attribute("aria-valuenow") == "3"
             # The note field takes text without labelling; Esc hands the keys back.
+            await ready.wait_for()
             await page.click("#note")
             await page.keyboard.type("t2s1")
             await page.keyboard.press("Escape")
