@@ -30,7 +30,7 @@ async def ready() -> dict[str, Any]:
 @pytest.fixture
 async def admin(database_url: str, aiohttp_client: Any) -> TestClient[Any, Any]:
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         **_dashboard(database_url))
+                         database_url=database_url, **_dashboard(database_url))
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     return client
 
@@ -97,7 +97,7 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
     pool serves every request, and stopping the admin app closes it."""
     await store(database_url, traffic("support", 20, 5))
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         **_dashboard(database_url))
+                         database_url=database_url, **_dashboard(database_url))
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -105,7 +105,7 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
         async def dashboard_backends() -> set[int]:
             rows = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()")
+                "AND pid <> pg_backend_pid() AND application_name <> 'shadowproxy admin'")
             return {r["pid"] for r in rows}
 
         assert (await client.get("/dashboard", headers=auth)).status == 200
