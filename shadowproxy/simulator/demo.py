@@ -69,33 +69,95 @@ USE_CASES = (
 # The simulator gives Haiku's answers a known truth: per tag, a share of subtly wrong
 # answers (a digit changed, or the answer quietly negated) and a share of paraphrases
 # (other words, same answer); the simulator also answers the judge protocol, grading both
-# answers against what it would itself have said. Prompts carry #tag= and #seq= so the
-# shares come out exact (the proxy strips the tag header before the shadow sees it).
-JUDGE_MODEL = "claude-sonnet-4-6"  # priced in prices.toml, so JUDGE_MAX_USD holds
+# answers against what it would itself have said. The prompts read like a support desk's;
+# which tag and place in the sequence each one has (so the shares come out exact), is
+# handed to the simulator beside them (SimulatorConfig.scripts), never written into them.
+JUDGE_MODEL = "simulated-judge"  # the simulator judges; priced by the demo's prices file
+JUDGE_PRICE = {"input": 3.0, "output": 15.0}  # per million tokens, as a Sonnet judge
 JUDGE_POSITION_BIAS = 0.1  # a judge that says "A" one time in ten, whatever it reads
 PARAPHRASE_RATE = 0.3
+SHADOW_ERROR_RATE = 0.01
+
+# Per tag, questions a customer or an agent would send; {n} is an order or ticket number,
+# early in the text so a subtly wrong answer can get it wrong.
+PROMPTS: dict[str, tuple[str, ...]] = {
+    "support": (
+        "Order #{n} was due on Tuesday and the tracking has not moved since. Can you check?",
+        "I was charged twice for order {n}. Which of the two charges will be reversed?",
+        "Can I still change the delivery address on order #{n}? It has not shipped yet.",
+        "Order {n} shows as delivered but nothing arrived. What should I do now?",
+    ),
+    "order-lookup": (
+        "Look up order #{n} and tell me when it ships.",
+        "What is in order {n}? I cannot find the confirmation email.",
+        "Find order #{n} for me, I need the invoice for my expenses.",
+    ),
+    "summaries": (
+        "Summarise ticket {n} in two sentences: the customer's screen arrived cracked and "
+        "they want a replacement, not a refund.",
+        "Give me a one-line summary of ticket {n}: the app logs the user out every few "
+        "minutes since the last update.",
+        "Summarise ticket {n} for the morning handover: a delivery was left with a neighbour "
+        "who is away until Friday.",
+    ),
+    "refunds": (
+        "Order #{n} arrived damaged. Do I get a full refund or only store credit?",
+        "I returned order {n} three weeks ago and there is still no refund. When will it come?",
+        "Can I get a refund on order #{n} if I already opened the box?",
+    ),
+}
 
 
-def simulator_config() -> SimulatorConfig:
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One request of the demo's traffic: what is sent, and what the simulator is told."""
+
+    case: UseCase
+    prompt: str  # what the application sends, as a person would write it
+    script: str  # the simulator's control words for it (SimulatorConfig.scripts)
+
+
+def traffic_plan(total: int, seed: int) -> list[PlannedRequest]:
+    """``total`` requests round-robin over the use cases, each prompt distinct."""
+    rng = random.Random(seed)
+    numbers = rng.sample(range(10_000, 100_000), total)
+    plan = []
+    for i in range(total):
+        case = USE_CASES[i % len(USE_CASES)]
+        templates = PROMPTS[case.tag]
+        prompt = templates[rng.randrange(len(templates))].format(n=numbers[i])
+        script = f"#tag={case.tag} #seq={i // len(USE_CASES)}"
+        if case.api == "openai-tools":
+            script += " #tool"
+        if rng.random() < SHADOW_ERROR_RATE:
+            script += " #error=529"
+        plan.append(PlannedRequest(case, prompt, script))
+    return plan
+
+
+def simulator_config(plan: list[PlannedRequest]) -> SimulatorConfig:
     """The demo's simulator: slower primary, faster shadow, known-truth answer variants."""
     return SimulatorConfig(
         latency_s=0.25, shadow_latency_s=0.12, chunk_interval_s=0.01, record=False,
         shadow_worse_rate={c.tag: c.worse for c in USE_CASES},
         shadow_paraphrase_rate=PARAPHRASE_RATE, judge_position_bias=JUDGE_POSITION_BIAS,
+        scripts={r.prompt: r.script for r in plan},
     )
 
 
-def demo_judge(sim_url: str) -> Judge:
-    """The simulator as the judge: offline, no real key."""
+def demo_judge(sim_url: str, data_dir: Path) -> Judge:
+    """The simulator as the judge: offline, no real key, named for what it is."""
+    prices = data_dir / "demo-prices.toml"
+    prices.write_text(f'[models.{JUDGE_MODEL}]\ninput = {JUDGE_PRICE["input"]}\n'
+                      f'output = {JUDGE_PRICE["output"]}\n', encoding="utf-8")
     judge = make_judge(Settings.model_validate({
         "judge_model": JUDGE_MODEL, "judge_provider": "anthropic", "judge_base_url": sim_url,
-        "judge_api_key": "sk-ant-demo-judge-key"}))
+        "judge_api_key": "sk-ant-demo-judge-key", "prices_file": prices}))
     assert judge is not None
     return judge
 
 
-async def start_simulator() -> tuple[web.AppRunner, str]:
-    config = simulator_config()
+async def start_simulator(config: SimulatorConfig) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(make_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -128,18 +190,8 @@ async def start_serve(sim_url: str, data_dir: Path, db_url: str) -> tuple[Any, s
     return proc, f"http://127.0.0.1:{json.loads(line)['proxy_port']}"
 
 
-def prompt_for(case: UseCase, i: int, rng: random.Random) -> str:
-    text = f"{case.tag} question {i}: where is my order {rng.randint(1000, 9999)}?"
-    text += f" #tag={case.tag} #seq={i // len(USE_CASES)}"
-    if case.api == "openai-tools":
-        text += " #tool"
-    if rng.random() < 0.01:
-        text += " #error=529"
-    return text
-
-
-async def one_request(case: UseCase, i: int, rng: random.Random, proxy: str) -> None:
-    prompt = prompt_for(case, i, rng)
+async def one_request(planned: PlannedRequest, proxy: str) -> None:
+    case, prompt = planned.case, planned.prompt
     tag = {"x-shadow-tag": case.tag}
     if case.api.startswith("openai"):
         client = openai.AsyncOpenAI(base_url=f"{proxy}/v1", api_key="sk-demo-app-key",
@@ -160,16 +212,14 @@ async def one_request(case: UseCase, i: int, rng: random.Random, proxy: str) -> 
         await aclient.close()
 
 
-async def send_traffic(proxy: str, total: int, seed: int) -> None:
-    rng = random.Random(seed)
+async def send_traffic(proxy: str, plan: list[PlannedRequest]) -> None:
     sem = asyncio.Semaphore(12)
 
-    async def guarded(case: UseCase, i: int) -> None:
+    async def guarded(planned: PlannedRequest) -> None:
         async with sem:
-            await one_request(case, i, rng, proxy)
+            await one_request(planned, proxy)
 
-    jobs = [guarded(USE_CASES[i % len(USE_CASES)], i) for i in range(total)]
-    await asyncio.gather(*jobs)
+    await asyncio.gather(*(guarded(planned) for planned in plan))
 
 
 async def wait_for_pairs(db_url: str, n: int, timeout_s: float = 30) -> int:
@@ -208,18 +258,20 @@ async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
     try:
         await upgrade(db_url)
         await reset(db_url)
-        sim_runner, sim_url = await start_simulator()
+        plan = traffic_plan(total, seed)
+        sim_runner, sim_url = await start_simulator(simulator_config(plan))
         say(f"simulated providers on {sim_url} (primary 250 ms, Haiku 120 ms)")
         proc, proxy = await start_serve(sim_url, data_dir, db_url)
         say(f"shadowproxy serve on {proxy}; sending {total} requests through the SDKs")
         try:
-            await send_traffic(proxy, total, seed)
+            await send_traffic(proxy, plan)
             stored = await wait_for_pairs(db_url, total)
         finally:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
-        say(f"{stored} pairs stored; scoring and judging them (the simulator is the judge)")
-        judge = demo_judge(sim_url)
+        say(f"{stored} pairs stored; scoring and judging them (the simulator judges, "
+            f"as {JUDGE_MODEL!r})")
+        judge = demo_judge(sim_url, data_dir)
         try:
             summary = await run_diff(db_url, progress=sys.stderr.isatty(), judge=judge)
         finally:
