@@ -17,7 +17,8 @@ Within a tag (a *stratum*) the pairs with a verdict split in two:
   with ``y`` the person's 0/1, ``f`` the judge's, and λ the power-tuned weight (the
   variance-minimising value, clipped to [0, 1]: 0 ignores the judge, 1 is plain PPI).
   The interval stays valid however biased the judge is; a judge that agrees with people
-  makes it narrower than the labels alone.
+  makes it narrower than the labels alone. For the few dozen labels a review gets, the
+  labelled judge x person table first gains half a pair per cell (:func:`_adjusted`).
 * the **decided** pairs (``exact`` / ``structural``): their verdict is a fact, taken as
   truth with no uncertainty.
 
@@ -119,7 +120,8 @@ def tuned_lambda(labelled: Sample, unlabelled: Predictions) -> float:
 
 def ppi_mean(labelled: Sample, unlabelled: Predictions,
              lam: float | None = None) -> MeanEstimate:
-    """The PPI++ estimate of the mean of ``y`` and its variance (λ tuned unless given)."""
+    """The PPI++ estimate of the mean of ``y`` and its variance (λ tuned unless given):
+    exactly ``ppi_py``'s ``ppi_mean_pointestimate`` and ``ppi_mean_ci``."""
     n, big_n = labelled.n, unlabelled.n
     if n == 0:
         raise ValueError("PPI needs at least one labelled pair")
@@ -189,10 +191,27 @@ class Stratum:
         decided = self.decided.get(verdict, 0) / self.pairs
         if self.frame == 0:
             return MeanEstimate(decided, 0.0)
-        judged = ppi_mean(self.sample(verdict), self.predictions(verdict))
+        judged = ppi_mean(_adjusted(self.sample(verdict)), self.predictions(verdict))
         weight = self.frame / self.pairs
         return MeanEstimate(decided + weight * judged.point,
                             weight * weight * judged.variance, judged.lam)
+
+
+def _adjusted(labelled: Sample) -> Sample:
+    """The labelled 0/1 pairs with half a pair added to each cell of the judge x person
+    table (y, f) = (1, 1), (1, 0), (0, 1), (0, 0): Agresti and Caffo's adjustment, for
+    PPI.
+
+    The normal interval of a mean of rare disagreements is too narrow for a few dozen
+    labels: with 30 labels of a judge that misses a third of the worse answers, plain
+    PPI++ held the truth in 88% of simulated reviews, and ten labels that never caught
+    the judge out gave an interval of zero width. With the half pairs it holds 94-95%
+    (tests/decision/test_calibration.py), for 2-8% more width; with hundreds of labels
+    the half pairs change nothing that shows.
+    """
+    half = 0.5
+    return Sample(labelled.n + 4 * half, labelled.y + 2 * half, labelled.f + 2 * half,
+                  labelled.yy + 2 * half, labelled.ff + 2 * half, labelled.yf + half)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,26 +257,26 @@ def _stratum_needs(stratum: Stratum, verdict: str, half_width: float) -> int:
     weight = frame / stratum.pairs
     target = (half_width / (Z95 * weight)) ** 2
     labelled = stratum.sample(verdict)
-    every = Predictions(frame, labelled.f + stratum.predictions(verdict).f,
-                        labelled.ff + stratum.predictions(verdict).ff)
-    judge_var = _variance(every.f, every.ff, frame)
-    # A person's variance is never taken below that of the share smoothed by one label
-    # each way: ten labels that all agree do not prove the rate is exactly 0.
+    unlabelled = stratum.predictions(verdict)
+    judge_var = _variance(labelled.f + unlabelled.f, labelled.ff + unlabelled.ff, frame)
+    # From the labels so far (the judge's variance among them too, so that a judge that
+    # never disagreed shows as such); a person's variance never below that of the share
+    # smoothed by one label each way: ten labels that all agree do not prove the rate 0.
     smoothed = (labelled.y + 1) / (labelled.n + 2)
-    person_var = smoothed * (1 - smoothed)
-    covariance = 0.0
+    person_var, covariance, labelled_judge_var = smoothed * (1 - smoothed), 0.0, judge_var
     if labelled.n >= 2:
         person_var = max(person_var, _variance(labelled.y, labelled.yy, labelled.n))
+        labelled_judge_var = _variance(labelled.f, labelled.ff, labelled.n)
         covariance = labelled.yf / labelled.n - labelled.y * labelled.f / labelled.n ** 2
-        bound = math.sqrt(person_var * judge_var)
+        bound = math.sqrt(person_var * labelled_judge_var)
         covariance = min(bound, max(-bound, covariance))
 
     def variance(n: int) -> float:
         rest = frame - n
-        if rest == 0 or judge_var == 0:
+        if rest == 0 or labelled_judge_var == 0:
             return person_var / n
-        lam = min(1.0, max(0.0, covariance / ((1 + n / rest) * judge_var)))
-        return ((person_var - 2 * lam * covariance + lam * lam * judge_var) / n
+        lam = min(1.0, max(0.0, covariance / ((1 + n / rest) * labelled_judge_var)))
+        return ((person_var - 2 * lam * covariance + lam * lam * labelled_judge_var) / n
                 + lam * lam * judge_var / rest)
 
     low, high = 1, frame
