@@ -209,9 +209,9 @@ def _adjusted(labelled: Sample) -> Sample:
     (tests/decision/test_calibration.py), for 2-8% more width; with hundreds of labels
     the half pairs change nothing that shows.
     """
-    half = 0.5
-    return Sample(labelled.n + 4 * half, labelled.y + 2 * half, labelled.f + 2 * half,
-                  labelled.yy + 2 * half, labelled.ff + 2 * half, labelled.yf + half)
+    # Four half pairs: two with y = 1, two with f = 1, one with both.
+    return Sample(labelled.n + 2, labelled.y + 1, labelled.f + 1, labelled.yy + 1,
+                  labelled.ff + 1, labelled.yf + 0.5)
 
 
 @dataclass(frozen=True, slots=True)
