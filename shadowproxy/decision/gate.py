@@ -265,6 +265,10 @@ def _judge_scope(scope: str, numbers: ScopeSummary, policy: Policy) -> list[Crit
     if policy.min_human_labels is not None and (human is None or human.frame):
         rows.extend(_calibrated_rows(scope, numbers, human, policy, short))
     else:
+        if policy.min_human_labels is not None:
+            rows.append(Criterion(scope, "min_human_labels", 0.0,
+                                  float(policy.min_human_labels), None, basis=Basis.LABELS,
+                                  note="no pair needed the judge: nothing to label"))
         check("max_worse_rate", _bound(numbers.worse_rate_ci95, upper=True),
               policy.max_worse_rate, Basis.UPPER_BOUND, needs_verdicts=True)
         check("max_worse_rate_over_noise", _bound(numbers.worse_over_noise_ci95, upper=True),

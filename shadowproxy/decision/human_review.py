@@ -105,11 +105,12 @@ class HumanReview:
 
     @property
     def worse(self) -> Calibrated | None:
-        return calibrate(self.strata, "worse")
+        """None also where the judge decided nothing: the verdicts need no calibrating."""
+        return calibrate(self.strata, "worse") if self.frame else None
 
     @property
     def better(self) -> Calibrated | None:
-        return calibrate(self.strata, "better")
+        return calibrate(self.strata, "better") if self.frame else None
 
     @property
     def labels_needed(self) -> int:
