@@ -199,8 +199,8 @@ class Stratum:
 
 def _adjusted(labelled: Sample) -> Sample:
     """The labelled 0/1 pairs with half a pair added to each cell of the judge x person
-    table (y, f) = (1, 1), (1, 0), (0, 1), (0, 0): Agresti and Caffo's adjustment, for
-    PPI.
+    table (y, f) = (1, 1), (1, 0), (0, 1), (0, 0), in the spirit of Agresti and Caffo's
+    adjustment for a difference of shares (theirs adds a success and a failure to each).
 
     The normal interval of a mean of rare disagreements is too narrow for a few dozen
     labels: with 30 labels of a judge that misses a third of the worse answers, plain
@@ -209,7 +209,7 @@ def _adjusted(labelled: Sample) -> Sample:
     (tests/decision/test_calibration.py), for 2-8% more width; with hundreds of labels
     the half pairs change nothing that shows.
     """
-    # Four half pairs: two with y = 1, two with f = 1, one with both.
+    # Four half pairs, two pairs in all: y = 1 in two halves, f = 1 in two, both in one.
     return Sample(labelled.n + 2, labelled.y + 1, labelled.f + 1, labelled.yy + 1,
                   labelled.ff + 1, labelled.yf + 0.5)
 
