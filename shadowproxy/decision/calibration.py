@@ -204,7 +204,7 @@ def _adjusted(labelled: Sample) -> Sample:
 
     The normal interval of a mean of rare disagreements is too narrow for a few dozen
     labels: with 30 labels of a judge that misses a third of the worse answers, plain
-    PPI++ held the truth in 88% of simulated reviews, and ten labels that never caught
+    PPI++ held the truth in 84% of simulated reviews, and ten labels that never caught
     the judge out gave an interval of zero width. With the half pairs it holds 94-95%
     (tests/decision/test_calibration.py), for 2-8% more width; with hundreds of labels
     the half pairs change nothing that shows.

@@ -95,14 +95,15 @@ def test_lambda_is_clipped_to_0_for_a_judge_that_says_the_opposite() -> None:
     assert estimate.point == 0.5 and estimate.variance == pytest.approx(0.25 / 40)
 
 
-def _coverage(runs: int, seed: int, labels: int) -> tuple[float, float, float, float]:
-    """Coverage of the calibrated and of the judge-only intervals, and their mean widths,
+def _coverage(runs: int, seed: int, labels: int) -> tuple[float, float, float, float, float]:
+    """Coverage of the calibrated and of the judge-only intervals, their mean widths, and
+    the coverage of plain PPI++ (without the half pairs) on the same draws,
     for a judge that misses a third of the worse answers and calls 3% of good ones worse,
     with 500 pairs decided by a tier (never worse) beside 2,000 the judge decided."""
     rng = random.Random(seed)
     truth_rate, frame, decided = 0.2, 2000, 500
     target = frame * truth_rate / (frame + decided)
-    covered = judge_covered = 0
+    covered = judge_covered = plain_covered = 0
     width = judge_width = 0.0
     for _ in range(runs):
         truth = [rng.random() < truth_rate for _ in range(frame)]
@@ -124,10 +125,15 @@ def _coverage(runs: int, seed: int, labels: int) -> tuple[float, float, float, f
         assert result is not None
         covered += result.low <= target <= result.high
         width += result.high - result.low
+        plain = ppi_mean(stratum.sample("worse"), stratum.predictions("worse"))
+        weight = frame / (frame + decided)
+        low, high = plain.interval()
+        plain_covered += low * weight <= target <= high * weight
         low, high = wilson_interval(sum(judge), frame + decided)
         judge_covered += low <= target <= high
         judge_width += high - low
-    return covered / runs, judge_covered / runs, width / runs, judge_width / runs
+    return (covered / runs, judge_covered / runs, width / runs, judge_width / runs,
+            plain_covered / runs)
 
 
 @pytest.mark.parametrize("labels", [30, 100])
@@ -135,9 +141,9 @@ def test_the_interval_covers_the_truth_under_a_biased_judge(labels: int) -> None
     """1,000 simulated reviews of a biased judge: the calibrated 95% interval holds the
     true worse rate at least 93% of the time, from the gate's 30 labels up; the judge's
     own interval almost never."""
-    coverage, judge_coverage, width, _ = _coverage(1000, seed=17, labels=labels)
+    coverage, judge_coverage, width, _, plain = _coverage(1000, seed=17, labels=labels)
     print(f"{labels} labels: calibrated coverage {coverage:.1%} (mean width {width:.3f}); "
-          f"judge alone {judge_coverage:.1%}")
+          f"plain PPI++ {plain:.1%}; judge alone {judge_coverage:.1%}")
     assert coverage >= 0.93
     assert judge_coverage < 0.2
 

@@ -293,7 +293,7 @@ async def test_gate_command_without_a_judge_exits_2_naming_the_judge(
 def _reviewed(frame: dict[str, int], labelled: dict[tuple[str, str], int], *,
               decided: int = 0, **shape: Any) -> ScopeSummary:
     """A scope whose judge decided ``frame`` pairs (judge verdict → pairs, labelled ones
-    included) beside ``decided`` exact matches; ``labelled``: judge × person counts."""
+    included) beside ``decided`` exact matches; ``labelled``: judge x person counts."""
     from dataclasses import replace
 
     from shadowproxy.decision.calibration import Stratum

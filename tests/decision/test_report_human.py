@@ -127,8 +127,9 @@ async def test_the_human_section_counts_what_people_did(database_url: str) -> No
     # how often the interval holds the truth is test_calibration's coverage simulation).
     assert report.by_tag["support"].worse_rate == pytest.approx(0.12)
     assert human["worse_rate_calibrated"] > 0.12
-    assert human["summary"].startswith(
-        f"people disagreed with the judge on {29 - sum(confusion.get((v, v), 0) for v in ('worse', 'equivalent', 'better'))} of 29 pairs; the judge missed worse answers")
+    agreed = sum(confusion.get((v, v), 0) for v in ("worse", "equivalent", "better"))
+    assert human["summary"].startswith(f"people disagreed with the judge on {29 - agreed} "
+                                       "of 29 pairs; the judge missed worse answers")
     shown = {d["pair"] for d in human["disagreements"]}
     assert shown == {str(p) for p, v in firsts.items() if v != judge[p]}
     reasons = {"worse": "The shadow gives the wrong date.",
@@ -141,7 +142,7 @@ async def test_the_human_section_counts_what_people_did(database_url: str) -> No
 
 async def test_too_few_labels_leave_the_calibrated_rate_out_and_say_how_many_more(
         database_url: str) -> None:
-    judge, truth = await _judged_support(database_url)
+    _, truth = await _judged_support(database_url)
     await write(database_url, mix("billing", worse=2, equivalent=18, first=200))
     await label_in_queue_order(database_url, 7, People(truth), reviewers=("ana",),
                                start=START)
@@ -178,7 +179,7 @@ async def test_a_tag_the_judge_never_decided_needs_no_labels(database_url: str) 
 
 
 async def test_labels_outside_the_window_or_the_tag_do_not_count(database_url: str) -> None:
-    judge, truth = await _judged_support(database_url)
+    _, truth = await _judged_support(database_url)
     await label_in_queue_order(database_url, 20, People(truth), start=START)
     later = await build_report(database_url, since=START.replace(year=START.year + 1))
     assert later.overall.human is not None and later.overall.human.labels == 0
@@ -188,7 +189,7 @@ async def test_labels_outside_the_window_or_the_tag_do_not_count(database_url: s
 
 async def test_the_page_shows_both_rates_and_the_disagreements_escaped(
         database_url: str) -> None:
-    judge, truth = await _judged_support(database_url)
+    _, truth = await _judged_support(database_url)
     await label_in_queue_order(database_url, 30, People(truth), reviewers=("ana",),
                                start=START)
     report = await build_report(database_url)
