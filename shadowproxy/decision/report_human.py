@@ -35,9 +35,10 @@ def _frame(both_ok: str) -> str:
 
 def frame_columns(both_ok: str) -> list[str]:
     """Columns for the report's ``SELECT … FROM comparisons GROUP BY tag``: frame pairs
-    by the judge's verdict (``judge_frame_worse`` …)."""
-    return [f"count(*) FILTER (WHERE {both_ok} AND verdict_method = 'judge' "
-            f"AND verdict = '{v}') AS judge_frame_{v}" for v in VERDICTS]
+    by the judge's verdict (``judge_frame_worse`` …). The verdict is tested first:
+    PostgreSQL evaluates a FILTER's conditions in order, and most rows fail it there."""
+    return [f"count(*) FILTER (WHERE verdict = '{v}' AND verdict_method = 'judge' "
+            f"AND {both_ok}) AS judge_frame_{v}" for v in VERDICTS]
 
 
 # Each reviewed pair: its labels in order (skips are not labels), its skips, the first
