@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowproxy.decision.human_review import HumanReview
 from shadowproxy.decision.stats import newcombe_difference, wilson_interval
 
 __all__ = [
@@ -351,6 +352,8 @@ class ScopeSummary:
     models: Models
     latency_cdf: Series = Series()
     ttft_cdf: Series = Series()
+    # People's labels and the rates they calibrate (decision.report_human fills it).
+    human: HumanReview | None = None
 
     @property
     def pairs(self) -> int:
@@ -447,6 +450,7 @@ class ScopeSummary:
             "models": self.models.to_json(),
             "cdf": {"latency_ms": self.latency_cdf.to_json(),
                     "ttft_ms": self.ttft_cdf.to_json()},
+            "human": self.human.to_json() if self.human else None,
         }
 
 

@@ -50,6 +50,9 @@ class SimulatorConfig:
     shadow_worse_rate: dict[str, float] = field(default_factory=dict)
     shadow_paraphrase_rate: float = 0.0
     judge_position_bias: float = 0.0
+    # tag ("*" for any) -> share of the subtly wrong shadow answers the judge misses
+    # (calls as good as the other): a judge biased in a way only people can see.
+    judge_misses_worse: dict[str, float] = field(default_factory=dict)
     # Prompt text -> the control words (``#tag=… #seq=… #tool``) it stands for, so a
     # caller (the demo) can send prompts that read like real ones and still script them.
     scripts: dict[str, str] = field(default_factory=dict)

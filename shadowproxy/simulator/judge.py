@@ -6,7 +6,10 @@ grades both answers with :func:`~shadowproxy.simulator.variants.grade` against t
 conversation (what it would itself have answered there), and names the better one, or
 ``tie``. ``SimulatorConfig.judge_position_bias`` is the probability of answering "A"
 whatever the answers, decided by a hash of the request: a judge with a position bias,
-which the two-order protocol must neutralise.
+which the two-order protocol must neutralise. ``SimulatorConfig.judge_misses_worse``
+makes it miss a share of a tag's subtly wrong answers (the lowest share of the places
+that are wrong, so "a third" is a third), calling them as good as the other in both
+orders: a bias no position swap reveals, only people's labels.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from shadowproxy.decision.judge_prompt import PromptParts, read_prompt
 from shadowproxy.simulator.answers import DISAGREEMENT, Answer, Prompt, SimulatorConfig, ToolUse
-from shadowproxy.simulator.variants import Grade, grade
+from shadowproxy.simulator.variants import Grade, grade, place, prompt_tag, tag_rate
 
 __all__ = ["is_judge_request", "judge_answer", "judge_winner"]
 
@@ -54,6 +57,26 @@ def _biased(parts: PromptParts, bias: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < bias
 
 
+def _last_user_turn(conversation: str) -> str:
+    """The last user turn of the conversation as the judge prompt renders it."""
+    turns = conversation.split("\n\n")
+    for turn in reversed(turns):
+        if turn.startswith("[user]\n"):
+            return turn.removeprefix("[user]\n")
+    return ""
+
+
+def _misses(conversation: str, config: SimulatorConfig) -> bool:
+    """This prompt's wrong shadow answer is one the judge is biased to miss."""
+    if not config.judge_misses_worse:
+        return False
+    text = _last_user_turn(conversation)
+    controls = f"{text} {config.scripts.get(text, '')}"
+    tag = prompt_tag(controls)
+    wrong = tag_rate(config.shadow_worse_rate, tag)
+    return place(text, controls) < wrong * tag_rate(config.judge_misses_worse, tag)
+
+
 def judge_winner(body: Mapping[str, Any], config: SimulatorConfig) -> tuple[str, str]:
     """``(winner, reason)`` for a judge request."""
     parts = read_prompt(_prompt_text(body)) or PromptParts("", "", "", None)
@@ -63,6 +86,8 @@ def judge_winner(body: Mapping[str, Any], config: SimulatorConfig) -> tuple[str,
     grade_b = grade(parts.answer_b, parts.conversation, DISAGREEMENT)
     if _RANK[grade_a] == _RANK[grade_b]:
         return "tie", f"Both answers are {grade_a.value}."
+    if Grade.BAD in (grade_a, grade_b) and _misses(parts.conversation, config):
+        return "tie", "Both answers tell the customer the same thing."
     winner, loser = ("A", "B") if _RANK[grade_a] > _RANK[grade_b] else ("B", "A")
     return winner, f"Answer {loser} does not answer the question that was asked."
 

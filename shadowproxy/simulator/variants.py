@@ -37,10 +37,12 @@ __all__ = [
     "canonical",
     "grade",
     "paraphrase",
+    "place",
     "prompt_tag",
     "shadow_kind",
     "shadow_sentence",
     "subtly_wrong",
+    "tag_rate",
 ]
 
 _GOLDEN = 0.6180339887498949
@@ -100,12 +102,22 @@ def _position(text: str, controls: str | None = None) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def place(text: str, controls: str | None = None) -> float:
+    """Where this prompt falls in [0, 1): below the tag's worse rate it is wrong."""
+    return _position(text, controls)
+
+
+def tag_rate(rates: Mapping[str, float], tag: str | None) -> float:
+    """The rate for ``tag`` in a per-tag table ("*" for any tag)."""
+    return rates.get(tag, rates.get("*", 0.0)) if tag else rates.get("*", 0.0)
+
+
 def shadow_kind(text: str, worse_rate: Mapping[str, float], paraphrase_rate: float,
                 *, controls: str | None = None) -> Kind:
     """``controls``: where ``#tag=``/``#seq=`` are read (the text plus a scripted prompt's
     control words, :attr:`SimulatorConfig.scripts`); the text itself by default."""
     tag = prompt_tag(text if controls is None else controls)
-    worse = worse_rate.get(tag, worse_rate.get("*", 0.0)) if tag else worse_rate.get("*", 0.0)
+    worse = tag_rate(worse_rate, tag)
     u = _position(text, controls)
     if u < worse:
         return Kind.WRONG

@@ -123,3 +123,23 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
 def _dashboard(database_url: str) -> dict[str, Any]:
     dashboard = Dashboard(database_url)
     return {"extra_routes": dashboard.routes(), "extra_cleanup": [dashboard.cleanup]}
+
+
+async def test_the_dashboard_shows_the_calibrated_rate_and_people_s_notes_escaped(
+    admin: TestClient[Any, Any], database_url: str
+) -> None:
+    from shadowproxy.simulator.reviewers import label_in_queue_order
+    from tests.fakes.verdicts import START, mix
+
+    await write(database_url, mix("support", worse=3, equivalent=27))
+    evil = "<img src=x onerror=alert(1)>"
+    await label_in_queue_order(database_url, 30, lambda pair, _: ("worse", f"No! {evil}"),
+                               reviewers=("ana",), start=START)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    html = await (await admin.get("/dashboard", headers=auth)).text()
+    assert "worse, calibrated by people (95% CI)" in html
+    assert "people disagreed with the judge on 27 of 30 pairs" in html
+    assert "Where people and the judge disagree" in html
+    assert evil not in html and "No! &lt;img src=x onerror=alert(1)&gt;" in html
+    body = await (await admin.get("/api/report", headers=auth)).json()
+    assert body["by_tag"]["support"]["human"]["labelled_pairs"] == 30
