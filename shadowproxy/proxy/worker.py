@@ -49,6 +49,7 @@ def admin_listener_for(
     settings: Settings, metrics: Metrics, serving: Callable[[], dict[str, Any]]
 ) -> Listener:
     """Health, readiness, metrics and the dashboard, for whichever process owns the port."""
+    from shadowproxy.lifecycle_sources import current_lifecycle
     from shadowproxy.proxy.admin import make_admin_app
     from shadowproxy.proxy.app import Listener, ListenerLimits
     from shadowproxy.proxy.dashboard import Dashboard
@@ -57,7 +58,7 @@ def admin_listener_for(
     assert settings.database_url is not None
     url = settings.database_url.get_secret_value()
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    dashboard = Dashboard(url)
+    dashboard = Dashboard(url, lifecycle=current_lifecycle)
     app = make_admin_app(ready=Readiness(url, settings.data_dir, serving),
                          metrics=metrics.render, token=token,
                          extra_routes=dashboard.routes(), extra_cleanup=[dashboard.cleanup])

@@ -34,6 +34,7 @@ from shadowproxy.decision.gate import Policy, evaluate, format_table
 from shadowproxy.decision.judge import Judge, make_judge
 from shadowproxy.decision.report import build_report
 from shadowproxy.decision.report_html import render_html
+from shadowproxy.lifecycle_sources import current_lifecycle
 from shadowproxy.settings import Settings
 from shadowproxy.simulator import SimulatorConfig, make_app
 from shadowproxy.simulator.demo_next import next_steps
@@ -225,7 +226,8 @@ async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
         finally:
             await judge.close()
         say(f"scored {summary.scored} pairs")
-        report = await build_report(db_url)
+        # The real day and the installed end-of-life data: the demo is a command.
+        report = await build_report(db_url, lifecycle=current_lifecycle())
         result = evaluate(report, DEMO_POLICY)
         out.write_text(render_html(report, result), encoding="utf-8")
         truth = ", ".join(f"{c.tag} {c.worse:.0%}" for c in USE_CASES)
