@@ -75,7 +75,8 @@ class LifecycleNotice:
         if not self.pairs_since:
             return f"No pairs of {self.model} since {since}."
         share = self.error_share or 0.0
-        return (f"Since {since}: {self.errors_since:,} of {self.pairs_since:,} of its pairs "
+        pairs = f"pair{'s' if self.pairs_since != 1 else ''}"
+        return (f"Since {since}, {self.errors_since:,} of its {self.pairs_since:,} {pairs} "
                 f"({share:.1%}) had a primary error.")
 
     def to_json(self) -> dict[str, Any]:

@@ -139,7 +139,7 @@ async def test_the_dashboard_names_a_retired_primary_and_what_ttft_covers(
     html = await (await client.get("/dashboard", headers=auth)).text()
     assert ("claude-sonnet-4-5 retired on 2026-11-30: its requests fail at the provider"
             in html)
-    assert "1 of 1 of its pairs (100.0%) had a primary error" in html
+    assert "Since 2026-11-30, 1 of its 1 pair (100.0%) had a primary error." in html
     assert "streamed requests only (n = 0)" in html
     body = await (await client.get("/api/report", headers=auth)).json()
     assert body["lifecycle"][0]["errors_since"] == 1
