@@ -420,7 +420,8 @@ async def test_a_retired_primary_is_named_with_its_errors_since_that_day(
         "errors_since": 2, "error_share_since": None}
     assert payload["lifecycle"][0]["error_share_since"] == pytest.approx(2 / 3)
     page = render_html(report)
-    assert line in page and "Since 2026-11-30, 2 of its 3 pairs (66.7%) had a primary error." in page
+    assert line in page
+    assert "Since 2026-11-30, 2 of its 3 pairs (66.7%) had a primary error." in page
     assert "haiku" not in " ".join(report.lifecycle_warnings)
 
     before = await build_report(database_url, lifecycle=data.as_of(date(2026, 11, 28)))
