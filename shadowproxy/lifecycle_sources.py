@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -43,13 +44,17 @@ def installed_sdk_path() -> Path | None:
     return Path(spec.origin).parent / "_data" / "deprecated_models.py"
 
 
-def _sdk_version() -> str | None:
-    from importlib import metadata
+_VERSION = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 
+
+def _sdk_version(data_file: Path) -> str | None:
+    """The SDK's version from its ``_version.py``, read as text (importlib.metadata
+    would cost serve's start more than the rest of this module)."""
     try:
-        return metadata.version("anthropic")
-    except metadata.PackageNotFoundError:
+        found = _VERSION.search((data_file.parent.parent / "_version.py").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError):
         return None
+    return found.group(1) if found else None
 
 
 @functools.cache
@@ -69,15 +74,15 @@ def installed_sdk_table() -> Mapping[str, str]:
 def builtin_table() -> Mapping[str, ModelLifecycle]:
     """Our table of known deprecations and retirements (``model_lifecycle.toml``)."""
     import tomllib
-    from importlib import resources
 
-    text = resources.files("shadowproxy").joinpath(TABLE_FILE).read_text("utf-8")
+    text = (Path(__file__).parent / TABLE_FILE).read_text("utf-8")
     return parse_table(tomllib.loads(text), TABLE_FILE)
 
 
 @functools.cache
 def installed_data() -> LifecycleData:
-    version = _sdk_version()
+    path = installed_sdk_path()
+    version = _sdk_version(path) if path is not None else None
     source = f"anthropic SDK {version}" if version else SDK_SOURCE
     return LifecycleData(builtin_table(), installed_sdk_table(), source)
 
