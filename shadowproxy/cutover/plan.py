@@ -1,9 +1,9 @@
 """A tag's cutover plan and the rules that move it. Pure: no I/O, no clock.
 
-A plan is a list of steps, each a percent (1–100) of the tag's conversations answered by
+A plan is a list of steps, each a percent (1-100) of the tag's conversations answered by
 the shadow model, strictly rising. ``percent`` is where the tag stands: ``steps[step]``,
 or 0 once rolled back (by hand, by a failed gate, or by the guard). A conversation is on
-the shadow model when its bucket — a stable hash of its ``conversation_id`` in 0–99 —
+the shadow model when its bucket - a stable hash of its ``conversation_id`` in 0-99 -
 is below the percent, so raising the percent keeps every conversation already there.
 """
 
@@ -30,7 +30,7 @@ _BUCKET_SALT = b"shadowproxy-cutover:"
 
 
 class StepsError(ValueError):
-    """``--steps`` is not a strictly rising list of percents in 1–100; one line."""
+    """``--steps`` is not a strictly rising list of percents in 1-100; one line."""
 
 
 class Action(enum.StrEnum):
@@ -79,7 +79,7 @@ def parse_steps(text: str) -> tuple[int, ...]:
         except ValueError:
             raise StepsError(f"--steps: {piece!r} is not a whole percent") from None
         if not 1 <= value <= 100:
-            raise StepsError(f"--steps: {value} is outside 1–100")
+            raise StepsError(f"--steps: {value} is outside 1-100")
         if steps and value <= steps[-1]:
             raise StepsError(f"--steps: steps must rise strictly ({steps[-1]} then {value})")
         steps.append(value)
@@ -87,7 +87,7 @@ def parse_steps(text: str) -> tuple[int, ...]:
 
 
 def bucket(conversation_id: str) -> int:
-    """The conversation's place in 0–99, the same in every process and every release."""
+    """The conversation's place in 0-99, the same in every process and every release."""
     digest = hashlib.sha256(_BUCKET_SALT + conversation_id.encode("utf-8", "surrogatepass"))
     return int.from_bytes(digest.digest()[:8], "big") % 100
 

@@ -3,6 +3,7 @@ split the arbitrary ways a real stream splits text and tool input."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -55,7 +56,7 @@ def _pieces(draw: st.DrawFn, text: str) -> list[str]:
         return []
     cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(text) - 1)), max_size=4))))
     bounds = [0, *[c for c in cuts if c < len(text)], len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if a < b]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if a < b]
 
 
 @st.composite
