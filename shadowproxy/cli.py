@@ -509,3 +509,9 @@ def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
 
 def main() -> None:
     cli(prog_name="shadowproxy")
+
+
+# The cutover commands live with the rest of the cutover; they use the helpers above.
+from shadowproxy.cutover.commands import cutover  # noqa: E402
+
+cli.add_command(cutover)
