@@ -15,6 +15,7 @@ Python from those, so 100k pairs take a second or two rather than a row-by-row l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -27,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from shadowproxy.conversations import worse_conversations_by_tag
+from shadowproxy.cutover.report_section import cutover_section
 from shadowproxy.decision.report_model import (
     PROJECTION_DAYS,
     Answer,
@@ -321,8 +323,10 @@ async def build_report(
         turns = await fetch(
             "SELECT tag, conversation_id, turn, verdict FROM comparisons "
             f"WHERE {where} AND conversation_id IS NOT NULL")
-    return assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
-                           turns=turns, since=since, tag=tag)
+        cutover = await cutover_section(conn, tag=tag, since=since)
+    report = assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
+                             turns=turns, since=since, tag=tag)
+    return dataclasses.replace(report, cutover=cutover)
 
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")

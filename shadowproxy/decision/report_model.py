@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowproxy.cutover.section import CutoverSection
 from shadowproxy.decision.stats import newcombe_difference, wilson_interval
 
 __all__ = [
@@ -525,6 +526,8 @@ class Report:
     conversations: Mapping[str, ConversationSummary] = field(default_factory=dict)
     # One line per model seen (primary, shadow, judge) that is deprecated or retired.
     lifecycle_warnings: tuple[str, ...] = ()
+    # Cutover in steps: each tag's plan, events and pairs per step (shadowproxy/cutover).
+    cutover: CutoverSection = field(default_factory=CutoverSection)
 
     def scopes(self) -> list[tuple[str, ScopeSummary]]:
         """("overall", …) then ("tag:<name>", …) for every tag, in name order."""
@@ -543,4 +546,5 @@ class Report:
             "conversations": {tag or "overall": c.to_json()
                               for tag, c in sorted(self.conversations.items())},
             "lifecycle_warnings": list(self.lifecycle_warnings),
+            "cutover": self.cutover.to_json(),
         }
