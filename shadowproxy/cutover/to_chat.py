@@ -38,6 +38,7 @@ __all__ = [
     "chat_usage",
     "completion_id",
     "finish_reason",
+    "unservable",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -70,6 +71,14 @@ def completion_id(message_id: str) -> str:
 def call_id(tool_use_id: str) -> str:
     """``call_`` and 24 characters for an Anthropic ``toolu_…`` id."""
     return _derived("call_", tool_use_id, 24)
+
+
+def unservable(request: dict[str, Any]) -> str | None:
+    """Why a Chat Completions request cannot be answered faithfully from a Messages
+    answer (it then stays on the current model), or None."""
+    if request.get("logprobs") or request.get("top_logprobs") is not None:
+        return "log probabilities were asked for: the Messages API has none"
+    return None
 
 
 def finish_reason(stop_reason: Any) -> str:

@@ -43,6 +43,7 @@ from shadowproxy.cutover.guard import FallbackGuard, Trip
 from shadowproxy.cutover.messages_answer import MessageAssembler, is_content
 from shadowproxy.cutover.plan import Plan, chosen
 from shadowproxy.cutover.shadow_reply import FailureKind, ShadowEvent, ShadowFailed
+from shadowproxy.cutover.to_chat import unservable
 from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ShadowServed
 from shadowproxy.mirror.translate import (
     Untranslatable,
@@ -193,6 +194,8 @@ class Cutover:
                 params = prepare_messages_request(request, model=settings.shadow_model,
                                                   server_tools=settings.server_tools,
                                                   notes=notes)
+            elif unservable(request) is not None:
+                return None
             else:
                 params = openai_to_messages(request, model=settings.shadow_model,
                                             default_max_tokens=settings.default_max_tokens,

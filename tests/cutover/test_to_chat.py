@@ -22,6 +22,7 @@ from shadowproxy.cutover.to_chat import (
     chat_sse,
     completion_id,
     finish_reason,
+    unservable,
 )
 from tests.cutover.messages_strategies import messages, streams
 
@@ -144,3 +145,9 @@ def test_lines_are_openai_server_sent_events() -> None:
     assert chat_error({"type": "overloaded_error", "message": "Overloaded"}) == {
         "error": {"message": "Overloaded", "type": "overloaded_error", "param": None,
                   "code": None}}
+
+
+def test_log_probabilities_cannot_be_served_from_a_messages_answer() -> None:
+    assert unservable({"logprobs": True}) is not None
+    assert unservable({"top_logprobs": 2}) is not None
+    assert unservable({"logprobs": False, "messages": []}) is None

@@ -164,9 +164,9 @@ async def test_structured_outputs_parse_into_the_model(rig: CutoverRig, stream: 
             model="gpt-4o-mini", messages=messages, response_format=Order,
             extra_headers=TAGGED,
         ) as events:
-            async for _ in events:
-                pass
+            kinds = {event.type async for event in events}
             completion = await events.get_final_completion()
+        assert {"chunk", "content.delta", "content.done"} <= kinds
     else:
         completion = await oa(rig).chat.completions.parse(
             model="gpt-4o-mini", messages=messages, response_format=Order,
@@ -258,8 +258,10 @@ async def test_responses_api_untagged_and_unplanned_requests_stay_on_the_primary
     untagged = await oa(rig).chat.completions.create(model="gpt-4o-mini", messages=user("hi"))
     other = await oa(rig).chat.completions.create(
         model="gpt-4o-mini", messages=user("hi"), extra_headers={"x-shadow-tag": "billing"})
-    assert untagged.model == other.model == "gpt-4o-mini"
-    pairs = await rig.wait_records(3)
+    logprobs = await oa(rig).chat.completions.create(
+        model="gpt-4o-mini", messages=user("hi"), logprobs=True, extra_headers=TAGGED)
+    assert untagged.model == other.model == logprobs.model == "gpt-4o-mini"
+    pairs = await rig.wait_records(4)
     assert {p.served_by for p in pairs} == {"primary"}
     assert rig.sample("shadowproxy_cutover_served_total", tag=TAG, served_by="shadow") == 0
 
