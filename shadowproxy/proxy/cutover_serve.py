@@ -269,7 +269,7 @@ class Cutover:
                       first: list[ShadowEvent], capture: _Capture,
                       info: ShadowServed) -> web.StreamResponse:
         shape = self._shape(chosen_request)
-        out = {SERVED_HEADER: ServedBy.SHADOW.value, "cache-control": "no-cache"}
+        out = {SERVED_HEADER: ServedBy.SHADOW.value}
         if stream.request_id:
             out[shape.request_id_header] = stream.request_id
         if not chosen_request.stream:
@@ -279,7 +279,7 @@ class Cutover:
             return web.Response(body=shape.whole(message), content_type="application/json",
                                 headers=out)
         response = web.StreamResponse(status=200, headers={
-            **out, "content-type": STREAM_CONTENT_TYPE})
+            **out, "content-type": STREAM_CONTENT_TYPE, "cache-control": "no-cache"})
         info.served_by = ServedBy.SHADOW.value
         broken: str | None = None
         try:
@@ -289,7 +289,11 @@ class Cutover:
             broken = await self._relay(response, events, capture, shape, first)
             if broken is None:
                 await response.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the user hung up: not the shadow's failure
+            info.answer.client_disconnected = True
+            self._count(chosen_request.tag, ServedBy.SHADOW, None)
+            return response
+        except asyncio.CancelledError:  # aiohttp cancels a handler whose client left
             info.answer.client_disconnected = True
             self._count(chosen_request.tag, ServedBy.SHADOW, None)
             raise

@@ -9,13 +9,14 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from shadowproxy.simulator import SimulatorConfig
+from shadowproxy.simulator import SimulatorConfig, make_app
 from tests.fakes.cutover_rig import APP_KEY, SHADOW_KEY, TAG, CutoverRig, cutover_rig
 from tests.fakes.providers import SimulatedProvider
 
@@ -244,3 +245,20 @@ async def test_the_application_key_never_reaches_the_shadow_even_on_fallback(
     at = _keys(simulator)
     assert set(at("/v1/messages")) == {SHADOW_KEY}
     assert set(at("/v1/chat/completions")) == {f"Bearer {APP_KEY}"}
+
+
+async def test_a_user_hanging_up_is_recorded_and_not_a_fallback(aiohttp_server: Any) -> None:
+    slow = await aiohttp_server(make_app(SimulatorConfig(chunk_interval_s=0.3)))
+    url = f"http://{slow.host}:{slow.port}"
+    async with cutover_rig(aiohttp_server, primary_url=url, shadow_url=url) as rig:
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{rig.proxy_url}/v1/chat/completions",
+            headers={**TAGGED, "authorization": f"Bearer {APP_KEY}"},
+            json={"model": "gpt-4o-mini", "stream": True, "messages": user("a long story")},
+        ) as response:
+            assert response.headers["x-shadowproxy-served-by"] == "shadow"
+            await response.content.readany()  # the first chunk, then the user leaves
+        (pair,) = await rig.wait_records(1)
+    assert pair.served_by == "shadow" and pair.client_disconnected
+    assert rig.sample("shadowproxy_cutover_fallbacks_total", tag=TAG,
+                      cause="after_first_byte") == 0
