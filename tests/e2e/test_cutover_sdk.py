@@ -285,3 +285,18 @@ async def test_a_conversation_stays_on_one_model_and_raising_keeps_it(rig: Cutov
     assert [await model(low), await model(high)] == [HAIKU, HAIKU]
     rig.plan(0)
     assert await model(low) == "gpt-4o-mini"
+
+
+async def test_anthropic_structured_outputs_reach_haiku_and_come_back_as_json(
+    rig: CutoverRig, simulator: SimulatedProvider,
+) -> None:
+    schema = {"type": "object", "properties": {"order_id": {"type": "string"},
+                                               "items": {"type": "integer"}},
+              "required": ["order_id", "items"], "additionalProperties": False}
+    message = await an(rig).messages.create(
+        model="claude-sonnet-4-5", max_tokens=200, messages=user("The order as JSON"),
+        extra_body={"output_config": {"format": {"type": "json_schema", "schema": schema}}},
+        extra_headers=TAGGED)
+    (text,) = [b.text for b in message.content if b.type == "text"]
+    assert set(json.loads(text)) == {"order_id", "items"}
+    assert shadow_calls(simulator)[-1].json["output_config"]["format"]["schema"] == schema
