@@ -1,7 +1,7 @@
 """Cutover in steps, measured beside baselines taken in the same run.
 
-``cutover_no_plan``: a tag without a plan must cost what it costs today. Three targets
-interleaved under one open-loop load: the simulator directly, ``serve`` from today's
+``cutover_no_plan``: a tag without a plan must cost what it costs today. One client, one
+request at a time, rotating three targets: the simulator directly, ``serve`` from today's
 code (``--baseline``, default ``main``, extracted with ``git archive`` and run with
 ``--no-migrate`` on the same database) and ``serve`` from this tree while another tag
 has a plan at 100% (so its routing table is live). The figure: each proxy's added
@@ -15,19 +15,33 @@ asked in the background and the pair stored), beside direct calls.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
+import json
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
-from bench.harness import open_loop, percentiles, serve, simulator
+from bench.harness import (
+    CHAT_PATH,
+    Samples,
+    chat_body,
+    one,
+    one_client,
+    percentiles,
+    serve,
+    simulator,
+)
 from shadowproxy.cutover import plans_db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,38 +91,101 @@ def _added(direct: dict[str, float], other: dict[str, float]) -> dict[str, float
     return {k: other[k] - direct[k] for k in direct}
 
 
-async def no_plan(db: str, duration: float, baseline: str, rate: float = 50) -> Row:
+async def _settle(db: str, expected: int, timeout: float = 60) -> dict[str, int]:
+    """Pair counts once ``expected`` are stored (or ``timeout`` passes): the serve is
+    stopped only then, as in the other scenarios."""
+    deadline = time.monotonic() + timeout
+    counts = await _served_counts(db)
+    while sum(counts.values()) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        counts = await _served_counts(db)
+    return counts
+
+
+async def no_plan(db: str, duration: float, baseline: str) -> Row:
+    """One client, one request at a time, rotating the three targets: the added latency
+    itself, without queueing in a loaded machine's run queue."""
     await _prepare(db)
     tagged = {"x-shadow-tag": UNPLANNED}
     with simulator() as sim, baseline_code(baseline) as code, \
             serve(sim.url, db, code=code, args=("--no-migrate",), sample_rate=1.0) as today, \
             serve(sim.url, db, sample_rate=1.0) as branch:
-        res, pacing = await open_loop(
-            {"direct": sim.url, "today": today.url, "cutover": branch.url}, rate=rate,
+        res = await one_client(
+            {"direct": sim.url, "today": today.url, "cutover": branch.url},
             duration=duration, headers={n: tagged for n in ("direct", "today", "cutover")})
+        sent = res["today"].sent + res["cutover"].sent + 2 * 200
+        pairs = await _settle(db, sent)
     p = {name: percentiles(samples.latency_ms) for name, samples in res.items()}
     return {"baseline": baseline, "direct": p["direct"], "today": p["today"],
             "cutover": p["cutover"], "added_today": _added(p["direct"], p["today"]),
             "added_cutover": _added(p["direct"], p["cutover"]),
-            "requests": len(res["cutover"].latency_ms),
-            "errors": sum(s.errors for s in res.values()), "pacing": pacing.as_dict()}
+            "requests": len(res["cutover"].latency_ms), "pairs": pairs, "proxied": sent,
+            "errors": sum(s.errors for s in res.values())}
 
 
-async def served(db: str, duration: float, *, stream: bool, rate: float = 25) -> Row:
+_HAIKU_FIRST_TOKEN = re.compile(rb'"type":"text_delta"')
+_CHAT_FIRST_TOKEN = re.compile(rb'"content":"[^"]')
+
+
+def _haiku_body(i: int, stream: bool) -> bytes:
+    """What the shadow is asked for a ``chat_body`` request (the translation's output)."""
+    return json.dumps({"model": "claude-haiku-4-5", "max_tokens": 64, "stream": stream,
+                       "messages": [{"role": "user",
+                                     "content": f"benchmark request {i} "}]}).encode()
+
+
+async def _rotate(targets: dict[str, tuple[str, Callable[[int], bytes], dict[str, str],
+                                          re.Pattern[bytes]]],
+                  *, duration: float, stream: bool, warmup: int) -> dict[str, Samples]:
+    """One client, one request at a time, rotating the targets (and which goes first)."""
+    results = {name: Samples() for name in targets}
+    names = list(targets)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        warm = Samples()
+        for i in range(warmup):
+            for url, body, headers, first in targets.values():
+                await one(session, url, body(i), warm, stream, first, headers)
+        end = time.perf_counter() + duration
+        i = 0
+        while time.perf_counter() < end:
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                url, body, headers, first = targets[name]
+                await one(session, url, body(1_000_000 + i), results[name], stream, first,
+                          headers)
+            i += 1
+    return results
+
+
+async def served(db: str, duration: float, *, stream: bool) -> Row:
+    """Four targets: the simulated primary and the simulated Haiku directly, and the
+    proxy relaying the primary (a tag without a plan) and serving from Haiku (a tag at
+    100%): each proxied figure beside the direct call to the provider that answered."""
     await _prepare(db)
     key = "ttft_ms" if stream else "latency_ms"
-    with simulator(chunk_ms=20 if stream else 0) as sim, \
+    warmup = 20 if stream else 200
+    with simulator(chunk_ms=5 if stream else 0) as sim, \
             serve(sim.url, db, sample_rate=1.0) as proxy:
-        res, pacing = await open_loop(
-            {"direct": sim.url, "primary": proxy.url, "shadow": proxy.url}, rate=rate,
-            duration=duration, stream=stream,
-            headers={"primary": {"x-shadow-tag": UNPLANNED},
-                     "shadow": {"x-shadow-tag": PLANNED}})
+        def chat(i: int) -> bytes:
+            return chat_body(i, stream=stream)
+
+        res = await _rotate({
+            "primary_direct": (sim.url + CHAT_PATH, chat, {}, _CHAT_FIRST_TOKEN),
+            "haiku_direct": (sim.url + "/v1/messages", lambda i: _haiku_body(i, stream),
+                             {"x-api-key": "sk-ant-bench", "anthropic-version": "2023-06-01"},
+                             _HAIKU_FIRST_TOKEN),
+            "primary": (proxy.url + CHAT_PATH, chat, {"x-shadow-tag": UNPLANNED},
+                        _CHAT_FIRST_TOKEN),
+            "shadow": (proxy.url + CHAT_PATH, chat, {"x-shadow-tag": PLANNED},
+                       _CHAT_FIRST_TOKEN),
+        }, duration=duration * (3 if stream else 1), stream=stream, warmup=warmup)
+        sent = res["primary"].sent + res["shadow"].sent + 2 * warmup
+        pairs = await _settle(db, sent)
     p = {name: percentiles(getattr(samples, key)) for name, samples in res.items()}
     whole = {name: percentiles(samples.latency_ms) for name, samples in res.items()}
-    return {"direct": p["direct"], "primary": p["primary"], "shadow": p["shadow"],
-            "added_primary": _added(p["direct"], p["primary"]),
-            "added_shadow": _added(p["direct"], p["shadow"]),
-            "whole_added_shadow": _added(whole["direct"], whole["shadow"]),
-            "served_by": await _served_counts(db), "requests": len(getattr(res["shadow"], key)),
-            "errors": sum(s.errors for s in res.values()), "pacing": pacing.as_dict()}
+    return {"primary_direct": p["primary_direct"], "haiku_direct": p["haiku_direct"],
+            "primary": p["primary"], "shadow": p["shadow"],
+            "added_primary": _added(p["primary_direct"], p["primary"]),
+            "added_shadow": _added(p["haiku_direct"], p["shadow"]),
+            "whole_added_shadow": _added(whole["haiku_direct"], whole["shadow"]),
+            "served_by": pairs, "proxied": sent, "requests": len(getattr(res["shadow"], key)),
+            "errors": sum(s.errors for s in res.values())}

@@ -495,23 +495,28 @@ async def open_loop(targets: dict[str, str], *, rate: float, duration: float,
 
 
 async def one_client(targets: dict[str, str], *, duration: float,
-                     warmup_requests: int = 200) -> dict[str, Samples]:
+                     warmup_requests: int = 200, stream: bool = False,
+                     headers: dict[str, dict[str, str]] | None = None,
+                     ) -> dict[str, Samples]:
     """Concurrency 1: one client, one request at a time, alternating targets (and which
-    goes first) so drift and noise land on both."""
+    goes first) so drift and noise land on all; ``headers`` adds headers per target."""
     results = {name: Samples() for name in targets}
     names = list(targets)
+    extra = headers or {}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         warm = Samples()
         for i in range(warmup_requests):
             for name in names:
-                await one(session, targets[name] + CHAT_PATH, chat_body(i), warm, False)
+                await one(session, targets[name] + CHAT_PATH, chat_body(i, stream=stream),
+                          warm, stream, headers=extra.get(name))
         end = time.perf_counter() + duration
         i = 0
         while time.perf_counter() < end:
             for name in names if i % 2 == 0 else names[::-1]:
-                await one(session, targets[name] + CHAT_PATH, chat_body(1_000_000 + i),
-                          results[name], False)
+                await one(session, targets[name] + CHAT_PATH,
+                          chat_body(1_000_000 + i, stream=stream), results[name], stream,
+                          headers=extra.get(name))
             i += 1
     return results
 

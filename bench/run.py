@@ -497,7 +497,6 @@ async def cutover_no_plan(db: str, opts: Options) -> Row:
 def cutover_no_plan_lines(row: Row) -> list[Line]:
     today, now = row["added_today"], row["added_cutover"]
     gap = now["p50"] - today["p50"]
-    pace = row["pacing"]
     return [
         Line(f"tag without a plan, today ({row['baseline']}) p50/p95/p99 ms",
              _pct3(row["direct"]), _pct3(row["today"]), _added3(today)),
@@ -505,9 +504,8 @@ def cutover_no_plan_lines(row: Row) -> list[Line]:
              _pct3(row["cutover"]), _added3(now)),
         Line(f"  added p50 with cutover minus today: {gap:+.2f} ms",
              goal="within 0.3 ms", ok=None if math.isnan(gap) else abs(gap) <= 0.3),
-        Line(f"  rate: {pace['achieved_rps']:.0f}/{pace['target_rps']:.0f} req/s per target"
-             f"{' (GENERATOR SATURATED)' if pace['saturated'] else ''}; "
-             f"n={row['requests']} errors={row['errors']}"),
+        Line(f"  one client, n={row['requests']} per target, errors={row['errors']}; pairs "
+             f"stored {sum(row['pairs'].values())} of {row['proxied']}"),
     ]
 
 
@@ -525,16 +523,17 @@ async def cutover_served_stream(db: str, opts: Options) -> Row:
 def _served_lines(row: Row, what: str) -> list[Line]:
     served = ", ".join(f"{k}={v}" for k, v in sorted(row["served_by"].items()))
     lines = [
-        Line(f"{what}, primary relayed p50/p95/p99 ms", _pct3(row["direct"]),
-             _pct3(row["primary"]), _added3(row["added_primary"])),
-        Line(f"{what}, shadow served p50/p95/p99 ms", _pct3(row["direct"]),
-             _pct3(row["shadow"]), _added3(row["added_shadow"])),
+        Line(f"{what}, primary relayed p50/p95/p99 ms (vs primary direct)",
+             _pct3(row["primary_direct"]), _pct3(row["primary"]),
+             _added3(row["added_primary"])),
+        Line(f"{what}, shadow served p50/p95/p99 ms (vs Haiku direct)",
+             _pct3(row["haiku_direct"]), _pct3(row["shadow"]), _added3(row["added_shadow"])),
     ]
     if what.startswith("time to first token"):
         lines.append(Line("  shadow served, whole stream added p50/p95/p99 ms",
                           added=_added3(row["whole_added_shadow"])))
-    lines.append(Line(f"  pairs stored: {served}; n={row['requests']} "
-                      f"errors={row['errors']}"))
+    lines.append(Line(f"  one client; pairs stored: {served} of {row['proxied']}; "
+                      f"n={row['requests']} errors={row['errors']}"))
     return lines
 
 
