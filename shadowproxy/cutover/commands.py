@@ -22,6 +22,7 @@ import click
 from shadowproxy.cli import (
     EXIT_CANNOT_RUN,
     AlwaysExit3,
+    CannotRun,
     config_option,
     fail,
     one_line_errors,
@@ -36,6 +37,8 @@ from shadowproxy.store.urls import asyncpg_dsn
 
 T = TypeVar("T")
 settings_errors = one_line_errors()  # a bad setting or bad input: exit 2, one line
+NOT_MIGRATED = ("the database has no cutover tables: run `shadowproxy migrate` (serve does it "
+                "at start) and try again")
 RESPONSES_NOTE = ("OpenAI Responses API requests (/v1/responses) are not routed: they stay "
                   "on the current model whatever the plan.")
 
@@ -61,6 +64,8 @@ def _run(ctx: click.Context, work: Callable[[asyncpg.Connection], Awaitable[T]])
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             return await work(conn)
+        except asyncpg.UndefinedTableError:
+            raise CannotRun(NOT_MIGRATED) from None
         finally:
             await conn.close()
 
@@ -220,6 +225,8 @@ def advance(ctx: click.Context, tag: str, policy: Path, no_progress: bool,
                                      judging=JudgeOptions(judge, settings.judge_max_usd,
                                                           settings.judge_concurrency,
                                                           rubrics, not no_progress))
+        except asyncpg.UndefinedTableError:
+            raise CannotRun(NOT_MIGRATED) from None
         finally:
             if judge is not None:
                 await judge.close()

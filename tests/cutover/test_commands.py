@@ -216,3 +216,11 @@ async def test_advance_errors_exit_3_like_gate(tmp_path: Path, database_url: str
                                       "support", "--policy", str(bad))
     assert no_plan.returncode == 3
     assert "has no cutover plan" in one_line(no_plan)
+
+
+async def test_a_database_without_the_migration_says_to_migrate(
+    tmp_path: Path, empty_database_url: str,
+) -> None:
+    result = await asyncio.to_thread(run, tmp_path, empty_database_url, "status")
+    assert result.returncode == 3
+    assert "run `shadowproxy migrate`" in one_line(result)
