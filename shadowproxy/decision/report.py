@@ -29,6 +29,7 @@ import asyncpg
 
 from shadowproxy.conversations import worse_conversations_by_tag
 from shadowproxy.cutover.report_section import cutover_section
+from shadowproxy.decision import report_human
 from shadowproxy.decision.report_model import (
     PROJECTION_DAYS,
     Answer,
@@ -118,6 +119,7 @@ _GROUP_COLUMNS = ", ".join([
       for name, (column, where) in _MODELS.items()),
     *(f"array_agg({c}) FILTER (WHERE {_BOTH_OK} AND {c} IS NOT NULL) AS {c}"
       for c in _SAMPLED),
+    *report_human.frame_columns(_BOTH_OK),
 ])
 _COUNTS = ("total", "unscored", "verdict_equivalent", "verdict_better", "verdict_worse",
            "scored", "stop_matched", "tool_pairs", "tool_matched", "attempted",
@@ -324,8 +326,10 @@ async def build_report(
             "SELECT tag, conversation_id, turn, verdict FROM comparisons "
             f"WHERE {where} AND conversation_id IS NOT NULL")
         cutover = await cutover_section(conn, tag=tag, since=since)
+        human = await report_human.fetch_human(fetch, where, _BOTH_OK)
     report = assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
                              turns=turns, since=since, tag=tag)
+    report = report_human.attach_human(report, groups, human)
     return dataclasses.replace(report, cutover=cutover)
 
 

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from shadowproxy.cutover.section import CutoverSection
+from shadowproxy.decision.human_review import HumanReview
 from shadowproxy.decision.stats import newcombe_difference, wilson_interval
 
 __all__ = [
@@ -352,6 +353,8 @@ class ScopeSummary:
     models: Models
     latency_cdf: Series = Series()
     ttft_cdf: Series = Series()
+    # People's labels and the rates they calibrate (decision.report_human fills it).
+    human: HumanReview | None = None
 
     @property
     def pairs(self) -> int:
@@ -448,6 +451,7 @@ class ScopeSummary:
             "models": self.models.to_json(),
             "cdf": {"latency_ms": self.latency_cdf.to_json(),
                     "ttft_ms": self.ttft_cdf.to_json()},
+            "human": self.human.to_json() if self.human else None,
         }
 
 

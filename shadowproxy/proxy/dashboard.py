@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
 
 from shadowproxy.decision.since import parse_since
-from shadowproxy.proxy.admin_auth import COOKIE
+from shadowproxy.proxy.admin_guard import csrf_token_of
 from shadowproxy.store.urls import asyncpg_dsn
 
 # Connections the dashboard may hold: a page is two or three queries, one at a time.
@@ -28,7 +29,8 @@ REFRESH_S = 30
 _BAR = ('<form method="post" action="/logout" style="margin:0;padding:.4rem 1rem;'
         'background:#eef1f5;font:14px system-ui,sans-serif;text-align:right">'
         f'Live: reloads every {REFRESH_S} s{{sign_out}}</form>')
-_SIGN_OUT = ' · <button type="submit" style="font:inherit">Sign out</button>'
+_SIGN_OUT = (' · <input type="hidden" name="csrf" value="{csrf}">'
+             '<button type="submit" style="font:inherit">Sign out</button>')
 
 if TYPE_CHECKING:
     from shadowproxy.decision.report_model import Report
@@ -80,7 +82,8 @@ class Dashboard:
         from shadowproxy.decision.report_html import render_html
 
         html = render_html(await self.build(request))
-        bar = _BAR.format(sign_out=_SIGN_OUT if request.cookies.get(COOKIE) else "")
+        csrf = csrf_token_of(request)  # a signed-in browser's: sign-out needs it
+        bar = _BAR.format(sign_out=_SIGN_OUT.format(csrf=escape(csrf)) if csrf else "")
         html = html.replace("<body>", "<body>" + bar, 1)
         return web.Response(text=html, content_type="text/html", headers={
             "Cache-Control": "no-store",

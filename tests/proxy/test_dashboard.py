@@ -30,7 +30,7 @@ async def ready() -> dict[str, Any]:
 @pytest.fixture
 async def admin(database_url: str, aiohttp_client: Any) -> TestClient[Any, Any]:
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         **_dashboard(database_url))
+                         database_url=database_url, **_dashboard(database_url))
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     return client
 
@@ -97,7 +97,7 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
     pool serves every request, and stopping the admin app closes it."""
     await store(database_url, traffic("support", 20, 5))
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         **_dashboard(database_url))
+                         database_url=database_url, **_dashboard(database_url))
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -105,7 +105,7 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
         async def dashboard_backends() -> set[int]:
             rows = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()")
+                "AND pid <> pg_backend_pid() AND application_name <> 'shadowproxy admin'")
             return {r["pid"] for r in rows}
 
         assert (await client.get("/dashboard", headers=auth)).status == 200
@@ -123,3 +123,23 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
 def _dashboard(database_url: str) -> dict[str, Any]:
     dashboard = Dashboard(database_url)
     return {"extra_routes": dashboard.routes(), "extra_cleanup": [dashboard.cleanup]}
+
+
+async def test_the_dashboard_shows_the_calibrated_rate_and_people_s_notes_escaped(
+    admin: TestClient[Any, Any], database_url: str
+) -> None:
+    from shadowproxy.simulator.reviewers import label_in_queue_order
+    from tests.fakes.verdicts import START, mix
+
+    await write(database_url, mix("support", worse=3, equivalent=27))
+    evil = "<img src=x onerror=alert(1)>"
+    await label_in_queue_order(database_url, 30, lambda pair, _: ("worse", f"No! {evil}"),
+                               reviewers=("ana",), start=START)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    html = await (await admin.get("/dashboard", headers=auth)).text()
+    assert "worse, calibrated by people (95% CI)" in html
+    assert "people disagreed with the judge on 27 of 30 pairs" in html
+    assert "Where people and the judge disagree" in html
+    assert evil not in html and "No! &lt;img src=x onerror=alert(1)&gt;" in html
+    body = await (await admin.get("/api/report", headers=auth)).json()
+    assert body["by_tag"]["support"]["human"]["labelled_pairs"] == 30
