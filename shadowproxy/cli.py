@@ -354,11 +354,13 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
     from shadowproxy.decision.gate import evaluate
     from shadowproxy.decision.report import build_report
     from shadowproxy.decision.report_html import render_html
+    from shadowproxy.lifecycle_sources import current_lifecycle
 
     rules = read_policy(policy) if policy is not None else None  # before the database
     after = parse_since(since)
-    data = with_database(settings_from(ctx),
-                         lambda url: build_report(url, since=after, tag=tag))
+    lifecycle = current_lifecycle()  # the real day and the installed data: the edge
+    data = with_database(settings_from(ctx), lambda url: build_report(
+        url, since=after, tag=tag, lifecycle=lifecycle))
     if fmt == "json":
         text = json.dumps(data.to_json(), indent=2, default=str)
         if out is None:

@@ -210,9 +210,14 @@ def _scope_mark(gate: GateResult | None, key: str) -> str | None:
 def _scope(key: str, title: str, scope: ScopeSummary, gate: GateResult | None,
            conversation: ConversationSummary | None = None) -> _ScopeView:
     charts = [_cdf_chart("Latency", scope.latency_cdf),
-              _cdf_chart("Time to first token", scope.ttft_cdf)]
+              _cdf_chart("Time to first token, streamed only", scope.ttft_cdf)]
     return _ScopeView(key, title, scope, _scope_mark(gate, key), [c for c in charts if c],
                       _conversation_words(conversation))
+
+
+def _ttft_note(scope: ScopeSummary) -> str:
+    """Beside every TTFT row: TTFT covers streamed requests, latency all of them."""
+    return f"streamed requests only (n = {scope.ttft_streamed_pairs:,})"
 
 
 def _headline(report: Report) -> list[str]:
@@ -330,6 +335,6 @@ def render_html(report: Report, gate: GateResult | None = None) -> str:
         max_chars=MAX_SHOWN_CHARS,
         pct=_pct, interval=_interval, ms=_ms, usd=usd, times=_times, ratio=ratio,
         saving_words=saving_words, cost_words=_cost_words,
-        no_judge=UnjudgedCause.NO_JUDGE,
+        no_judge=UnjudgedCause.NO_JUDGE, ttft_note=_ttft_note,
         verdict_names=VERDICTS,
     )

@@ -9,7 +9,7 @@ proxy process does not load (an import contract checks it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ _SIGN_OUT = (' · <input type="hidden" name="csrf" value="{csrf}">'
 
 if TYPE_CHECKING:
     from shadowproxy.decision.report_model import Report
+    from shadowproxy.lifecycle import LifecycleView
 
 
 class Dashboard:
@@ -43,8 +44,12 @@ class Dashboard:
     connection for it) and closes with the admin app (:meth:`cleanup`, a cleanup_ctx).
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *,
+                 lifecycle: Callable[[], LifecycleView] | None = None) -> None:
+        """``lifecycle`` gives the day and the end-of-life data at each request (serve
+        passes the real clock and the installed data); without it, no notices."""
         self._url = database_url
+        self._lifecycle = lifecycle
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
@@ -76,7 +81,9 @@ class Dashboard:
         if tag is not None and ("\x00" in tag or len(tag) > 1000):
             # PostgreSQL text cannot hold NUL; no stored tag can match it.
             raise web.HTTPBadRequest(text="tag: must not contain NUL or exceed 1000 chars\n")
-        return await build_report(await self._source(), since=since, tag=tag)
+        lifecycle = self._lifecycle() if self._lifecycle is not None else None
+        return await build_report(await self._source(), since=since, tag=tag,
+                                  lifecycle=lifecycle)
 
     async def dashboard(self, request: web.Request) -> web.Response:
         from shadowproxy.decision.report_html import render_html

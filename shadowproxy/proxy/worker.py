@@ -49,6 +49,7 @@ def admin_listener_for(
     settings: Settings, metrics: Metrics, serving: Callable[[], dict[str, Any]]
 ) -> Listener:
     """Health, readiness, metrics and the dashboard, for whichever process owns the port."""
+    from shadowproxy.lifecycle_sources import current_lifecycle
     from shadowproxy.proxy.admin import AdminAccess, make_admin_app
     from shadowproxy.proxy.admin_auth import ProxyTrust, parse_networks
     from shadowproxy.proxy.app import Listener, ListenerLimits
@@ -59,7 +60,7 @@ def admin_listener_for(
     assert settings.database_url is not None
     url = settings.database_url.get_secret_value()
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    dashboard = Dashboard(url)
+    dashboard = Dashboard(url, lifecycle=current_lifecycle)
     access = AdminAccess(token=token, cookie_secure=settings.admin_cookie_secure,
                          trust=ProxyTrust(parse_networks(settings.admin_trusted_proxies)))
     app = make_admin_app(ready=Readiness(url, settings.data_dir, serving),

@@ -42,6 +42,7 @@ from shadowproxy.decision.judge import Judge, make_judge
 from shadowproxy.decision.report import build_report
 from shadowproxy.decision.report_html import render_html
 from shadowproxy.decision.report_model import Report
+from shadowproxy.lifecycle_sources import current_lifecycle
 from shadowproxy.settings import Settings
 from shadowproxy.simulator import SimulatorConfig, make_app
 from shadowproxy.simulator.demo_next import next_steps
@@ -323,7 +324,8 @@ async def run_demo(data_dir: Path, out: Path, total: int, seed: int = 7) -> int:
             "the database, as the review API stores them)")
         labels = await label_in_queue_order(db_url, LABELS_PER_TAG, start=datetime.now(UTC))
         say(f"{labels} labels written")
-        report = await build_report(db_url)
+        # The real day and the installed end-of-life data: the demo is a command.
+        report = await build_report(db_url, lifecycle=current_lifecycle())
         judge_only = evaluate(report, DEMO_POLICY)
         result = evaluate(report, CALIBRATED_POLICY)
         out.write_text(render_html(report, result), encoding="utf-8")

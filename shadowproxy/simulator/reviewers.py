@@ -1,13 +1,13 @@
-"""Simulated reviewers: people who label pairs in the review queue's order, blind.
+"""Simulated reviewers: people who label pairs through the review queue, blind.
 
-The demo (and tests) need labels the way the review page would leave them. This
-writes them with SQL, as the review API would store them: one ``review_items`` row per
-pair offered to a reviewer (with which answer was shown first) and one ``reviews`` row
-per label, from the shadow's side. It offers exactly what the queue offers: per tag
-(untagged pairs are a tag of their own), the frame is the pairs the judge decided with
-both sides answered, in ascending rank ``('x' || left(md5(id::text), 15))::bit(60)::bigint``,
-so the first pairs of each tag are a uniform random sample of it. A share of items
-(``overlap``, like ``REVIEW_OVERLAP``) goes to a second reviewer too.
+The demo (and tests) need labels the way the review page leaves them, so simulated
+people go through the same queue the review API serves (:mod:`shadowproxy.store.
+review_queue`): per tag (untagged pairs are a tag of their own), reviewers take turns
+asking for the next item and answer what they are offered, in the order it was shown
+(which answer came first is the queue's draw). The queue decides everything else as it
+would for people: the frame and its rank order (so the first pairs of each tag are a
+uniform random sample of it), which pairs a second reviewer sees (``REVIEW_OVERLAP``),
+skipped pairs going to someone else.
 
 :func:`simulated_person` labels from the simulated truth: it grades both answers against
 the conversation as the simulator's own judge would without its biases.
@@ -27,25 +27,19 @@ from typing import Any
 import asyncpg
 
 from shadowproxy.decision.judge_prompt import render_conversation
+from shadowproxy.decision.review_frame import FRAME_FROM, rank_of
+from shadowproxy.review_labels import Label as ApiLabel
 from shadowproxy.simulator.answers import DISAGREEMENT
 from shadowproxy.simulator.variants import Grade, grade
+from shadowproxy.store.review_queue import QueueRules, ReviewQueue
 from shadowproxy.store.urls import asyncpg_dsn
 
 __all__ = ["QUEUE_RANK", "QueuedPair", "choice_for", "label_in_queue_order",
            "simulated_person"]
 
-QUEUE_RANK = "('x' || left(md5(id::text), 15))::bit(60)::bigint"
-_GOLDEN = 0.6180339887498949
-_FRAME = (
-    "verdict_method = 'judge' AND verdict IN ('worse', 'equivalent', 'better') "
-    "AND shadow_outcome = 'ok' AND primary_error IS NULL AND coalesce(primary_status, 0) < 400 "
-    "AND shadow_error IS NULL AND coalesce(shadow_status, 0) < 400"
-)
-_QUEUE = f"""SELECT id, tag, request, primary_text, shadow_text FROM (
-    SELECT id, tag, request, primary_text, shadow_text,
-           row_number() OVER (PARTITION BY tag ORDER BY {QUEUE_RANK}, id) AS place
-    FROM comparisons WHERE {_FRAME}) AS queue
-WHERE place <= $1 ORDER BY tag NULLS LAST, place"""
+# The rank the queue orders a tag's frame by (decision/review_frame.py), over ``pairs``.
+QUEUE_RANK = rank_of("pairs")
+_TAGS = f"SELECT DISTINCT p.tag FROM {FRAME_FROM} ORDER BY p.tag NULLS LAST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,53 +83,64 @@ def choice_for(verdict: str | None, shadow_first: bool) -> str:
     return "1" if shadow_won == shadow_first else "2"
 
 
-def _shown_first(pair_id: uuid.UUID, reviewer: str) -> bool:
-    return hashlib.sha256(f"{pair_id}/{reviewer}".encode()).digest()[0] % 2 == 0
-
-
 async def label_in_queue_order(
     db_url: str, per_tag: int, person: Person = simulated_person, *,
     reviewers: Sequence[str] = ("ana", "ben"), overlap: float = 0.1,
     start: datetime, skip_every: int = 0,
 ) -> int:
-    """Label the first ``per_tag`` pairs of every tag in queue order; the labels' times
-    run from ``start``, a second apart. ``skip_every``: the n-th item is skipped instead.
+    """Per tag, reviewers take turns at the queue until ``per_tag`` pairs have been
+    offered and every second look the queue wants among them is done; a reviewer whose
+    next offer is a pair beyond those stops there (that offer stays open, as a closed
+    tab's does, until the queue's lease gives it to someone else). Labels are timed from
+    ``start``, a second apart. ``skip_every``: every n-th answer is a skip instead.
     Returns the labels written (skips excluded)."""
-    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    pool = await asyncpg.create_pool(asyncpg_dsn(db_url), min_size=1, max_size=2,
+                                     init=_jsonb)
     try:
-        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
-                                  schema="pg_catalog")
-        await conn.executemany(
+        await pool.executemany(
             "INSERT INTO reviewers (name, token_sha256) VALUES ($1, $2) "
             "ON CONFLICT (name) DO NOTHING",
             # A token nobody holds: simulated people never sign in.
             [(name, hashlib.sha256(secrets.token_bytes(32)).hexdigest())
              for name in reviewers])
-        queue = [QueuedPair(r["id"], r["tag"], r["request"], r["primary_text"] or "",
-                            r["shadow_text"] or "") for r in await conn.fetch(_QUEUE, per_tag)]
-        items: list[tuple[Any, ...]] = []
-        labels: list[tuple[Any, ...]] = []
-        for i, pair in enumerate(queue):
-            who = [reviewers[i % len(reviewers)]]
-            if len(reviewers) > 1 and (i * _GOLDEN) % 1.0 < overlap:
-                who.append(reviewers[(i + 1) % len(reviewers)])
-            for reviewer in who:
-                first = _shown_first(pair.id, reviewer)
+        queue = ReviewQueue(QueueRules(overlap=overlap, labels_per_minute=1 << 30))
+        answers = 0
+        labels = 0
+        for (tag,) in await pool.fetch(_TAGS):
+            seen: set[uuid.UUID] = set()
+            done: set[str] = set()
+            turn = 0
+            while len(done) < len(reviewers):
+                reviewer = reviewers[turn % len(reviewers)]
+                turn += 1
+                if reviewer in done:
+                    continue
+                now = start + timedelta(seconds=answers)
+                offered = await queue.next_item(pool, reviewer, tag, now)
+                if offered is None:
+                    done.add(reviewer)
+                    continue
+                pair_id = await pool.fetchval(
+                    "SELECT pair_id FROM review_items WHERE id = $1", offered.item)
+                if pair_id not in seen and len(seen) >= per_tag:
+                    done.add(reviewer)  # beyond this tag's share: stop, as a person would
+                    continue
+                seen.add(pair_id)
+                pair = QueuedPair(pair_id, offered.tag, offered.request,
+                                  offered.primary[0] or "", offered.shadow[0] or "")
                 verdict, note = person(pair, reviewer)
-                if skip_every and (i + 1) % skip_every == 0:
+                answers += 1
+                if skip_every and answers % skip_every == 0:
                     verdict, note = None, None
-                at = start + timedelta(seconds=len(labels))
-                items.append((secrets.token_urlsafe(16), pair.id, reviewer, first, at))
-                labels.append((pair.id, reviewer, choice_for(verdict, first), verdict,
-                               first, note, at))
-        async with conn.transaction():
-            await conn.executemany(
-                "INSERT INTO review_items (id, pair_id, reviewer, shadow_first, offered_at) "
-                "VALUES ($1, $2, $3, $4, $5)", items)
-            await conn.executemany(
-                "INSERT INTO reviews (pair_id, reviewer, choice, verdict, shadow_first, "
-                "note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", labels)
-        return sum(1 for label in labels if label[3] is not None)
+                await queue.label(pool, reviewer, offered.item,
+                                  ApiLabel(choice_for(verdict, offered.shadow_first), note),
+                                  now)
+                labels += verdict is not None
+        return labels
     finally:
-        await conn.close()
+        await pool.close()
 
+
+async def _jsonb(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                              schema="pg_catalog")

@@ -88,7 +88,8 @@ async def test_the_dashboard_shows_the_plan_with_every_text_escaped(
     await seed(database_url)
     dashboard = Dashboard(database_url)
     app = make_admin_app(ready=_ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         extra_routes=dashboard.routes(), extra_cleanup=[dashboard.cleanup])
+                         database_url=database_url, extra_routes=dashboard.routes(),
+                         extra_cleanup=[dashboard.cleanup])
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     html = await (await client.get("/dashboard",
                                    headers={"Authorization": f"Bearer {TOKEN}"})).text()

@@ -38,8 +38,9 @@ def queue_rank(pair_id: uuid.UUID) -> int:
 
 
 class People:
-    """People whose labels the test knows: each pair's truth, a second reviewer who
-    sometimes sees it otherwise, and a skip now and then; every call is recorded."""
+    """People whose labels the test knows: each pair's truth (the first look at a pair),
+    a second look that sometimes sees it otherwise, and a skip now and then; every call
+    is recorded."""
 
     def __init__(self, truth: dict[uuid.UUID, str], skip: set[uuid.UUID] = frozenset(),
                  ) -> None:
@@ -51,8 +52,8 @@ class People:
         verdict: str | None = self.truth.get(pair.id, "equivalent")
         if pair.id in self.skip:
             verdict = None
-        elif reviewer == "ben" and verdict == "worse":
-            verdict = "equivalent"  # ben is more lenient than ana
+        elif verdict == "worse" and any(seen == pair.id for seen, _, _ in self.calls):
+            verdict = "equivalent"  # a second look is more lenient than the first
         self.calls.append((pair.id, reviewer, verdict))
         return verdict, (f"Wrong refund amount {EVIL}" if verdict == "worse" else None)
 

@@ -4,7 +4,10 @@ judge alone passes refunds and the calibrated rate fails it."""
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import hashlib
+import random
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from shadowproxy.decision.judge_prompt import (
     render_conversation,
 )
 from shadowproxy.decision.report import build_report
+from shadowproxy.decision.review_frame import OVERLAP_KEY, overlap_threshold
 from shadowproxy.records import Api, Side
 from shadowproxy.simulator import SimulatorConfig
 from shadowproxy.simulator.demo import (
@@ -94,6 +98,9 @@ async def test_reviewers_label_the_first_pairs_of_each_tag_in_queue_order(
             *mix("billing", worse=5, equivalent=15, first=100),
             *mix("support", equivalent=50, first=200, method="exact", judge_model=None,
                  calls=0, cost_usd=0.0)]
+    draw = random.Random(20261203)  # the ids, and so the queue's ranks, are the test's own
+    rows = [(dataclasses.replace(r, id=uuid.UUID(int=draw.getrandbits(128), version=4)), j)
+            for r, j in rows]
     await write(database_url, rows)
     frame = {tag: sorted((r.id for r, j in rows if r.tag == tag and j.method == "judge"),
                          key=_rank) for tag in ("support", "billing")}
@@ -109,8 +116,16 @@ async def test_reviewers_label_the_first_pairs_of_each_tag_in_queue_order(
     for tag in ("support", "billing"):
         labelled = list(dict.fromkeys(r["pair_id"] for r in reviews if r["tag"] == tag))
         assert labelled == frame[tag][:12]  # the queue's first 12, never a tier's pair
-    seconds = len(reviews) - 24
-    assert 0.15 * 24 <= seconds <= 0.35 * 24  # about a quarter went to a second person
+    # A second person looked at exactly the pairs whose overlap key falls in the quarter
+    # REVIEW_OVERLAP names (the key is a hash of the id, so which pairs is fixed).
+    labelled_ids = {r["pair_id"] for r in reviews}
+    keys = await fetch(database_url, f"SELECT id, {OVERLAP_KEY.replace('p.id', 'id')} "
+                       "AS key FROM pairs")
+    overlapping = {r["id"] for r in keys if r["key"] < overlap_threshold(0.25)}
+    counts = collections.Counter(r["pair_id"] for r in reviews)
+    assert {pid for pid, n in counts.items() if n == 2} == overlapping & labelled_ids
+    assert set(counts.values()) <= {1, 2}
+    assert overlapping & labelled_ids  # the draw gave the test a second look to check
     for r in reviews:
         assert r["shadow_first"] == r["item_first"]
         assert r["choice"] == choice_for(r["verdict"], r["shadow_first"])
