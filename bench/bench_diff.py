@@ -106,7 +106,10 @@ _BASELINE_TYPES = (
 
 
 async def _baseline_diff(url: str, batch_size: int = 500) -> int:
-    from shadowproxy.decision.diff import _NEXT_BATCH
+    from shadowproxy.decision.diff import _COLUMNS, _UNSCORED
+
+    next_batch = text(f"SELECT {_COLUMNS} FROM pairs p WHERE {_UNSCORED} AND p.id > :after "
+                      "ORDER BY p.id LIMIT :limit")
     from shadowproxy.decision.scoring import SideView, score_pair
 
     insert = text(
@@ -121,7 +124,7 @@ async def _baseline_diff(url: str, batch_size: int = 500) -> int:
         while True:
             async with engine.begin() as conn:
                 batch = (await conn.execute(
-                    _NEXT_BATCH, {"after": after, "limit": batch_size})).mappings().all()
+                    next_batch, {"after": after, "limit": batch_size})).mappings().all()
                 if not batch:
                     break
                 rows = []
