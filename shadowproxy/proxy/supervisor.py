@@ -1,6 +1,12 @@
 """``serve --workers N``: N worker processes that inherit the one proxy socket, restarted
 with backoff when they die; this process serves the admin listener and adds up the
-workers' state for ``/readyz``."""
+workers' state for ``/readyz``.
+
+The port listens while a worker serves it, and only then. A worker makes it listen when
+it starts accepting (:mod:`.sockets`) and says ``{"serving": true}``; when the last
+serving worker dies, this process stops the port listening (connections are refused,
+not queued for nobody) until a restarted worker serves again; on SIGTERM it stops it
+first, before the workers finish what they hold."""
 
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shadowproxy.children import Child, ChildFailed, start_child
 from shadowproxy.proxy.banner import banner
 from shadowproxy.proxy.mirror_child import Backoff, describe_exit, settings_payload
-from shadowproxy.proxy.sockets import bound_port
+from shadowproxy.proxy.sockets import bound_port, start_listening, stop_listening
 from shadowproxy.proxy.worker import (
     Announce,
     Listening,
@@ -42,7 +48,9 @@ class WorkerSlot:
 
     index: int
     child: Child | None = None
-    mirror: str = "restarting"
+    serving: bool = False  # its current process accepts on the port
+    serving_now: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    mirror: str = "starting"
     mirror_pid: int | None = None
     writer: str = "unknown"
     restarts: int = 0
@@ -67,18 +75,35 @@ class Supervisor:
         self.stopping = False
 
     async def _spawn(self, slot: WorkerSlot) -> None:
+        def before_ready(message: dict[str, Any]) -> None:
+            if message.get("serving") is True:
+                slot.serving = True
+                slot.serving_now.set()
+                # It listened already; this undoes a stop that raced with it (the last
+                # other worker died just as it started accepting).
+                start_listening(self._sock)
+            self._update(slot, message)
+
         child = await start_child(
             f"worker {slot.index}", "shadowproxy.proxy.worker",
             {"settings": settings_payload(self._settings), "worker": slot.index,
              "proxy_fd": self._sock.fileno()},
-            pass_fds=(self._sock.fileno(),),
+            pass_fds=(self._sock.fileno(),), on_status=before_ready,
         )
         slot.child = child
         self._update(slot, child.ready)
         slot.watcher = spawn(self._watch(slot, child), name=f"worker-{slot.index}-watch")
 
     async def start(self) -> None:
-        results = await asyncio.gather(*(self._spawn(slot) for slot in self.slots),
+        """All workers, up with their mirrors. The first starts alone and the others
+        once it serves: N interpreters starting at once share the cores, and the port
+        would wait for the slowest of them."""
+        first, rest = self.slots[0], self.slots[1:]
+        starting = spawn(self._spawn(first), name="worker-0-start")
+        serving = spawn(first.serving_now.wait(), name="worker-0-serving")
+        await asyncio.wait([starting, serving], return_when=asyncio.FIRST_COMPLETED)
+        await cancel_and_wait(serving)
+        results = await asyncio.gather(starting, *(self._spawn(slot) for slot in rest),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -89,8 +114,8 @@ class Supervisor:
         alive = [s for s in self.slots if s.alive]
         mirrors = [s.mirror if s.alive else "restarting" for s in self.slots]
         return {
-            # Users are served while any worker holds the port.
-            "ready": bool(alive),
+            # Users are served while any worker serves the port.
+            "ready": any(s.serving for s in self.slots),
             "workers": len(alive), "workers_expected": len(self.slots),
             "worker_restarts": sum(s.restarts for s in self.slots),
             "worker_pids": [s.child.pid if s.alive and s.child else None for s in self.slots],
@@ -111,8 +136,13 @@ class Supervisor:
             self._update(slot, message)
         code = await child.proc.wait()
         child.close_pipe()
+        slot.serving = False
+        slot.serving_now.clear()
         if self.stopping:
             return
+        if not any(s.serving for s in self.slots) and stop_listening(self._sock):
+            log.error("no worker serves the proxy port: it refuses connections until one "
+                      "is back")
         self._forget(child.pid)
         log.error("worker %d (pid %d) died: %s; restarting", slot.index, child.pid,
                   describe_exit(code))
@@ -160,6 +190,8 @@ class Supervisor:
 
     async def stop(self) -> None:
         self.stopping = True
+        # New connections are refused from now on; the workers finish what they accepted.
+        stop_listening(self._sock)
         for slot in self.slots:
             if slot.child is not None and slot.child.alive:
                 with contextlib.suppress(ProcessLookupError):
@@ -187,7 +219,6 @@ async def supervise(
     listening: Listening = not_watched,
 ) -> int:
     from shadowproxy.metrics import Metrics
-    from shadowproxy.proxy.app import wait_for_stop_signal
 
     assert settings.database_url is not None
     metrics = Metrics()
@@ -200,6 +231,10 @@ async def supervise(
             print(f"shadowproxy: error: {exc}", file=sys.stderr, flush=True)
             return 1
         stack.push_async_callback(supervisor.stop)
+        # Imported once the workers run: this process's own imports (aiohttp) would
+        # only take CPU from theirs.
+        from shadowproxy.proxy.app import wait_for_stop_signal
+
         admin = admin_listener_for(settings, metrics, supervisor.status)
         admin_port = await admin.start(admin_sock)
         stack.push_async_callback(admin.stop)
