@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import shadowproxy
-from shadowproxy.migration_heads import head_revision
+from shadowproxy.store.migration_heads import head_revision
 
 
 @contextmanager
