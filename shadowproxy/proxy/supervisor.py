@@ -66,10 +66,10 @@ class Supervisor:
     gunicorn's arbiter keeps its worker count: a watcher per worker instead of a
     SIGCHLD loop, since asyncio already reaps the children."""
 
-    def __init__(self, settings: Settings, proxy_sock: socket.socket, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, proxy_sock: socket.socket) -> None:
         self._settings = settings
         self._sock = proxy_sock
-        self._metrics = metrics
+        self._metrics: Metrics | None = None  # once the workers run (:meth:`count_with`)
         self._backoff = Backoff(max_s=settings.restart_backoff_max_s)
         self.slots = [WorkerSlot(i) for i in range(settings.workers or 1)]
         self.stopping = False
@@ -109,6 +109,11 @@ class Supervisor:
             if isinstance(result, BaseException):
                 await self.stop()
                 raise result
+
+    def count_with(self, metrics: Metrics) -> None:
+        """Count restarts in ``metrics`` from now on, and those that came before."""
+        metrics.restarts.labels("worker").inc(sum(s.restarts for s in self.slots))
+        self._metrics = metrics
 
     def status(self) -> dict[str, Any]:
         alive = [s for s in self.slots if s.alive]
@@ -183,7 +188,8 @@ class Supervisor:
                 log.error("worker %d: restart failed: %s", slot.index, exc)
                 continue
             slot.restarts += 1
-            self._metrics.restarts.labels("worker").inc()
+            if self._metrics is not None:
+                self._metrics.restarts.labels("worker").inc()
             log.warning("worker %d restarted (pid %s)", slot.index,
                         slot.child.pid if slot.child else None)
             return
@@ -218,12 +224,8 @@ async def supervise(
     announce: Announce = print_line,
     listening: Listening = not_watched,
 ) -> int:
-    from shadowproxy.metrics import Metrics
-
     assert settings.database_url is not None
-    metrics = Metrics()
-    metrics.restarts.labels("worker")
-    supervisor = Supervisor(settings, proxy_sock, metrics)
+    supervisor = Supervisor(settings, proxy_sock)
     async with AsyncExitStack() as stack:
         try:
             await supervisor.start()
@@ -231,10 +233,13 @@ async def supervise(
             print(f"shadowproxy: error: {exc}", file=sys.stderr, flush=True)
             return 1
         stack.push_async_callback(supervisor.stop)
-        # Imported once the workers run: this process's own imports (aiohttp) would
-        # only take CPU from theirs.
+        # Imported once the workers run: this process's own imports (prometheus_client,
+        # aiohttp) would only take CPU from theirs.
+        from shadowproxy.metrics import Metrics
         from shadowproxy.proxy.app import wait_for_stop_signal
 
+        metrics = Metrics()
+        supervisor.count_with(metrics)
         admin = admin_listener_for(settings, metrics, supervisor.status)
         admin_port = await admin.start(admin_sock)
         stack.push_async_callback(admin.stop)

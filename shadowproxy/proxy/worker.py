@@ -131,9 +131,6 @@ async def run_worker(
 
     app.cleanup_ctx.insert(0, mirror_lifecycle)
     proxy = Listener(app, grace_s=settings.grace_s, limits=proxy_limits(settings))
-    admin_listener = admin_listener_for(
-        settings, metrics, lambda: {"ready": True, "workers": 1, **mirror.status()},
-    ) if admin_sock is not None else None
     # A stop signal while the mirror starts is a graceful stop too: users are served.
     stopped = stop_signals()
     async with AsyncExitStack() as stack:
@@ -142,7 +139,9 @@ async def run_worker(
         if status is not None:
             status.send(serving=True, port=port)
         admin_port = None
-        if admin_listener is not None and admin_sock is not None:
+        if admin_sock is not None:  # its imports (dashboard, readiness) come after
+            admin_listener = admin_listener_for(
+                settings, metrics, lambda: {"ready": True, "workers": 1, **mirror.status()})
             admin_port = await admin_listener.start(admin_sock)
             stack.push_async_callback(admin_listener.stop)
         first_mirror: asyncio.Future[Any] = mirror.started()
