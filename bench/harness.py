@@ -259,7 +259,7 @@ def role(pid: int) -> str:
     except OSError:
         return "gone"
     text = b" ".join(argv).decode(errors="replace")
-    if "shadowproxy.mirror" in text:
+    if "shadowproxy.mirror.process" in text:
         return "mirror"
     if "shadowproxy.proxy.worker" in text:
         return "worker"

@@ -224,6 +224,10 @@ async def _serve_frames(
     return loop.time() + grace_s
 
 
+# Lower priority than the proxy (0): on a saturated machine the kernel gives the user's
+# path the CPU first; shadows queue and, past SHADOW_QUEUE, are dropped and counted.
+MIRROR_NICENESS = 10
+
 
 def _exit_later_if_parent_dies(grace_s: float, parent_pid: int) -> None:
     """The parent's death closes our socket and we drain as on a close frame; this is
@@ -241,7 +245,8 @@ def _exit_later_if_parent_dies(grace_s: float, parent_pid: int) -> None:
 
 
 def main() -> None:
-    """The process's body; ``python -m shadowproxy.mirror`` lowers its priority first."""
+    with contextlib.suppress(OSError):
+        os.nice(MIRROR_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     status = StatusPipe.from_stdin(death_signal=None)
@@ -262,3 +267,6 @@ def main() -> None:
     except ImportError:
         asyncio.run(run_mirror(settings, socket_path, worker=worker, on_ready=ready))
 
+
+if __name__ == "__main__":
+    main()
