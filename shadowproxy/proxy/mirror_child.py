@@ -65,7 +65,7 @@ class MirrorProcess:
 
     async def start(self) -> SocketMirrorLink:
         self.child = await start_child(
-            "mirror", "shadowproxy.mirror",
+            "mirror", "shadowproxy.mirror.process",
             {"settings": settings_payload(self._settings), "socket_path": self.socket_path,
              "worker": self._worker},
         )
