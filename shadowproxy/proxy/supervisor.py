@@ -100,9 +100,9 @@ class Supervisor:
         would wait for the slowest of them."""
         first, rest = self.slots[0], self.slots[1:]
         starting = spawn(self._spawn(first), name="worker-0-start")
-        serving = spawn(first.serving_now.wait(), name="worker-0-serving")
-        await asyncio.wait([starting, serving], return_when=asyncio.FIRST_COMPLETED)
-        await cancel_and_wait(serving)
+        await serving_or_done(first.serving_now, starting)
+        if starting.done():  # it failed (or came up whole) before saying it served
+            rest = [] if starting.exception() is not None else rest
         results = await asyncio.gather(starting, *(self._spawn(slot) for slot in rest),
                                        return_exceptions=True)
         for result in results:
@@ -207,6 +207,15 @@ class Supervisor:
                 await slot.child.stop(signal.SIGTERM, self._settings.grace_s + 45)
             await cancel_and_wait(slot.watcher)
 
+async def serving_or_done(serving: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    """Until ``serving`` is set or ``task`` ended, whichever comes first."""
+    waiting = spawn(serving.wait(), name="until-serving")
+    try:
+        await asyncio.wait([waiting, task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(waiting)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -227,22 +236,27 @@ async def supervise(
     assert settings.database_url is not None
     supervisor = Supervisor(settings, proxy_sock)
     async with AsyncExitStack() as stack:
+        stack.push_async_callback(supervisor.stop)
+        starting = spawn(supervisor.start(), name="workers-start")
+        stack.push_async_callback(cancel_and_wait, starting)
+        # The admin listener (/readyz) once the first worker serves: this process's own
+        # imports (prometheus_client, aiohttp) would only take CPU from that worker's.
+        await serving_or_done(supervisor.slots[0].serving_now, starting)
+        if not (starting.done() and starting.exception() is not None):
+            from shadowproxy.metrics import Metrics
+
+            metrics = Metrics()
+            supervisor.count_with(metrics)
+            admin = admin_listener_for(settings, metrics, supervisor.status)
+            admin_port = await admin.start(admin_sock)
+            stack.push_async_callback(admin.stop)
         try:
-            await supervisor.start()
+            await starting
         except ChildFailed as exc:
             print(f"shadowproxy: error: {exc}", file=sys.stderr, flush=True)
             return 1
-        stack.push_async_callback(supervisor.stop)
-        # Imported once the workers run: this process's own imports (prometheus_client,
-        # aiohttp) would only take CPU from theirs.
-        from shadowproxy.metrics import Metrics
         from shadowproxy.proxy.app import wait_for_stop_signal
 
-        metrics = Metrics()
-        supervisor.count_with(metrics)
-        admin = admin_listener_for(settings, metrics, supervisor.status)
-        admin_port = await admin.start(admin_sock)
-        stack.push_async_callback(admin.stop)
         announce(banner(settings, port=bound_port(proxy_sock), admin_port=admin_port,
                         workers=len(supervisor.slots)))
         listening(bound_port(proxy_sock), admin_port)
