@@ -84,12 +84,16 @@ class Supervisor:
                 start_listening(self._sock)
             self._update(slot, message)
 
-        child = await start_child(
-            f"worker {slot.index}", "shadowproxy.proxy.worker",
-            {"settings": settings_payload(self._settings), "worker": slot.index,
-             "proxy_fd": self._sock.fileno()},
-            pass_fds=(self._sock.fileno(),), on_status=before_ready,
-        )
+        try:
+            child = await start_child(
+                f"worker {slot.index}", "shadowproxy.proxy.worker",
+                {"settings": settings_payload(self._settings), "worker": slot.index,
+                 "proxy_fd": self._sock.fileno()},
+                pass_fds=(self._sock.fileno(),), on_status=before_ready,
+            )
+        except BaseException:
+            self._gone(slot)  # it may have served before it failed
+            raise
         slot.child = child
         self._update(slot, child.ready)
         slot.watcher = spawn(self._watch(slot, child), name=f"worker-{slot.index}-watch")
@@ -141,17 +145,24 @@ class Supervisor:
             self._update(slot, message)
         code = await child.proc.wait()
         child.close_pipe()
-        slot.serving = False
-        slot.serving_now.clear()
+        self._gone(slot)
         if self.stopping:
             return
-        if not any(s.serving for s in self.slots) and stop_listening(self._sock):
-            log.error("no worker serves the proxy port: it refuses connections until one "
-                      "is back")
         self._forget(child.pid)
         log.error("worker %d (pid %d) died: %s; restarting", slot.index, child.pid,
                   describe_exit(code))
         await self._restart(slot)
+
+    def _gone(self, slot: WorkerSlot) -> None:
+        """The slot's process no longer serves; if no other does, the port stops
+        listening until one does."""
+        slot.serving = False
+        slot.serving_now.clear()
+        if self.stopping or any(s.serving for s in self.slots):
+            return
+        if stop_listening(self._sock):
+            log.error("no worker serves the proxy port: it refuses connections until one "
+                      "is back")
 
     def _forget(self, pid: int) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
