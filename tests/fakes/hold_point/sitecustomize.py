@@ -1,7 +1,7 @@
 """Hold a real ``serve`` at a known point of its start, from outside its code.
 
 Python imports ``sitecustomize`` at start-up from ``PYTHONPATH``; a test puts this
-directory there (:func:`tests.fakes.holds.hold_env`) and every process of the serve
+directory there (:meth:`tests.fakes.holds.Holds.env`) and every process of the serve
 tree (serve, its workers, their mirrors) loads it. It holds, while the file
 ``HOLD_DIR/hold-<point>`` exists, at:
 
