@@ -20,13 +20,15 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from statistics import fmean
 from typing import Any
 
 import asyncpg
 
 from shadowproxy.conversations import worse_conversations_by_tag
+from shadowproxy.decision import report_human
+from shadowproxy.decision.lifecycle_notices import LifecycleNotice, fetch_lifecycle_notices
 from shadowproxy.decision.report_model import (
     PROJECTION_DAYS,
     Answer,
@@ -50,7 +52,7 @@ from shadowproxy.decision.report_model import (
     project,
 )
 from shadowproxy.decision.stats import cdf_points, percentiles
-from shadowproxy.lifecycle import from_sdk, lifecycle_warning
+from shadowproxy.lifecycle import LifecycleView
 from shadowproxy.records import ShadowOutcome
 from shadowproxy.store.urls import asyncpg_dsn
 
@@ -116,6 +118,7 @@ _GROUP_COLUMNS = ", ".join([
       for name, (column, where) in _MODELS.items()),
     *(f"array_agg({c}) FILTER (WHERE {_BOTH_OK} AND {c} IS NOT NULL) AS {c}"
       for c in _SAMPLED),
+    *report_human.frame_columns(_BOTH_OK),
 ])
 _COUNTS = ("total", "unscored", "verdict_equivalent", "verdict_better", "verdict_worse",
            "scored", "stop_matched", "tool_pairs", "tool_matched", "attempted",
@@ -289,9 +292,12 @@ def _worst_entry(row: Mapping[Any, Any]) -> WorstPair:
 
 async def build_report(
     source: str | asyncpg.Pool, *, since: datetime | None = None, tag: str | None = None,
-    worst: int = WORST_DEFAULT,
+    worst: int = WORST_DEFAULT, lifecycle: LifecycleView | None = None,
 ) -> Report:
     """The report for pairs received at or after ``since`` (and with ``tag``, if given).
+
+    ``lifecycle`` (the day and the end-of-life data; the CLI and the dashboard pass the
+    real ones) adds a notice for every deprecated or retired model the pairs name.
 
     ``source`` is a database URL (a connection for this call) or a pool the caller keeps,
     as the dashboard does. asyncpg rather than SQLAlchemy: the dashboard runs this inside
@@ -321,8 +327,12 @@ async def build_report(
         turns = await fetch(
             "SELECT tag, conversation_id, turn, verdict FROM comparisons "
             f"WHERE {where} AND conversation_id IS NOT NULL")
-    return assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
-                           turns=turns, since=since, tag=tag)
+        human = await report_human.fetch_human(fetch, where, _BOTH_OK)
+        notices = (await fetch_lifecycle_notices(fetch, where, lifecycle)
+                   if lifecycle is not None else ())
+    report = assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
+                             turns=turns, since=since, tag=tag, lifecycle=notices)
+    return report_human.attach_human(report, groups, human)
 
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
@@ -345,7 +355,8 @@ def assemble_report(
     groups: Sequence[Mapping[Any, Any]], worst_rows: Sequence[Mapping[Any, Any]], *,
     unjudged: Sequence[Mapping[Any, Any]] = (), paths: Sequence[Mapping[Any, Any]] = (),
     turns: Sequence[Mapping[Any, Any]] = (),
-    since: datetime | None = None, tag: str | None = None, today: date | None = None,
+    since: datetime | None = None, tag: str | None = None,
+    lifecycle: Sequence[LifecycleNotice] = (),
 ) -> Report:
     """The report from the fetched rows: per-tag groups, unjudged causes, JSON paths
     that differ, and the pairs judged worse."""
@@ -381,7 +392,7 @@ def assemble_report(
         worst=tuple(_worst_entry(r) for r in worst_rows),
         projection_days=PROJECTION_DAYS,
         conversations=_conversations(turns),
-        lifecycle_warnings=_lifecycle_warnings(summary, today or now.date()),
+        lifecycle=tuple(lifecycle),
     )
 
 
@@ -392,12 +403,3 @@ def _conversations(rows: Sequence[Mapping[Any, Any]]) -> dict[str, ConversationS
     return {tag: ConversationSummary(c.conversations, c.with_worse,
                                      dict(c.first_worse_turns))
             for tag, c in found.items() if tag is not None}
-
-
-def _lifecycle_warnings(summary: ScopeSummary, today: date) -> tuple[str, ...]:
-    """The anthropic SDK's end-of-life data for every model the pairs name: no network
-    call from a report (``serve`` also asks the Models API at start)."""
-    models = dict.fromkeys([*summary.models.primary, *summary.models.shadow,
-                            *summary.judge.models])
-    lines = (lifecycle_warning(m, from_sdk(m), today) for m in models)
-    return tuple(line for line in lines if line is not None)

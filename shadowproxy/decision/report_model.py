@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowproxy.decision.human_review import HumanReview
+from shadowproxy.decision.lifecycle_notices import LifecycleNotice
 from shadowproxy.decision.stats import newcombe_difference, wilson_interval
 
 __all__ = [
@@ -351,6 +353,8 @@ class ScopeSummary:
     models: Models
     latency_cdf: Series = Series()
     ttft_cdf: Series = Series()
+    # People's labels and the rates they calibrate (decision.report_human fills it).
+    human: HumanReview | None = None
 
     @property
     def pairs(self) -> int:
@@ -412,6 +416,12 @@ class ScopeSummary:
     def shadow_drop_rate(self) -> float | None:
         return _share(self.shadow_outcomes.get("dropped", 0), self.mirrored)
 
+    @property
+    def ttft_streamed_pairs(self) -> int:
+        """Pairs behind the TTFT figures: streamed ones only, where latency covers every
+        answered pair; so TTFT's p50 may sit above latency's."""
+        return self.ttft_cdf.samples
+
     def unjudged_for(self, cause: UnjudgedCause) -> int:
         return sum(u.pairs for u in self.unjudged if u.cause is cause)
 
@@ -440,6 +450,7 @@ class ScopeSummary:
             "shadow_outcomes": dict(sorted(self.shadow_outcomes.items())),
             "latency_ms": self.latency_ms.to_json(),
             "ttft_ms": self.ttft_ms.to_json(),
+            "ttft_streamed_pairs": self.ttft_streamed_pairs,
             "cost_usd_per_1k": self.cost_usd_per_1k.to_json(),
             "projected_saving_usd": self.projection.saving_usd,
             "projection": self.projection.to_json(),
@@ -447,6 +458,7 @@ class ScopeSummary:
             "models": self.models.to_json(),
             "cdf": {"latency_ms": self.latency_cdf.to_json(),
                     "ttft_ms": self.ttft_cdf.to_json()},
+            "human": self.human.to_json() if self.human else None,
         }
 
 
@@ -523,8 +535,15 @@ class Report:
     # Per tag ("" for all traffic): conversations, those with a shadow judged worse, and
     # the turn at which that first happens.
     conversations: Mapping[str, ConversationSummary] = field(default_factory=dict)
-    # One line per model seen (primary, shadow, judge) that is deprecated or retired.
-    lifecycle_warnings: tuple[str, ...] = ()
+    # One notice per model the pairs name (primary, shadow, judge) that is deprecated or
+    # retired on the report's day; a retired primary's with its errors since then.
+    lifecycle: tuple[LifecycleNotice, ...] = ()
+
+    @property
+    def lifecycle_warnings(self) -> tuple[str, ...]:
+        """The notices as sentences, e.g. "claude-sonnet-4-5 retired on 2026-11-30: its
+        requests fail at the provider"."""
+        return tuple(n.message for n in self.lifecycle)
 
     def scopes(self) -> list[tuple[str, ScopeSummary]]:
         """("overall", …) then ("tag:<name>", …) for every tag, in name order."""
@@ -543,4 +562,5 @@ class Report:
             "conversations": {tag or "overall": c.to_json()
                               for tag, c in sorted(self.conversations.items())},
             "lifecycle_warnings": list(self.lifecycle_warnings),
+            "lifecycle": [n.to_json() for n in self.lifecycle],
         }

@@ -9,14 +9,15 @@ proxy process does not load (an import contract checks it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
 
 from shadowproxy.decision.since import parse_since
-from shadowproxy.proxy.admin_auth import COOKIE
+from shadowproxy.proxy.admin_guard import csrf_token_of
 from shadowproxy.store.urls import asyncpg_dsn
 
 # Connections the dashboard may hold: a page is two or three queries, one at a time.
@@ -28,10 +29,12 @@ REFRESH_S = 30
 _BAR = ('<form method="post" action="/logout" style="margin:0;padding:.4rem 1rem;'
         'background:#eef1f5;font:14px system-ui,sans-serif;text-align:right">'
         f'Live: reloads every {REFRESH_S} s{{sign_out}}</form>')
-_SIGN_OUT = ' · <button type="submit" style="font:inherit">Sign out</button>'
+_SIGN_OUT = (' · <input type="hidden" name="csrf" value="{csrf}">'
+             '<button type="submit" style="font:inherit">Sign out</button>')
 
 if TYPE_CHECKING:
     from shadowproxy.decision.report_model import Report
+    from shadowproxy.lifecycle import LifecycleView
 
 
 class Dashboard:
@@ -41,8 +44,12 @@ class Dashboard:
     connection for it) and closes with the admin app (:meth:`cleanup`, a cleanup_ctx).
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *,
+                 lifecycle: Callable[[], LifecycleView] | None = None) -> None:
+        """``lifecycle`` gives the day and the end-of-life data at each request (serve
+        passes the real clock and the installed data); without it, no notices."""
         self._url = database_url
+        self._lifecycle = lifecycle
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
@@ -74,13 +81,16 @@ class Dashboard:
         if tag is not None and ("\x00" in tag or len(tag) > 1000):
             # PostgreSQL text cannot hold NUL; no stored tag can match it.
             raise web.HTTPBadRequest(text="tag: must not contain NUL or exceed 1000 chars\n")
-        return await build_report(await self._source(), since=since, tag=tag)
+        lifecycle = self._lifecycle() if self._lifecycle is not None else None
+        return await build_report(await self._source(), since=since, tag=tag,
+                                  lifecycle=lifecycle)
 
     async def dashboard(self, request: web.Request) -> web.Response:
         from shadowproxy.decision.report_html import render_html
 
         html = render_html(await self.build(request))
-        bar = _BAR.format(sign_out=_SIGN_OUT if request.cookies.get(COOKIE) else "")
+        csrf = csrf_token_of(request)  # a signed-in browser's: sign-out needs it
+        bar = _BAR.format(sign_out=_SIGN_OUT.format(csrf=escape(csrf)) if csrf else "")
         html = html.replace("<body>", "<body>" + bar, 1)
         return web.Response(text=html, content_type="text/html", headers={
             "Cache-Control": "no-store",
