@@ -7,7 +7,8 @@
                ▼
             mirror_link ──unix socket──▶ mirror process (started by mirror_child)
     admin listener: admin (/healthz, /readyz, /metrics), readiness, dashboard
-    serve: the supervisor, its workers, their listeners (app)
+    serve: the supervisor, its workers, their listeners (app); sockets: the proxy port,
+    bound before anything starts, listening only while a worker serves it
     cutover: cutover_watch polls the plans; cutover_serve has the shadow answer the
              tags a plan chooses (shadow_client), the primary as fallback
 
