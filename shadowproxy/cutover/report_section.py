@@ -48,7 +48,7 @@ FROM steps AS st
 LEFT JOIN pairs AS p
        ON p.tag = st.tag AND p.received_at >= st.began
       AND (st.ended IS NULL OR p.received_at < st.ended)
-LEFT JOIN scores AS s ON s.pair_id = p.id
+LEFT JOIN scores AS s ON s.pair_id = p.id AND s.received_at = p.received_at
 WHERE $2::timestamptz IS NULL OR st.ended IS NULL OR st.ended > $2
 GROUP BY st.tag, st.action, st.to_percent, st.began, st.ended
 ORDER BY st.tag, st.began

@@ -1,6 +1,6 @@
-"""Moving the pairs stored before partitioning into the day partitions (migration 0006).
+"""Moving the pairs stored before partitioning into the day partitions (migration 0007).
 
-0006 sets the old tables aside as ``legacy_pairs``, ``legacy_scores``, ``legacy_reviews``
+0007 sets the old tables aside as ``legacy_pairs``, ``legacy_scores``, ``legacy_reviews``
 and ``legacy_review_items``; this moves their rows over, newest first, a batch at a time::
 
     one transaction per batch:
@@ -9,8 +9,8 @@ and ``legacy_review_items``; this moves their rows over, newest first, a batch a
         INSERT them, their scores, reviews and review items into the partitioned tables
             (ON CONFLICT DO NOTHING: a pair the writer already stored again is kept once)
         DELETE them from legacy_pairs (their legacy rows cascade)
-    when legacy_pairs is empty: drop the legacy tables, and the view over the partitioned
-        tables (comparisons_partitioned) becomes comparisons
+    when legacy_pairs is empty: drop the legacy tables, and the views over the partitioned
+        tables (comparisons_partitioned, human_reviews_partitioned) take their names
 
 A batch commits whole or not at all, so a kill at any moment loses nothing and doubles
 nothing, and a rerun continues with what ``legacy_pairs`` still holds. Column lists are
@@ -49,8 +49,9 @@ _NEWEST = (
 )
 _FINISH = [
     "SET LOCAL lock_timeout = '10s'",
-    "DROP VIEW comparisons",
+    "DROP VIEW comparisons, human_reviews",
     "ALTER VIEW comparisons_partitioned RENAME TO comparisons",
+    "ALTER VIEW human_reviews_partitioned RENAME TO human_reviews",
     "DROP TABLE legacy_review_items, legacy_reviews, legacy_scores, legacy_pairs",
 ]
 

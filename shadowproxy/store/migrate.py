@@ -61,7 +61,7 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 async def upgrade_rows(url: str, say: Callable[[str], None] = lambda line: None) -> int:
     """Finish what migrations leave to move in batches (the pairs stored before
-    partitioning, revision 0006): resumable, and a no-op once done. Returns pairs moved."""
+    partitioning, revision 0007): resumable, and a no-op once done. Returns pairs moved."""
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         left = await legacy_left(conn)

@@ -7,7 +7,7 @@ from :class:`shadowproxy.records.Side`, the one declaration of a side's fields. 
 analyst view ``comparisons`` is created by a migration, not here: it is SQL for people,
 not a mapped class.
 
-``pairs`` is range-partitioned by day on ``received_at`` (migration 0006), so its key is
+``pairs`` is range-partitioned by day on ``received_at`` (migration 0007), so its key is
 ``(id, received_at)``; ``scores``, ``reviews`` and ``review_items`` carry their pair's
 ``received_at`` and are partitioned the same way. Their foreign keys to ``pairs`` live on
 each day's partitions (:mod:`shadowproxy.store.partitions`), not on these parents: a key
@@ -345,7 +345,7 @@ if _unmapped:
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     """Alembic's filter for comparing the models with a database: day partitions and the
-    ``legacy_*`` tables an unfinished move leaves (migration 0006) are not models."""
+    ``legacy_*`` tables an unfinished move leaves (migration 0007) are not models."""
     if type_ != "table" or name is None:
         return True
     return parse_partition_name(name) is None and not name.startswith("legacy_")

@@ -77,11 +77,16 @@ def _literal(moment: object) -> str:
     return "'" + str(moment).replace("'", "''") + "'"
 
 
+# ATTACH requires the parent's checks on the partition (reviews' choice check); the
+# parent's indexes it creates itself.
+_LIKE = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE"
+
+
 def _create_day_sql(day: date) -> list[str]:
     start, end = (_literal(b.isoformat()) for b in day_bounds(day))
     pairs = partition_name("pairs", day)
     statements = [
-        f"CREATE TABLE {partition_name(t, day)} (LIKE {t} INCLUDING DEFAULTS INCLUDING STORAGE)"
+        f"CREATE TABLE {partition_name(t, day)} (LIKE {t} {_LIKE})"
         for t in PARTITIONED_TABLES
     ]
     # The children's foreign keys need the unique index before the parent's ATTACH

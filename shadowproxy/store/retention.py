@@ -12,7 +12,7 @@ With cutoff = now - ``RETENTION_DAYS`` (the plan:
   tables). The dead rows this leaves live in a partition that is dropped whole within a
   day, so they never accumulate. So no pair outlives ``RETENTION_DAYS`` by more than the
   interval between runs (an hour), as before partitioning.
-- pairs stored before partitioning and not moved yet (``legacy_pairs``, migration 0006)
+- pairs stored before partitioning and not moved yet (``legacy_pairs``, migration 0007)
   are deleted in batches as before; those tables go away when the move ends.
 
 It speaks asyncpg directly (like the writer): the mirror process that runs it then never

@@ -105,64 +105,74 @@ def _candidate(tagged: bool) -> str:
     $6 late margin.
     """
     tag, item_tag = _tag_is(tagged), _tag_is(tagged, "i")
-    never_offered = "NOT EXISTS (SELECT 1 FROM review_items AS o WHERE o.pair_id = p.id)"
+    never_offered = ("NOT EXISTS (SELECT 1 FROM review_items AS o "
+                     "WHERE o.pair_id = p.id AND o.received_at = p.received_at)")
     return f"""
         WITH f AS (
             SELECT coalesce(max(floor_rank), 0) AS floor,
                    coalesce(max(checked_at), '-infinity') AS checked
             FROM review_floors WHERE stratum = $5
         ), own AS (
-            SELECT i.id AS item, i.pair_id, i.shadow_first, i.rank, i.overlap
+            SELECT i.id AS item, i.pair_id, i.received_at, i.shadow_first, i.rank, i.overlap
             FROM review_items AS i
             WHERE i.reviewer = $1 AND i.answered_at IS NULL AND {item_tag}
             ORDER BY i.rank LIMIT 1
         ), walk AS (
-            SELECT p.id AS pair_id, {RANK} AS rank, ({OVERLAP_KEY} < $4) AS overlap
+            SELECT p.id AS pair_id, p.received_at, {RANK} AS rank,
+                   ({OVERLAP_KEY} < $4) AS overlap
             FROM pairs AS p
             WHERE {tag} AND {RANK} >= (SELECT floor FROM f) AND {never_offered}
               AND EXISTS (SELECT 1 FROM scores AS s
-                          WHERE s.pair_id = p.id AND s.verdict_method = 'judge')
+                          WHERE s.pair_id = p.id AND s.received_at = p.received_at
+                            AND s.verdict_method = 'judge')
             ORDER BY {RANK} LIMIT 1
         ), late AS (
             -- The few pairs judged lately first (OFFSET 0 fences keep the planner from
             -- walking the whole rank index instead), then their tag, rank and offers.
-            SELECT l.pair_id, l.rank, l.overlap
-            FROM (SELECT s.pair_id FROM scores AS s
+            SELECT l.pair_id, l.received_at, l.rank, l.overlap
+            FROM (SELECT s.pair_id, s.received_at FROM scores AS s
                   WHERE s.verdict_method = 'judge' AND (SELECT floor FROM f) > 0
                     AND s.judged_at > (SELECT checked FROM f) - $6::interval
                   OFFSET 0) AS recent
             CROSS JOIN LATERAL (
-                SELECT p.id AS pair_id, {RANK} AS rank, ({OVERLAP_KEY} < $4) AS overlap
+                SELECT p.id AS pair_id, p.received_at, {RANK} AS rank,
+                       ({OVERLAP_KEY} < $4) AS overlap
                 FROM pairs AS p
-                WHERE p.id = recent.pair_id AND {tag} AND {RANK} < (SELECT floor FROM f)
+                WHERE p.id = recent.pair_id AND p.received_at = recent.received_at
+                  AND {tag} AND {RANK} < (SELECT floor FROM f)
                   AND {never_offered}
                 OFFSET 0) AS l
             ORDER BY l.rank LIMIT 1
         ), again AS (
-            SELECT u.pair_id, u.rank, u.overlap
-            FROM (SELECT DISTINCT ON (i.rank, i.pair_id) i.pair_id, i.rank, i.overlap
+            SELECT u.pair_id, u.received_at, u.rank, u.overlap
+            FROM (SELECT DISTINCT ON (i.rank, i.pair_id) i.pair_id, i.received_at, i.rank,
+                         i.overlap
                   FROM review_items AS i
                   WHERE {item_tag} AND (NOT i.labelled OR i.overlap)
                   ORDER BY i.rank, i.pair_id) AS u
             WHERE NOT EXISTS (SELECT 1 FROM review_items AS m
-                              WHERE m.pair_id = u.pair_id AND m.reviewer = $1)
+                              WHERE m.pair_id = u.pair_id AND m.received_at = u.received_at
+                                AND m.reviewer = $1)
               AND (SELECT count(*) FROM review_items AS c
-                   WHERE c.pair_id = u.pair_id
+                   WHERE c.pair_id = u.pair_id AND c.received_at = u.received_at
                      AND (c.labelled OR (c.answered_at IS NULL AND c.offered_at > $3)))
                   < 1 + u.overlap::int
             ORDER BY u.rank LIMIT 1
         ), pick AS (
-            SELECT item, pair_id, shadow_first, rank, overlap, 0 AS pass FROM own
-            UNION ALL SELECT NULL, pair_id, NULL, rank, overlap, 1 FROM walk
-            UNION ALL SELECT NULL, pair_id, NULL, rank, overlap, 1 FROM late
-            UNION ALL SELECT NULL, pair_id, NULL, rank, overlap, 1 FROM again
+            SELECT item, pair_id, received_at, shadow_first, rank, overlap, 0 AS pass
+            FROM own
+            UNION ALL SELECT NULL, pair_id, received_at, NULL, rank, overlap, 1 FROM walk
+            UNION ALL SELECT NULL, pair_id, received_at, NULL, rank, overlap, 1 FROM late
+            UNION ALL SELECT NULL, pair_id, received_at, NULL, rank, overlap, 1 FROM again
             ORDER BY pass, rank LIMIT 1
         )
-        SELECT pick.item, pick.pair_id, pick.shadow_first, pick.rank, pick.overlap,
+        SELECT pick.item, pick.pair_id, pick.received_at, pick.shadow_first, pick.rank,
+               pick.overlap,
                (SELECT rank FROM walk) AS walk_rank, EXISTS (SELECT 1 FROM late) AS late,
                p.tag, p.request, p.primary_text, p.primary_tool_calls, p.shadow_text,
                p.shadow_tool_calls
-        FROM (SELECT 1) AS one LEFT JOIN pick ON true LEFT JOIN pairs AS p ON p.id = pick.pair_id"""
+        FROM (SELECT 1) AS one LEFT JOIN pick ON true
+        LEFT JOIN pairs AS p ON p.id = pick.pair_id AND p.received_at = pick.received_at"""
 
 
 # The floor rises to the walk's find (every judged pair below it has been offered), and
@@ -175,8 +185,8 @@ _FLOOR = """
 _OFFER = f"""
     WITH offer AS (
         INSERT INTO review_items (id, pair_id, reviewer, shadow_first, offered_at, tag, rank,
-                                  overlap)
-        VALUES ($4, $5, $6, $7, $8, $9, $10, $11)
+                                  overlap, received_at)
+        VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12)
     ) {_FLOOR}"""
 
 
@@ -186,7 +196,8 @@ _LABELS = (f"SELECT p.tag, count(*) FILTER (WHERE r.verdict IS NOT NULL) AS labe
            f"count(DISTINCT r.pair_id) FILTER (WHERE r.verdict IS NOT NULL) AS labelled_pairs, "
            f"count(*) FILTER (WHERE r.verdict IS NULL) AS skips, "
            f"count(*) FILTER (WHERE r.reviewer = $1 AND r.verdict IS NOT NULL) AS mine "
-           f"FROM {FRAME_FROM} JOIN reviews AS r ON r.pair_id = p.id GROUP BY p.tag")
+           f"FROM {FRAME_FROM} JOIN reviews AS r ON r.pair_id = p.id "
+           f"AND r.received_at = p.received_at GROUP BY p.tag")
 
 
 class UnknownItem(LookupError):
@@ -272,7 +283,7 @@ class ReviewQueue:
                     item, shadow_first = secrets.token_urlsafe(16), secrets.randbits(1) == 1
                     await conn.execute(_OFFER, *floor, item, row["pair_id"], reviewer,
                                        shadow_first, now, row["tag"], row["rank"],
-                                       row["overlap"])
+                                       row["overlap"], row["received_at"])
                 await conn.execute("COMMIT")
             except Exception:
                 # (A cancelled call leaves the rollback to the pool's reset on release.)
@@ -291,7 +302,7 @@ class ReviewQueue:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_REVIEWER_LOCK, reviewer)
             row = await conn.fetchrow(
-                "SELECT pair_id, shadow_first, answered_at FROM review_items "
+                "SELECT pair_id, received_at, shadow_first, answered_at FROM review_items "
                 "WHERE id = $1 AND reviewer = $2 FOR UPDATE", item, reviewer)
             if row is None:
                 raise UnknownItem(item)
@@ -301,14 +312,15 @@ class ReviewQueue:
             verdict = verdict_for(label.choice, row["shadow_first"])
             stored = await conn.fetchval(
                 "INSERT INTO reviews (pair_id, reviewer, choice, verdict, shadow_first, note, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-                "ON CONFLICT (pair_id, reviewer) DO NOTHING RETURNING pair_id",
+                "created_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                "ON CONFLICT (pair_id, received_at, reviewer) DO NOTHING RETURNING pair_id",
                 row["pair_id"], reviewer, label.choice, verdict, row["shadow_first"],
-                label.note, now)
+                label.note, now, row["received_at"])
             if stored is None:
                 raise AlreadyLabelled(item)
             await conn.execute("UPDATE review_items SET answered_at = $2, labelled = $3 "
-                               "WHERE id = $1", item, now, verdict is not None)
+                               "WHERE id = $1 AND received_at = $4", item, now,
+                               verdict is not None, row["received_at"])
         return verdict
 
     async def _check_rate(self, conn: Executor, reviewer: str, now: datetime

@@ -5,8 +5,8 @@ new turn; the mirror that saw the earlier turns may be another worker or replica
 answered turn is kept here (redacted, bounded, expiring) so any mirror can rebuild the
 chain.
 
-Revision ID: 0005
-Revises: 0003 (the lead re-chains it after 0004 at merge)
+Revision ID: 0006
+Revises: 0005 (the scale branch's report summaries; 0004 until it lands)
 Create Date: 2026-12-05
 
 """
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0005"
-down_revision: str | None = "0003"
+revision: str = "0006"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
