@@ -62,10 +62,13 @@ async def test_export_carries_the_labels_and_export_reviews_the_rows(
     try:
         await conn.executemany(
             "INSERT INTO reviews (pair_id, reviewer, choice, verdict, shadow_first, note, "
-            "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            [(first, "alice", "2", "worse", True, "wrong date", rows[0][0].received_at),
-             (first, "bob", "tie", "equivalent", False, None, rows[1][0].received_at),
-             (second, "alice", "skip", None, False, None, rows[1][0].received_at)])
+            "created_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [(first, "alice", "2", "worse", True, "wrong date", rows[0][0].received_at,
+              rows[0][0].received_at),
+             (first, "bob", "tie", "equivalent", False, None, rows[1][0].received_at,
+              rows[0][0].received_at),
+             (second, "alice", "skip", None, False, None, rows[1][0].received_at,
+              rows[1][0].received_at)])
     finally:
         await conn.close()
     pairs = run(tmp_path, "export", "--format", "jsonl", database_url=database_url)

@@ -110,7 +110,14 @@ async def test_a_label_for_a_pair_retention_deleted_is_a_404_that_says_so(
     client = await client_for(rig, aiohttp_client)
     item = await next_item(client, token)
     # The fake pairs are from 2026-05; retention of 1 day deletes them all.
-    assert await delete_expired(rig.database_url, 1) == len(rows)
+    await delete_expired(rig.database_url, 1, rig.clock())
+    conn = await asyncpg.connect(asyncpg_dsn(rig.database_url))
+    try:
+        left = await conn.fetchval("SELECT count(*) FROM pairs WHERE id = ANY($1::uuid[])",
+                                   [record.id for record, _ in rows])
+    finally:
+        await conn.close()
+    assert left == 0
     resp = await client.post(f"/api/review/{item['item']}", json={"choice": "1"},
                              headers=bearer(token))
     assert resp.status == 404

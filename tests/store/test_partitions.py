@@ -55,8 +55,9 @@ async def insert_children(conn: asyncpg.Connection, pair_id: uuid.UUID,
         "INSERT INTO reviews (pair_id, received_at, reviewer, choice, verdict, shadow_first) "
         "VALUES ($1, $2, 'ann', 'tie', 'equivalent', true)", pair_id, received_at)
     await conn.execute(
-        "INSERT INTO review_items (id, received_at, pair_id, reviewer, shadow_first) "
-        "VALUES ($1, $2, $3, 'ann', true)", f"item-{pair_id}", received_at, pair_id)
+        "INSERT INTO review_items (id, received_at, pair_id, reviewer, shadow_first, rank, "
+        "overlap) VALUES ($1, $2, $3, 'ann', true, 7, false)",
+        f"item-{pair_id}", received_at, pair_id)
 
 
 async def test_a_day_is_four_tables_created_together(conn: asyncpg.Connection) -> None:
