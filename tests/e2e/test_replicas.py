@@ -13,7 +13,6 @@ from pathlib import Path
 import aiohttp
 import httpx2
 import openai
-import pytest
 
 from tests.e2e.test_serve import wait_pairs
 from tests.fakes.providers import SimulatedProvider
@@ -87,7 +86,6 @@ async def test_a_responses_conversation_is_mirrored_whole_across_replicas(
     assert [m["content"][0]["text"] for m in shadow_turns[-1] if m["role"] == "user"] == questions
 
 
-@pytest.mark.xfail(reason="sessions move to PostgreSQL on branch review", strict=True)
 async def test_a_dashboard_login_on_one_replica_holds_on_the_other(
     tmp_path: Path, simulator: SimulatedProvider, database_url: str
 ) -> None:
