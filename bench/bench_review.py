@@ -38,10 +38,12 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from shadowproxy.day_partitions import day_of
 from shadowproxy.decision.review_frame import RANK
 from shadowproxy.proxy.admin import make_admin_app
 from shadowproxy.store import migrate
 from shadowproxy.store.embedded import EmbeddedPostgres
+from shadowproxy.store.partitions import ensure_days
 from shadowproxy.store.review_queue import QueueRules
 from shadowproxy.store.reviewers import add_reviewer
 from shadowproxy.store.urls import asyncpg_dsn
@@ -75,8 +77,9 @@ def _rows(first: int, count: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any
                       f"Your order {i} ships Friday.", f"Order {i} arrives on Friday.",
                       "[]", "[]"))
         verdict = "worse" if i % 17 == 0 else ("better" if i % 23 == 0 else "equivalent")
-        scores.append((pair_id, method == "exact", 0.5, True, True, False, verdict == "equivalent",
-                       verdict, method, START + timedelta(seconds=i)))
+        scores.append((pair_id, START + timedelta(seconds=i), method == "exact", 0.5, True,
+                       True, False, verdict == "equivalent", verdict, method,
+                       START + timedelta(seconds=i)))
     return pairs, scores
 
 
@@ -90,6 +93,7 @@ async def load(url: str, total: int, labelled: int) -> None:
         began = time.perf_counter()
         for first in range(have, total, BATCH):
             pairs, scores = _rows(first, min(BATCH, total - first))
+            await ensure_days(conn, {day_of(p[1]) for p in pairs})
             await conn.copy_records_to_table(
                 "pairs", records=pairs, columns=[
                     "id", "received_at", "api", "path", "tag", "stream", "request",
@@ -97,21 +101,23 @@ async def load(url: str, total: int, labelled: int) -> None:
                     "shadow_text", "primary_tool_calls", "shadow_tool_calls"])
             await conn.copy_records_to_table(
                 "scores", records=scores, columns=[
-                    "pair_id", "exact_match", "text_similarity", "tool_call_match",
+                    "pair_id", "received_at", "exact_match", "text_similarity", "tool_call_match",
                     "stop_reason_match", "refusal", "agree", "verdict", "verdict_method",
                     "judged_at"])
         # Other reviewers' labels on support's lowest ranks: the queue walks past them.
         await conn.execute(
-            "INSERT INTO review_items (id, pair_id, reviewer, shadow_first, offered_at, "
-            "answered_at, tag, rank, overlap, labelled) SELECT md5(p.id::text), p.id, "
-            "'earlier-' || (n % 3), n % 2 = 0, now(), now(), 'support', rank, false, true "
-            f"FROM (SELECT p.id, {RANK} AS rank, row_number() OVER (ORDER BY {RANK}) AS n "
-            "FROM pairs p JOIN scores s ON s.pair_id = p.id AND s.verdict_method = 'judge' "
+            "INSERT INTO review_items (id, pair_id, received_at, reviewer, shadow_first, "
+            "offered_at, answered_at, tag, rank, overlap, labelled) SELECT md5(p.id::text), "
+            "p.id, p.received_at, 'earlier-' || (n % 3), n % 2 = 0, now(), now(), 'support', "
+            f"rank, false, true FROM (SELECT p.id, p.received_at, {RANK} AS rank, "
+            f"row_number() OVER (ORDER BY {RANK}) AS n "
+            "FROM pairs p JOIN scores s ON s.pair_id = p.id AND s.received_at = p.received_at "
+            "AND s.verdict_method = 'judge' "
             f"WHERE p.tag = 'support' ORDER BY {RANK} LIMIT $1) AS p", labelled)
         await conn.execute(
-            "INSERT INTO reviews (pair_id, reviewer, choice, verdict, shadow_first, created_at) "
-            "SELECT pair_id, reviewer, 'tie', 'equivalent', shadow_first, now() - interval "
-            "'1 day' FROM review_items")
+            "INSERT INTO reviews (pair_id, received_at, reviewer, choice, verdict, "
+            "shadow_first, created_at) SELECT pair_id, received_at, reviewer, 'tie', "
+            "'equivalent', shadow_first, now() - interval '1 day' FROM review_items")
         # Autovacuum has run on a table this size in steady state: the visibility map is
         # set, so the queue's walk is index-only.
         await conn.execute("VACUUM ANALYZE")

@@ -44,7 +44,7 @@ OVERLAP_SPACE = 1 << 32
 # The frame, as the FROM clause of a query over pairs ``p`` and scores ``s``; a query
 # adds its own conditions (``AND p.tag IS NOT DISTINCT FROM $1``).
 FRAME_FROM = ("pairs AS p JOIN scores AS s ON s.pair_id = p.id "
-              "AND s.received_at = p.received_at AND s.verdict_method = 'judge'")
+              "AND s.verdict_method = 'judge'")
 
 
 def rank_of(alias: str) -> str:
