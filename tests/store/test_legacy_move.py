@@ -272,6 +272,8 @@ async def test_the_partitioned_tables_keep_every_column_index_and_check_of_0004(
                 pair.id, pair.received_at)
     finally:
         await conn.close()
+    await migrate.downgrade(url, "0004")  # and back: the old tables' shape again
+    assert await _shape(url) == before
 
 
 async def test_the_review_queue_goes_on_with_the_items_and_labels_that_moved(
