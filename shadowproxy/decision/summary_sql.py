@@ -1,0 +1,213 @@
+"""The SQL that summarises pairs into the report's numbers. Pure: text only, no I/O.
+
+:func:`summary_select` reads the pairs of some time ranges (a filter on ``pairs p``) and
+returns one row per 10-minute slot and tag, shaped like a
+``report_rollups`` row: ``first_at``, ``last_at``, ``facts`` (name → number; numbers of
+two rows add up), ``models`` and ``examples``. ``shadowproxy.decision.summaries`` stores
+these rows for slots that are over, merges stored and fresh rows for a report, and adds
+up days. The names in ``facts``:
+
+* ``n.<count>``: the counts :data:`COUNTS` names (shares' numerators and denominators);
+* ``usd.<side>`` and ``usd.<side>.n``: cost sums and how many pairs had a cost;
+* ``unjudged.<cause>``: pairs without a verdict by cause (:data:`CAUSE_SQL`);
+* ``h.<metric>.<bucket>``: latency and TTFT histograms (``shadowproxy.decision.histogram``);
+* ``path.<json path>``: pairs whose JSON answers differ there (each row keeps its
+  :data:`TOP_PATHS_KEPT` most frequent paths, so a rare path can be missed);
+* ``conv.opened``, ``conv.worse``, ``conv.turn.<n>``: conversations that opened in the
+  slot, those with a shadow answer judged worse at some turn, and that turn (the first
+  worse answer, in the order the pairs were received).
+
+Change :data:`LAYOUT` whenever a name or its meaning changes: stored rows of another
+layout are rebuilt.
+"""
+
+from __future__ import annotations
+
+from shadowproxy.decision.histogram import bucket_sql
+
+__all__ = ["CAUSE_SQL", "COUNTS", "LAYOUT", "METRICS", "SLOT_SECONDS",
+           "TOP_PATHS_KEPT", "slot_sql", "summary_select"]
+
+LAYOUT = 1
+SLOT_SECONDS = 600
+TOP_PATHS_KEPT = 100
+METRICS = ("primary_latency_ms", "shadow_latency_ms", "primary_ttft_ms", "shadow_ttft_ms")
+
+
+def slot_sql(column: str, seconds: int = SLOT_SECONDS) -> str:
+    """The start of the slot (or day: 86400) holding ``column``, in any time zone."""
+    return f"to_timestamp(floor(extract(epoch FROM {column}) / {seconds}) * {seconds})"
+
+
+def _answered(side: str, alias: str = "p") -> str:
+    """SQL twin of :func:`shadowproxy.decision.scoring.answered`."""
+    return f"({alias}.{side}_error IS NULL AND coalesce({alias}.{side}_status, 0) < 400)"
+
+
+def _tool_flag(column: str) -> str:
+    return (f"(CASE WHEN jsonb_typeof({column}) = 'array' "
+            f"THEN jsonb_array_length({column}) ELSE 0 END > 0)")
+
+
+_JUDGED = "('equivalent', 'better', 'worse')"
+# SQL twin of report_model.classify_unjudged (a test holds them to the same answers).
+CAUSE_SQL = (
+    "CASE WHEN s.verdict IS NULL THEN "
+    "CASE WHEN s.scored_at IS NOT NULL THEN 'scored without a verdict' "
+    "ELSE 'awaiting diff' END "
+    "WHEN coalesce(s.judge_reason, '') = '' THEN 'no judge configured' "
+    "WHEN lower(s.judge_reason) LIKE '%judge_sample%' THEN 'not in the judge''s sample' "
+    "WHEN lower(s.judge_reason) LIKE '%budget%' OR lower(s.judge_reason) LIKE '%max_usd%' "
+    "THEN 'judge budget spent' "
+    "WHEN lower(s.judge_reason) LIKE '%no judge%' "
+    "OR lower(s.judge_reason) LIKE '%judge_model%' "
+    "OR lower(s.judge_reason) LIKE '%not configured%' THEN 'no judge configured' "
+    "ELSE 'judge failed' END"
+)
+
+# One row per pair, with what the aggregates below need.
+_SOURCE = f"""
+SELECT p.id, p.received_at, {slot_sql('p.received_at')} AS slot,
+  p.tag IS NOT NULL AS tagged, coalesce(p.tag, '') AS tag, p.tag AS pair_tag,
+  p.conversation_id, p.turn,
+  p.shadow_outcome AS outcome, s.scored_at IS NOT NULL AS scored,
+  {_answered('primary')} AS primary_ok,
+  (p.shadow_outcome = 'ok' AND {_answered('shadow')}) AS shadow_ok,
+  s.verdict, s.verdict_method, s.judge_reason, s.stop_reason_match, s.tool_call_match,
+  s.position_inconsistent, s.json_diff_paths, s.judge_model, s.replay_verdict,
+  s.replay_verdict_method,
+  coalesce(s.judge_calls, 0) + coalesce(s.replay_judge_calls, 0) AS judge_calls,
+  coalesce(s.judge_cost_usd, 0) + coalesce(s.replay_judge_cost_usd, 0) AS judge_cost,
+  ({_tool_flag('p.primary_tool_calls')} OR {_tool_flag('p.shadow_tool_calls')}) AS tools,
+  {CAUSE_SQL} AS cause,
+  p.primary_model, p.shadow_model, p.primary_cost_usd, p.shadow_cost_usd,
+  {', '.join(f'{bucket_sql("p." + m)} AS b_{m}' for m in METRICS)}
+FROM pairs p LEFT JOIN scores s ON s.pair_id = p.id
+WHERE __WHERE__
+"""
+
+_BOTH = "(primary_ok AND shadow_ok)"
+_FRAME = f"({_BOTH} AND (verdict_method = 'judge' OR verdict = 'unjudged'))"
+_REPLAY_FRAME = ("(primary_ok AND (replay_verdict_method = 'judge' "
+                 "OR replay_verdict = 'unjudged'))")
+
+# name -> the rows it counts (each a FILTER over one slot and tag).
+COUNTS: dict[str, str] = {
+    "total": "TRUE",
+    "unscored": "NOT scored",
+    **{f"outcome.{o}": f"outcome = '{o}'"
+       for o in ("ok", "error", "timeout", "dropped", "skipped")},
+    **{f"verdict.{v}": f"{_BOTH} AND verdict = '{v}'"
+       for v in ("equivalent", "better", "worse")},
+    "scored": f"{_BOTH} AND scored",
+    "stop_matched": f"{_BOTH} AND scored AND stop_reason_match",
+    "tool_pairs": f"{_BOTH} AND scored AND tools",
+    "tool_matched": f"{_BOTH} AND scored AND tools AND tool_call_match",
+    "attempted": "primary_ok AND outcome IN ('ok', 'error', 'timeout')",
+    "shadow_failed": "primary_ok AND outcome IN ('ok', 'error', 'timeout') AND NOT shadow_ok",
+    "replays": f"primary_ok AND replay_verdict IN {_JUDGED}",
+    "replay_worse": "primary_ok AND replay_verdict = 'worse'",
+    "judge_pairs": f"{_BOTH} AND verdict_method = 'judge'",
+    "position_inconsistent": f"{_BOTH} AND verdict_method = 'judge' AND position_inconsistent",
+    # Strata of the verdict shares: settled by the tiers, or the judge's frame.
+    "tier": f"{_BOTH} AND verdict_method IN ('exact', 'structural') AND verdict IN {_JUDGED}",
+    "frame": _FRAME,
+    **{f"frame.{v}": f"{_FRAME} AND verdict_method = 'judge' AND verdict = '{v}'"
+       for v in ("equivalent", "better", "worse")},
+    "replay_tier": ("primary_ok AND replay_verdict_method IN ('exact', 'structural') "
+                    f"AND replay_verdict IN {_JUDGED}"),
+    "replay_frame": _REPLAY_FRAME,
+    "replay_frame.judged": (f"{_REPLAY_FRAME} AND replay_verdict_method = 'judge' "
+                            f"AND replay_verdict IN {_JUDGED}"),
+    "replay_frame.worse": (f"{_REPLAY_FRAME} AND replay_verdict_method = 'judge' "
+                           "AND replay_verdict = 'worse'"),
+}
+
+
+def _counts_object() -> str:
+    """jsonb of every count, built in chunks (a function takes at most 100 arguments)."""
+    items = [f"'n.{name}', count(*) FILTER (WHERE {where})" for name, where in COUNTS.items()]
+    items += ["'n.judge_calls', sum(judge_calls)", "'usd.judge', sum(judge_cost)"]
+    for side in ("primary", "shadow"):
+        items += [f"'usd.{side}', coalesce(sum({side}_cost_usd) FILTER (WHERE {_BOTH}), 0)",
+                  f"'usd.{side}.n', count({side}_cost_usd) FILTER (WHERE {_BOTH})"]
+    chunks = [items[i:i + 40] for i in range(0, len(items), 40)]
+    return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
+
+
+_MODELS = (
+    "array_remove(array_agg(DISTINCT 'primary:' || primary_model) FILTER (WHERE primary_ok)"
+    " || array_agg(DISTINCT 'shadow:' || shadow_model) FILTER (WHERE shadow_ok)"
+    " || array_agg(DISTINCT 'judge:' || judge_model) FILTER (WHERE verdict_method = 'judge'),"
+    " NULL)"
+)
+_UNJUDGED = f"{_BOTH} AND (verdict IS NULL OR verdict NOT IN {_JUDGED})"
+
+# The conversation a pair opens (no earlier pair of the same conversation and tag), and
+# the turn of that conversation's first answer judged worse, whenever it came.
+_OPENERS = f"""
+SELECT src.slot, src.tagged, src.tag, w.turn AS worse_turn, w.found AS worse
+FROM src
+LEFT JOIN LATERAL (
+  SELECT q.turn, TRUE AS found FROM pairs q JOIN scores qs ON qs.pair_id = q.id
+  WHERE q.conversation_id = src.conversation_id AND q.tag IS NOT DISTINCT FROM src.pair_tag
+    AND qs.verdict = 'worse' AND {_answered('primary', 'q')} AND q.shadow_outcome = 'ok'
+    AND {_answered('shadow', 'q')}
+  ORDER BY q.received_at, q.id LIMIT 1) w ON TRUE
+WHERE src.conversation_id IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM pairs q WHERE q.conversation_id = src.conversation_id
+    AND q.tag IS NOT DISTINCT FROM src.pair_tag AND q.received_at <= src.received_at
+    AND (q.received_at < src.received_at OR q.id < src.id))
+"""
+
+# Facts that need their own grouping, as (slot, tagged, tag, key, value) rows.
+_KEYED = " UNION ALL ".join([
+    *(f"SELECT slot, tagged, tag, 'h.{m}.' || b_{m} AS key, count(*)::numeric AS value "
+      f"FROM src WHERE {_BOTH} AND b_{m} IS NOT NULL GROUP BY slot, tagged, tag, b_{m}"
+      for m in METRICS),
+    "SELECT slot, tagged, tag, 'unjudged.' || cause, count(*) FROM src "
+    f"WHERE {_UNJUDGED} GROUP BY slot, tagged, tag, cause",
+    f"""SELECT slot, tagged, tag, key, value FROM (
+      SELECT slot, tagged, tag, 'path.' || path AS key, count(*)::numeric AS value,
+        row_number() OVER (PARTITION BY slot, tagged, tag ORDER BY count(*) DESC, path)
+          AS place
+      FROM src, jsonb_array_elements_text(CASE WHEN jsonb_typeof(json_diff_paths) = 'array'
+        THEN json_diff_paths ELSE '[]'::jsonb END) AS path
+      WHERE {_BOTH} GROUP BY slot, tagged, tag, path) AS paths
+    WHERE place <= {TOP_PATHS_KEPT}""",
+    "SELECT slot, tagged, tag, 'conv.opened', count(*) FROM openers "
+    "GROUP BY slot, tagged, tag",
+    "SELECT slot, tagged, tag, 'conv.worse', count(*) FROM openers WHERE worse "
+    "GROUP BY slot, tagged, tag",
+    "SELECT slot, tagged, tag, 'conv.turn.' || worse_turn, count(*) FROM openers "
+    "WHERE worse AND worse_turn IS NOT NULL GROUP BY slot, tagged, tag, worse_turn",
+])
+
+# One rollup-shaped row per slot and tag for the pairs ``__WHERE__`` selects.
+_SUMMARY = f"""
+WITH src AS MATERIALIZED ({_SOURCE}),
+openers AS MATERIALIZED ({_OPENERS}),
+keyed AS (
+  SELECT slot, tagged, tag, jsonb_object_agg(key, value) AS facts
+  FROM ({_KEYED}) AS k GROUP BY slot, tagged, tag),
+examples AS (
+  SELECT slot, tagged, tag, jsonb_object_agg(cause, example) AS examples FROM (
+    SELECT slot, tagged, tag, cause, left(min(judge_reason), 200) AS example FROM src
+    WHERE {_UNJUDGED} AND judge_reason IS NOT NULL GROUP BY slot, tagged, tag, cause) e
+  GROUP BY slot, tagged, tag),
+counted AS (
+  SELECT slot, tagged, tag, min(received_at) AS first_at, max(received_at) AS last_at,
+    {_counts_object()} AS facts, {_MODELS} AS models
+  FROM src GROUP BY slot, tagged, tag)
+SELECT c.slot, c.tagged, c.tag, c.first_at, c.last_at,
+  c.facts || coalesce(k.facts, '{{}}'::jsonb) AS facts, coalesce(c.models, '{{}}') AS models,
+  coalesce(e.examples, '{{}}'::jsonb) AS examples
+FROM counted c
+LEFT JOIN keyed k USING (slot, tagged, tag)
+LEFT JOIN examples e USING (slot, tagged, tag)
+"""
+
+
+def summary_select(where: str) -> str:
+    """:data:`_SUMMARY` over the pairs ``where`` (SQL on ``pairs p``) selects."""
+    return _SUMMARY.replace("__WHERE__", where)
