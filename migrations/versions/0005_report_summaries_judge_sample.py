@@ -7,7 +7,7 @@
 * ``scores.tag``, and an index over the judge's frame by tag and each pair's place in
   the judge's sample (a hash of its id, ``shadowproxy.decision.sampling``);
   ``judge_samples`` keeps each tag's sample threshold. Rows scored before this
-  migration get their tag from the next ``diff`` (in batches).
+  migration get their pair's tag here (one UPDATE: about a minute per million scores).
 * ``pairs``: an index on ``stored_at`` (pairs stored after a slot was summarised) and
   ``(conversation_id, received_at)`` in place of ``(conversation_id)``.
 
@@ -40,6 +40,8 @@ _RANK = ("((('x'::text || substr(md5('shadowproxy-judge-sample:'::text || pair_i
 
 def upgrade() -> None:
     op.add_column("scores", sa.Column("tag", sa.Text(), nullable=True))
+    op.execute("UPDATE scores AS s SET tag = p.tag FROM pairs AS p "
+               "WHERE p.id = s.pair_id AND p.tag IS NOT NULL")
     op.create_index("ix_scores_judge_frame", "scores", ["tag", sa.text(_RANK)],
                     postgresql_where=sa.text(_FRAME))
     op.create_index(op.f("ix_pairs_stored_at"), "pairs", ["stored_at"])

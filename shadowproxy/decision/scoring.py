@@ -36,6 +36,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 __all__ = [
+    "REFUSAL_PATTERN",
     "TEXT_SIMILARITY_THRESHOLD",
     "Comparison",
     "Scores",
@@ -57,7 +58,7 @@ TEXT_SIMILARITY_THRESHOLD = 0.85
 _FINISHED = "finished"
 _DECISIONS = {"end_turn": _FINISHED, "stop_sequence": _FINISHED, "stop": _FINISHED}
 
-_REFUSAL = re.compile(
+REFUSAL_PATTERN = re.compile(
     r"^\W*(?:i'?m sorry|i apologi[sz]e|sorry|unfortunately)?[,.!\s-]*(?:but\s+)?"
     r"(?:i|we)\s+(?:can ?not|can't|won't|will not|am unable to|'m unable to|"
     r"am not able to|'m not able to|must decline to|must refuse to)\s+"
@@ -220,7 +221,7 @@ def is_refusal(side: SideView) -> bool:
     if side.stop_reason == "refusal":
         return True
     opening = side.text[:300].replace("\u2019", "'").strip()
-    return bool(_REFUSAL.match(opening))
+    return bool(REFUSAL_PATTERN.match(opening))
 
 
 @dataclass(frozen=True, slots=True)
