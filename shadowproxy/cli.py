@@ -297,7 +297,7 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 @cli.command()
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--rejudge", is_flag=True,
               help="Ask the judge again about pairs it already decided.")

@@ -9,7 +9,7 @@
   ``judge_samples`` keeps each tag's sample threshold. Rows scored before this
   migration get their pair's tag here (one UPDATE: about a minute per million scores).
 * ``pairs``: an index on ``stored_at`` (pairs stored after a slot was summarised) and
-  ``(conversation_id, received_at)`` in place of ``(conversation_id)``.
+  ``(conversation_id, received_at, id) INCLUDE (tag)`` in place of ``(conversation_id)``.
 
 Nothing here rewrites a table: the new columns are nullable without a default.
 
@@ -45,8 +45,9 @@ def upgrade() -> None:
     op.create_index("ix_scores_judge_frame", "scores", ["tag", sa.text(_RANK)],
                     postgresql_where=sa.text(_FRAME))
     op.create_index(op.f("ix_pairs_stored_at"), "pairs", ["stored_at"])
-    op.create_index(op.f("ix_pairs_conversation_id_received_at"), "pairs",
-                    ["conversation_id", "received_at"])
+    # Covering: "an earlier pair of this conversation and tag?" reads the index only.
+    op.create_index(op.f("ix_pairs_conversation_id_received_at_id"), "pairs",
+                    ["conversation_id", "received_at", "id"], postgresql_include=["tag"])
     op.drop_index(op.f("ix_pairs_conversation_id"), table_name="pairs")
     op.create_table(
         "judge_samples",
@@ -92,7 +93,7 @@ def downgrade() -> None:
     op.drop_table("report_rollups")
     op.drop_table("judge_samples")
     op.create_index(op.f("ix_pairs_conversation_id"), "pairs", ["conversation_id"])
-    op.drop_index(op.f("ix_pairs_conversation_id_received_at"), table_name="pairs")
+    op.drop_index(op.f("ix_pairs_conversation_id_received_at_id"), table_name="pairs")
     op.drop_index(op.f("ix_pairs_stored_at"), table_name="pairs")
     op.drop_index("ix_scores_judge_frame", table_name="scores")
     op.drop_column("scores", "tag")

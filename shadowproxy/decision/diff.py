@@ -29,7 +29,7 @@ import json
 import multiprocessing
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,12 +37,12 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
-from shadowproxy.decision.diff_sql import SCORE_COLUMNS, SQL_TIER_INSERT, UNSCORED
+from shadowproxy.decision.diff_sql import BATCH, SCORE_COLUMNS, UNSCORED
 from shadowproxy.decision.judge import Judge
 from shadowproxy.decision.judging import needs_judge_reason
 from shadowproxy.decision.sampling import SampleRule, judge_rank, parse_sample_rule
 from shadowproxy.decision.scoring import SideView, answered, compare, score_pair
-from shadowproxy.decision.summaries import mark_stale_sql, refresh
+from shadowproxy.decision.summaries import refresh
 from shadowproxy.decision.verdict import Tiered, Verdict, tier
 from shadowproxy.records import ShadowOutcome
 from shadowproxy.store.urls import asyncpg_dsn
@@ -58,9 +58,6 @@ _COLUMNS = ", ".join(
     ["p.id", "p.received_at", "p.tag", "p.shadow_outcome"]
     + [f"p.{side}_{f}" for side in ("primary", "shadow", "replay") for f in _SIDE_FIELDS]
 )
-_NEXT_IDS = (f"SELECT p.id, p.received_at FROM pairs p WHERE p.id >= $1 AND p.id <= $2 "
-             f"AND {UNSCORED} ORDER BY p.id LIMIT $3")
-_REST = f"SELECT {_COLUMNS} FROM pairs p WHERE p.id >= $1 AND p.id <= $2 AND {UNSCORED}"
 _COUNT_UNSCORED = f"SELECT count(*) FROM pairs p WHERE {UNSCORED}"
 _STAGE = "diff_scores"
 # The staging table takes the JSON paths as text: COPY's binary format has no jsonb
@@ -72,7 +69,6 @@ _FROM_STAGE = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) "
                "SELECT " + ", ".join("json_diff_paths::jsonb" if c == "json_diff_paths"
                                      else c for c in SCORE_COLUMNS) + f" FROM {_STAGE} "
                "ON CONFLICT (pair_id) DO NOTHING RETURNING agree")
-_MARK_STALE = mark_stale_sql("$1::timestamptz[]")
 _THRESHOLDS = "SELECT tagged, tag, threshold FROM judge_samples"
 _MAX_ID = uuid.UUID(int=(1 << 128) - 1)
 
@@ -184,6 +180,9 @@ async def _connect(url: str) -> Any:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
                               schema="pg_catalog")
+    # diff is resumable: a crash may lose the last batches' commits, never their
+    # consistency, so it need not wait for each commit to reach the disk.
+    await conn.execute("SET synchronous_commit = off")
     return conn
 
 
@@ -197,14 +196,12 @@ async def _score_batch(conn: Any, start: uuid.UUID, last: uuid.UUID, limit: int,
     """Score the next ``limit`` unscored pairs from ``start``: ``(written, agreeing,
     written in SQL, id after the batch)`` (None: nothing left in the range)."""
     async with conn.transaction():
-        keys = await conn.fetch(_NEXT_IDS, start, last, limit)
-        if not keys:
+        batch = await conn.fetch(BATCH, start, last, limit)
+        if not batch:
             return 0, 0, 0, None
-        low, high = keys[0]["id"], keys[-1]["id"]
-        in_sql = len(await conn.fetch(SQL_TIER_INSERT, low, high))
-        rest = await conn.fetch(_REST, low, high)
+        in_sql = int(batch[0]["scored_in_sql"])
         now = datetime.now(UTC)
-        records = [score_record(row, sampling, now) for row in rest]
+        records = [score_record(row, sampling, now) for row in batch if not row["in_sql"]]
         agreeing = 0
         written = in_sql
         if records:
@@ -212,7 +209,7 @@ async def _score_batch(conn: Any, start: uuid.UUID, last: uuid.UUID, limit: int,
             stored = await conn.fetch(_FROM_STAGE)
             written += len(stored)
             agreeing = sum(1 for r in stored if r["agree"])
-        await conn.execute(_MARK_STALE, [k["received_at"] for k in keys])
+    high = batch[-1]["id"]
     after = None if high.int == last.int else uuid.UUID(int=high.int + 1)
     return written, agreeing + in_sql, in_sql, after
 
@@ -309,7 +306,7 @@ async def _score_unscored(url: str, batch_size: int, progress: bool, sampling: _
                                   bar.update)
 
 
-async def run_diff(url: str, *, batch_size: int = 500, progress: bool = True,
+async def run_diff(url: str, *, batch_size: int = 2000, progress: bool = True,
                    judge: Judge | None = None, judge_max_usd: float = 5.0,
                    judge_concurrency: int = 8, rubrics: dict[str, str] | None = None,
                    rejudge: bool = False, jobs: int = 1,

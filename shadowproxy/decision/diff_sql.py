@@ -1,9 +1,9 @@
-"""``diff``'s statements, and the verdict tier that runs in PostgreSQL. Pure: text only.
+"""``diff``'s batch statement, and the verdict tier that runs in PostgreSQL. Pure: text.
 
-**The SQL tier** scores, inside one ``INSERT … SELECT``, the pairs whose verdict and
-scores PostgreSQL can compute *exactly* as :func:`shadowproxy.decision.diff.score_row`
-would; every other pair goes to Python (a test holds the two to the same rows). It
-claims a pair only when all of these hold:
+**The SQL tier** scores, inside the statement that reads a batch, the pairs whose
+verdict and scores PostgreSQL can compute *exactly* as
+:func:`shadowproxy.decision.diff.score_row` would; every other pair goes to Python (a
+test holds the two to the same rows). It claims a pair only when all of these hold:
 
 * both sides answered, the shadow's outcome is ``ok``, and there is no replay;
 * the tool calls are equal as ``jsonb`` (an array of objects, possibly empty): jsonb
@@ -29,9 +29,9 @@ the judge could be asked about is ever scored here.
 from __future__ import annotations
 
 from shadowproxy.decision.scoring import REFUSAL_PATTERN, TEXT_SIMILARITY_THRESHOLD
+from shadowproxy.decision.summary_sql import slot_sql
 
-__all__ = ["NORMALISED_UP_TO", "REFUSAL_SQL", "SCORE_COLUMNS", "SQL_TIER_INSERT",
-           "UNSCORED"]
+__all__ = ["BATCH", "NORMALISED_UP_TO", "REFUSAL_SQL", "SCORE_COLUMNS", "UNSCORED"]
 
 NORMALISED_UP_TO = 400
 # Columns diff writes into scores, in the order of its COPY records.
@@ -63,9 +63,9 @@ def _norm(text: str) -> str:
     return f"btrim(regexp_replace(lower({text} COLLATE \"C\"), '[^a-z0-9]+', ' ', 'g'))"
 
 
-def _refusal(side: str) -> str:
-    text = f"coalesce(p.{side}_text, '')"
-    return (f"(p.{side}_stop_reason IS NOT DISTINCT FROM 'refusal' "
+def _refusal(side: str, alias: str = "p") -> str:
+    text = f"coalesce({alias}.{side}_text, '')"
+    return (f"({alias}.{side}_stop_reason IS NOT DISTINCT FROM 'refusal' "
             f"OR left({text}, 300) ~* '{REFUSAL_SQL}')")
 
 
@@ -92,18 +92,35 @@ _STRUCTURAL = (f"({_HAS_CALLS} AND {_SHORT} AND ({_norm(_PT)} = '') <> ({_norm(_
 
 assert TEXT_SIMILARITY_THRESHOLD > 0  # structural pairs' similarity 0 never "agrees" by text
 
-SQL_TIER_INSERT = f"""
-INSERT INTO scores ({', '.join(SCORE_COLUMNS)})
-SELECT p.id, t.exact, CASE WHEN t.exact THEN 1.0 ELSE 0.0 END, TRUE, TRUE, NULL,
-  {_refusal('primary')} OR {_refusal('shadow')},
-  CASE WHEN char_length({_PT}) > 0
-       THEN char_length({_ST})::float8 / char_length({_PT}) END,
-  TRUE, NULL, NULL, NULL, 'equivalent',
-  CASE WHEN t.exact THEN 'exact' ELSE 'structural' END, NULL, 0.0, 0, NULL, now(),
-  NULL, NULL, NULL, NULL, NULL, p.tag
-FROM pairs p CROSS JOIN LATERAL (SELECT {_EXACT} AS exact) AS t
-WHERE p.id >= $1 AND p.id <= $2 AND {UNSCORED} AND {_ELIGIBLE}
-  AND (t.exact OR {_STRUCTURAL})
-ON CONFLICT (pair_id) DO NOTHING
-RETURNING pair_id
+_SQL_SCORES = f"""
+SELECT b.id, b.exact, CASE WHEN b.exact THEN 1.0 ELSE 0.0 END, TRUE, TRUE, NULL::boolean,
+  {_refusal('primary', 'b')} OR {_refusal('shadow', 'b')},
+  CASE WHEN char_length(b.pt) > 0 THEN char_length(b.st)::float8 / char_length(b.pt) END,
+  TRUE, NULL::boolean, NULL::float8, NULL::boolean, 'equivalent',
+  CASE WHEN b.exact THEN 'exact' ELSE 'structural' END, NULL, 0.0::float8, 0, NULL::jsonb,
+  now(), NULL, NULL, NULL, NULL::float8, NULL::int, b.tag
+FROM batch b WHERE b.in_sql
+"""
+
+# One statement per batch: read the next unscored pairs once, let PostgreSQL score
+# those its tier settles, mark their slots stale, and return the rest (and every
+# pair's received_at) for Python. $1, $2: the id range; $3: the batch size.
+BATCH = f"""
+WITH batch AS MATERIALIZED (
+  SELECT p.*, {_PT} AS pt, {_ST} AS st, t.exact,
+    ({_ELIGIBLE} AND (t.exact OR {_STRUCTURAL})) AS in_sql
+  FROM pairs p CROSS JOIN LATERAL (SELECT {_EXACT} AS exact) AS t
+  WHERE p.id >= $1 AND p.id <= $2 AND {UNSCORED} ORDER BY p.id LIMIT $3),
+scored AS (
+  INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) {_SQL_SCORES}
+  ON CONFLICT (pair_id) DO NOTHING RETURNING pair_id),
+stale AS (
+  INSERT INTO report_stale (slot) SELECT DISTINCT {slot_sql('received_at')} FROM batch
+  ON CONFLICT DO NOTHING)
+SELECT id, received_at, tag, shadow_outcome, in_sql,
+  {', '.join(f"CASE WHEN in_sql THEN NULL ELSE {side}_{f} END AS {side}_{f}"
+             for side in ("primary", "shadow", "replay")
+             for f in ("text", "tool_calls", "stop_reason", "status", "error"))},
+  (SELECT count(*) FROM scored) AS scored_in_sql
+FROM batch ORDER BY id
 """

@@ -114,7 +114,7 @@ def classify_unjudged(verdict: str | None, reason: str | None,
     call; one naming ``JUDGE_SAMPLE`` is a pair left out of the judge's sample. An
     ``unjudged`` verdict without a reason is a missing judge; no verdict at all means
     ``diff`` has not seen the pair yet, or (``scored``) scored it before verdicts
-    existed. ``shadowproxy.decision.summary_sql.CAUSE_SQL`` is its SQL twin.
+    existed. ``shadowproxy.decision.summary_sql.cause_sql`` is its SQL twin.
     """
     if verdict is None:
         return UnjudgedCause.NO_VERDICT if scored else UnjudgedCause.AWAITING_DIFF

@@ -9,7 +9,7 @@ up days. The names in ``facts``:
 
 * ``n.<count>``: the counts :data:`COUNTS` names (shares' numerators and denominators);
 * ``usd.<side>`` and ``usd.<side>.n``: cost sums and how many pairs had a cost;
-* ``unjudged.<cause>``: pairs without a verdict by cause (:data:`CAUSE_SQL`);
+* ``unjudged.<cause>``: pairs without a verdict by cause (:func:`cause_sql`);
 * ``h.<metric>.<bucket>``: latency and TTFT histograms (``shadowproxy.decision.histogram``);
 * ``path.<json path>``: pairs whose JSON answers differ there (each row keeps its
   :data:`TOP_PATHS_KEPT` most frequent paths, so a rare path can be missed);
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from shadowproxy.decision.histogram import bucket_sql
 
-__all__ = ["CAUSE_SQL", "COUNTS", "LAYOUT", "METRICS", "SLOT_SECONDS",
-           "TOP_PATHS_KEPT", "slot_sql", "summary_select"]
+__all__ = ["COUNTS", "LAYOUT", "METRICS", "SLOT_SECONDS",
+           "TOP_PATHS_KEPT", "cause_sql", "slot_sql", "summary_select"]
 
 LAYOUT = 1
 SLOT_SECONDS = 600
@@ -50,20 +50,24 @@ def _tool_flag(column: str) -> str:
 
 
 _JUDGED = "('equivalent', 'better', 'worse')"
-# SQL twin of report_model.classify_unjudged (a test holds them to the same answers).
-CAUSE_SQL = (
-    "CASE WHEN s.verdict IS NULL THEN "
-    "CASE WHEN s.scored_at IS NOT NULL THEN 'scored without a verdict' "
-    "ELSE 'awaiting diff' END "
-    "WHEN coalesce(s.judge_reason, '') = '' THEN 'no judge configured' "
-    "WHEN lower(s.judge_reason) LIKE '%judge_sample%' THEN 'not in the judge''s sample' "
-    "WHEN lower(s.judge_reason) LIKE '%budget%' OR lower(s.judge_reason) LIKE '%max_usd%' "
-    "THEN 'judge budget spent' "
-    "WHEN lower(s.judge_reason) LIKE '%no judge%' "
-    "OR lower(s.judge_reason) LIKE '%judge_model%' "
-    "OR lower(s.judge_reason) LIKE '%not configured%' THEN 'no judge configured' "
-    "ELSE 'judge failed' END"
-)
+def cause_sql(alias: str = "s") -> str:
+    """SQL twin of report_model.classify_unjudged over ``{alias}.verdict``,
+    ``{alias}.judge_reason`` and ``{alias}.scored_at`` (a test holds them to the same
+    answers)."""
+    reason = f"lower({alias}.judge_reason)"
+    return (
+        f"CASE WHEN {alias}.verdict IS NULL THEN "
+        f"CASE WHEN {alias}.scored_at IS NOT NULL THEN 'scored without a verdict' "
+        "ELSE 'awaiting diff' END "
+        f"WHEN coalesce({alias}.judge_reason, '') = '' THEN 'no judge configured' "
+        f"WHEN {reason} LIKE '%judge_sample%' THEN 'not in the judge''s sample' "
+        f"WHEN {reason} LIKE '%budget%' OR {reason} LIKE '%max_usd%' "
+        "THEN 'judge budget spent' "
+        f"WHEN {reason} LIKE '%no judge%' OR {reason} LIKE '%judge_model%' "
+        f"OR {reason} LIKE '%not configured%' THEN 'no judge configured' "
+        "ELSE 'judge failed' END"
+    )
+
 
 # One row per pair, with what the aggregates below need.
 _SOURCE = f"""
@@ -74,15 +78,17 @@ SELECT p.id, p.received_at, {slot_sql('p.received_at')} AS slot,
   {_answered('primary')} AS primary_ok,
   (p.shadow_outcome = 'ok' AND {_answered('shadow')}) AS shadow_ok,
   s.verdict, s.verdict_method, s.judge_reason, s.stop_reason_match, s.tool_call_match,
+  s.scored_at,
   s.position_inconsistent, s.json_diff_paths, s.judge_model, s.replay_verdict,
   s.replay_verdict_method,
   coalesce(s.judge_calls, 0) + coalesce(s.replay_judge_calls, 0) AS judge_calls,
   coalesce(s.judge_cost_usd, 0) + coalesce(s.replay_judge_cost_usd, 0) AS judge_cost,
   ({_tool_flag('p.primary_tool_calls')} OR {_tool_flag('p.shadow_tool_calls')}) AS tools,
-  {CAUSE_SQL} AS cause,
   p.primary_model, p.shadow_model, p.primary_cost_usd, p.shadow_cost_usd,
   {', '.join(f'{bucket_sql("p." + m)} AS b_{m}' for m in METRICS)}
-FROM pairs p LEFT JOIN scores s ON s.pair_id = p.id
+FROM pairs p
+-- By primary key, pair by pair: a hash join would read all of scores for every slot.
+LEFT JOIN LATERAL (SELECT * FROM scores s WHERE s.pair_id = p.id OFFSET 0) AS s ON TRUE
 WHERE __WHERE__
 """
 
@@ -135,29 +141,49 @@ def _counts_object() -> str:
     return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
 
 
-_MODELS = (
-    "array_remove(array_agg(DISTINCT 'primary:' || primary_model) FILTER (WHERE primary_ok)"
-    " || array_agg(DISTINCT 'shadow:' || shadow_model) FILTER (WHERE shadow_ok)"
-    " || array_agg(DISTINCT 'judge:' || judge_model) FILTER (WHERE verdict_method = 'judge'),"
-    " NULL)"
-)
+# The models seen, without DISTINCT aggregates (those sort every row of the slot).
+_MODELS = """
+SELECT slot, tagged, tag, array_agg(model ORDER BY model) AS models FROM (
+  SELECT DISTINCT slot, tagged, tag, m.model FROM src
+  CROSS JOIN LATERAL (VALUES
+    (CASE WHEN primary_ok THEN 'primary:' || primary_model END),
+    (CASE WHEN shadow_ok THEN 'shadow:' || shadow_model END),
+    (CASE WHEN verdict_method = 'judge' THEN 'judge:' || judge_model END)) AS m(model)
+  WHERE m.model IS NOT NULL) AS seen
+GROUP BY slot, tagged, tag
+"""
 _UNJUDGED = f"{_BOTH} AND (verdict IS NULL OR verdict NOT IN {_JUDGED})"
 
 # The conversation a pair opens (no earlier pair of the same conversation and tag), and
 # the turn of that conversation's first answer judged worse, whenever it came.
-_OPENERS = f"""
-SELECT src.slot, src.tagged, src.tag, w.turn AS worse_turn, w.found AS worse
-FROM src
+_Q_BOTH = (f"{_answered('primary', 'q')} AND q.shadow_outcome = 'ok' "
+           f"AND {_answered('shadow', 'q')}")
+# The pairs that open a conversation (no earlier pair of the same conversation and tag),
+# each probed through (conversation_id, received_at), never by a scan of pairs.
+_OPENERS = """
+SELECT src.* FROM src
 LEFT JOIN LATERAL (
-  SELECT q.turn, TRUE AS found FROM pairs q JOIN scores qs ON qs.pair_id = q.id
-  WHERE q.conversation_id = src.conversation_id AND q.tag IS NOT DISTINCT FROM src.pair_tag
-    AND qs.verdict = 'worse' AND {_answered('primary', 'q')} AND q.shadow_outcome = 'ok'
-    AND {_answered('shadow', 'q')}
-  ORDER BY q.received_at, q.id LIMIT 1) w ON TRUE
-WHERE src.conversation_id IS NOT NULL AND NOT EXISTS (
-  SELECT 1 FROM pairs q WHERE q.conversation_id = src.conversation_id
-    AND q.tag IS NOT DISTINCT FROM src.pair_tag AND q.received_at <= src.received_at
-    AND (q.received_at < src.received_at OR q.id < src.id))
+  SELECT 1 AS found FROM pairs q WHERE q.conversation_id = src.conversation_id
+    AND (q.received_at, q.id) < (src.received_at, src.id)
+    AND q.tag IS NOT DISTINCT FROM src.pair_tag LIMIT 1) AS earlier ON TRUE
+WHERE src.conversation_id IS NOT NULL AND earlier.found IS NULL
+"""
+# Each opened conversation's first answer judged worse, whenever it came: the opener
+# itself, or (only when the conversation has later pairs) the first later one.
+_FIRST_WORSE = f"""
+SELECT slot, tagged, tag, turn AS worse_turn FROM openers
+WHERE verdict = 'worse' AND primary_ok AND shadow_ok
+UNION ALL
+SELECT o.slot, o.tagged, o.tag, w.turn FROM openers o
+CROSS JOIN LATERAL (
+  SELECT q.turn FROM pairs q JOIN scores qs ON qs.pair_id = q.id
+  WHERE q.conversation_id = o.conversation_id
+    AND (q.received_at, q.id) > (o.received_at, o.id) AND q.tag IS NOT DISTINCT FROM o.pair_tag
+    AND qs.verdict = 'worse' AND {_Q_BOTH}
+  ORDER BY q.received_at, q.id LIMIT 1) AS w
+WHERE NOT (o.verdict = 'worse' AND o.primary_ok AND o.shadow_ok) AND EXISTS (
+  SELECT 1 FROM pairs q WHERE q.conversation_id = o.conversation_id
+    AND (q.received_at, q.id) > (o.received_at, o.id))
 """
 
 # Facts that need their own grouping, as (slot, tagged, tag, key, value) rows.
@@ -165,8 +191,8 @@ _KEYED = " UNION ALL ".join([
     *(f"SELECT slot, tagged, tag, 'h.{m}.' || b_{m} AS key, count(*)::numeric AS value "
       f"FROM src WHERE {_BOTH} AND b_{m} IS NOT NULL GROUP BY slot, tagged, tag, b_{m}"
       for m in METRICS),
-    "SELECT slot, tagged, tag, 'unjudged.' || cause, count(*) FROM src "
-    f"WHERE {_UNJUDGED} GROUP BY slot, tagged, tag, cause",
+    "SELECT slot, tagged, tag, 'unjudged.' || cause, count(*) FROM unjudged "
+    "GROUP BY slot, tagged, tag, cause",
     f"""SELECT slot, tagged, tag, key, value FROM (
       SELECT slot, tagged, tag, 'path.' || path AS key, count(*)::numeric AS value,
         row_number() OVER (PARTITION BY slot, tagged, tag ORDER BY count(*) DESC, path)
@@ -177,33 +203,39 @@ _KEYED = " UNION ALL ".join([
     WHERE place <= {TOP_PATHS_KEPT}""",
     "SELECT slot, tagged, tag, 'conv.opened', count(*) FROM openers "
     "GROUP BY slot, tagged, tag",
-    "SELECT slot, tagged, tag, 'conv.worse', count(*) FROM openers WHERE worse "
+    "SELECT slot, tagged, tag, 'conv.worse', count(*) FROM first_worse "
     "GROUP BY slot, tagged, tag",
-    "SELECT slot, tagged, tag, 'conv.turn.' || worse_turn, count(*) FROM openers "
-    "WHERE worse AND worse_turn IS NOT NULL GROUP BY slot, tagged, tag, worse_turn",
+    "SELECT slot, tagged, tag, 'conv.turn.' || worse_turn, count(*) FROM first_worse "
+    "WHERE worse_turn IS NOT NULL GROUP BY slot, tagged, tag, worse_turn",
 ])
 
 # One rollup-shaped row per slot and tag for the pairs ``__WHERE__`` selects.
 _SUMMARY = f"""
 WITH src AS MATERIALIZED ({_SOURCE}),
 openers AS MATERIALIZED ({_OPENERS}),
+first_worse AS MATERIALIZED ({_FIRST_WORSE}),
+unjudged AS MATERIALIZED (
+  SELECT slot, tagged, tag, judge_reason, {cause_sql('src')} AS cause FROM src
+  WHERE {_UNJUDGED}),
 keyed AS (
   SELECT slot, tagged, tag, jsonb_object_agg(key, value) AS facts
   FROM ({_KEYED}) AS k GROUP BY slot, tagged, tag),
 examples AS (
   SELECT slot, tagged, tag, jsonb_object_agg(cause, example) AS examples FROM (
-    SELECT slot, tagged, tag, cause, left(min(judge_reason), 200) AS example FROM src
-    WHERE {_UNJUDGED} AND judge_reason IS NOT NULL GROUP BY slot, tagged, tag, cause) e
+    SELECT slot, tagged, tag, cause, left(min(judge_reason), 200) AS example FROM unjudged
+    WHERE judge_reason IS NOT NULL GROUP BY slot, tagged, tag, cause) e
   GROUP BY slot, tagged, tag),
+models AS ({_MODELS}),
 counted AS (
   SELECT slot, tagged, tag, min(received_at) AS first_at, max(received_at) AS last_at,
-    {_counts_object()} AS facts, {_MODELS} AS models
+    {_counts_object()} AS facts
   FROM src GROUP BY slot, tagged, tag)
 SELECT c.slot, c.tagged, c.tag, c.first_at, c.last_at,
-  c.facts || coalesce(k.facts, '{{}}'::jsonb) AS facts, coalesce(c.models, '{{}}') AS models,
+  c.facts || coalesce(k.facts, '{{}}'::jsonb) AS facts, coalesce(m.models, '{{}}') AS models,
   coalesce(e.examples, '{{}}'::jsonb) AS examples
 FROM counted c
 LEFT JOIN keyed k USING (slot, tagged, tag)
+LEFT JOIN models m USING (slot, tagged, tag)
 LEFT JOIN examples e USING (slot, tagged, tag)
 """
 

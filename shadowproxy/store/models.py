@@ -81,7 +81,7 @@ class Pair(Base):
         Index(None, "received_at"),
         Index(None, "tag", "received_at"),
         Index(None, "shadow_outcome"),
-        Index(None, "conversation_id", "received_at"),
+        Index(None, "conversation_id", "received_at", "id", postgresql_include=["tag"]),
         # The report's summaries find pairs stored since they were last built (a spool
         # replay writes pairs for past hours).
         Index(None, "stored_at"),

@@ -22,10 +22,10 @@ from shadowproxy.decision.report import (
     build_report,
     last_user_turn,
 )
-from shadowproxy.decision.stats import cdf_points, percentiles
-from shadowproxy.decision.summaries import TagFacts
 from shadowproxy.decision.report_html import render_html, usd, word_diff
 from shadowproxy.decision.report_model import Report, UnjudgedCause
+from shadowproxy.decision.stats import cdf_points, percentiles
+from shadowproxy.decision.summaries import TagFacts
 from tests.fakes import verdicts
 from tests.fakes.traffic import START, seeded, store, traffic
 from tests.fakes.verdicts import BUDGET, NO_JUDGE, Judged, mix, pair, write
