@@ -280,10 +280,11 @@ def _scope(tags: Sequence[TagFacts], hours: float | None,
 
 
 def _conversations(tags: Sequence[TagFacts]) -> dict[str, ConversationSummary]:
-    """Per tag, and across all traffic under "" (each tag's conversations counted)."""
+    """Per tag, and across all traffic under "" (each tag's conversations counted; a tag
+    named "" has no scope of its own here, its key being taken)."""
     found: dict[str, ConversationSummary] = {}
     scopes: list[tuple[str, Sequence[TagFacts]]] = [("", tags)]
-    scopes += [(t.tag, [t]) for t in tags if t.tag is not None]
+    scopes += [(t.tag, [t]) for t in tags if t.tag]
     for name, members in scopes:
         f = _facts_of(members)
         opened = int(f.get("conv.opened", 0))
