@@ -378,7 +378,7 @@ async def judge_pass(url: str, judge: Judge | None, *, rule: SampleRule, max_usd
                                     f"${run.budget.cap_usd:g}", refresh=False)
             run.on_call = show_spend
             await _sample_rounds(conn, tags, judging, rule, batch, bar)
-            if rule.mode != "all":
+            if rule.mode == "auto":  # "plus whatever the budget allows beyond it"
                 await _extend(conn, tags, judging, batch, bar)
             await _judge_replays(conn, tags, judging, batch, bar)
         for t in tags:
