@@ -2,16 +2,19 @@
 
 A few thousand pair templates (about 900-character answers, a request of a system
 prompt and a question, tool calls, JSON answers, failures, conversations of an agent
-tag) are cycled with fresh ids and times, so millions of rows cost one COPY stream and
-no per-row Python beyond building a tuple. :func:`load_scores` writes ``scores`` rows
-as ``diff`` with a judge sampling each tag would leave them, for the report bench.
+tag) are cycled with fresh ids and times; :func:`load_pairs` COPYs them from Python.
 
 The mix (of all pairs): 55% free-form answers that differ (a third of them with a
 typographic apostrophe, so not ASCII), 10% identical answers, 5% the same short answer
 in other case and punctuation, 18% tool calls (a fifth with other arguments), 5% JSON
-answers, 7% failures (shadow timeout, shadow error, primary error, dropped, skipped).
-Tags: support 35%, billing 20%, search 15%, agent 15% (conversations of 1-6 turns),
-classify 5%, untagged 10%.
+answers (30% with a changed value), 7% failures (shadow timeout, shadow error, primary
+error, dropped, skipped). Tags: support 35%, billing 20%, search 15%, agent 15%
+(conversations of several turns), classify 5%, untagged 10%.
+
+Millions of rows: the templates are COPYed once into a temporary table and
+:func:`expand` has PostgreSQL copy them into ``pairs`` with fresh ids, times, tags and
+conversations (no Python per row, and the texts are not compressed again);
+:func:`synthetic_scores` writes ``scores`` as ``diff`` with a sampling judge would.
 """
 
 from __future__ import annotations
@@ -22,16 +25,15 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from shadowproxy.decision.diff_sql import SCORE_COLUMNS
-from shadowproxy.decision.sampling import judge_rank
 from shadowproxy.store.columns import PAIR_COLUMNS
 
-__all__ = ["Corpus", "load_pairs", "load_scores", "secondary_indexes"]
+__all__ = ["Corpus", "create_templates", "expand", "load_pairs", "secondary_indexes",
+           "synthetic_scores"]
 
 _PHRASE = (
     "the order will arrive on friday please check your tracking link for details and "
@@ -107,20 +109,22 @@ class Corpus:
             shadow = (answer.upper().replace(",", ""), "[]", "stop_sequence", 200, None)
             kind = "case"
         elif roll < 0.88:
-            other = dict(call, arguments={"order_id": "0000"}) if rng.random() < 0.2 else call
+            same = rng.random() >= 0.2
+            other = call if same else dict(call, arguments={"order_id": "0000"})
             primary = ("", json.dumps([call]), "tool_use", 200, None)
             shadow = ("Let me look that up for you.", json.dumps([other]), "tool_use", 200,
                       None)
-            kind = "tools"
+            kind = "tools_same" if same else "tools_other"
         elif roll < 0.93:
             document = {"order": call["arguments"]["order_id"], "items": [
                 {"sku": f"A{i}", "price": rng.randint(1, 99)} for i in range(rng.randint(2, 8))]}
             changed = json.loads(json.dumps(document))
-            if rng.random() < 0.3:
+            same = rng.random() >= 0.3
+            if not same:
                 changed["items"][0]["price"] += 1
             primary = (json.dumps(document), "[]", "end_turn", 200, None)
             shadow = (json.dumps(changed, indent=1), "[]", "end_turn", 200, None)
-            kind = "json"
+            kind = "json_same" if same else "json_changed"
         else:
             answer = (_text(rng, 800), "[]", "end_turn", 200, None)
             failure = rng.choice(["timeout", "error", "primary", "dropped", "skipped"])
@@ -153,26 +157,30 @@ class Corpus:
                 conv_id, turn = conversation
             else:
                 conv_id, turn = f"h:{uuid.uuid4().hex}", 1
-            p_latency = rng.lognormvariate(7.1, 0.35)
-            s_latency = rng.lognormvariate(6.7, 0.35)
-            received = start + step * (i - first)
-            yield (
-                uuid.uuid4(), received, "openai.chat", "/v1/chat/completions", tag, False,
-                t.request, hashlib.sha256(t.request.encode()).hexdigest(), t.outcome, None,
-                False, conv_id, turn,
-                # primary
-                "gpt-4o", t.primary[3], p_latency, p_latency / 4, 900, 220, None, None,
-                0.003, t.primary[0], t.primary[1], t.primary[2], t.primary[4],
-                f"chatcmpl-{i}",
-                # shadow
-                "claude-haiku-4-5", t.shadow[3],
-                None if t.outcome != "ok" else s_latency,
-                None if t.outcome != "ok" else s_latency / 4, 950, 240, 0, 0,
-                0.001 if t.outcome == "ok" else None, t.shadow[0], t.shadow[1], t.shadow[2],
-                t.shadow[4], f"req_{i}",
-                # replay
-                *([None] * 14),
-            )
+            yield self.row(t, i, start + step * (i - first), tag, conv_id, turn)
+
+    def row(self, t: _Template, i: int, received: datetime, tag: str | None,
+            conversation: str | None, turn: int | None) -> tuple[Any, ...]:
+        """One ``pairs`` row (PAIR_COLUMNS order) from template ``t``."""
+        rng = self.rng
+        p_latency = rng.lognormvariate(7.1, 0.35)
+        s_latency = rng.lognormvariate(6.7, 0.35)
+        ok = t.outcome == "ok"
+        return (
+            uuid.uuid4(), received, "openai.chat", "/v1/chat/completions", tag, False,
+            t.request, hashlib.sha256(t.request.encode()).hexdigest(), t.outcome, None,
+            False, conversation, turn,
+            # primary
+            "gpt-4o", t.primary[3], p_latency, p_latency / 4, 900, 220, None, None,
+            0.003, t.primary[0], t.primary[1], t.primary[2], t.primary[4],
+            f"chatcmpl-{i}",
+            # shadow
+            "claude-haiku-4-5", t.shadow[3], s_latency if ok else None,
+            s_latency / 4 if ok else None, 950, 240, 0, 0, 0.001 if ok else None,
+            t.shadow[0], t.shadow[1], t.shadow[2], t.shadow[4], f"req_{i}",
+            # replay
+            *([None] * 14),
+        )
 
 
 async def _async_rows(rows: Iterator[tuple[Any, ...]]) -> AsyncIterator[tuple[Any, ...]]:
@@ -221,79 +229,112 @@ async def load_pairs(dsn: str, count: int, start: datetime, span: timedelta, *,
         await conn.close()
 
 
-_SCORE_ROWS = """
-SELECT p.id, p.tag, p.shadow_outcome,
-  (p.primary_error IS NULL AND coalesce(p.primary_status, 0) < 400) AS primary_ok,
-  (p.shadow_error IS NULL AND coalesce(p.shadow_status, 0) < 400) AS shadow_ok,
-  p.primary_text = p.shadow_text AS same_text,
-  coalesce(p.primary_tool_calls, '[]') <> '[]' AS tools,
-  coalesce(p.primary_tool_calls, '[]') = coalesce(p.shadow_tool_calls, '[]') AS same_calls,
-  left(p.primary_text, 1) = '{' AS json, char_length(p.primary_text) < 130 AS short
-FROM pairs p WHERE p.id >= $1 ORDER BY p.id LIMIT $2
+# --- millions of rows: templates COPYed once, expanded by PostgreSQL --------------------
+
+_TEMPLATES = "bench_templates"
+
+
+async def create_templates(conn: asyncpg.Connection, corpus: Corpus) -> int:
+    """COPY the corpus's templates into a temporary table of ``pairs``' shape (plus the
+    template number ``n`` and its ``kind``); the rows of :func:`expand` copy them."""
+    await conn.execute(f"CREATE TEMP TABLE {_TEMPLATES} (LIKE pairs INCLUDING DEFAULTS); "
+                       f"ALTER TABLE {_TEMPLATES} ADD COLUMN n int, ADD COLUMN kind text")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    shadow_request_id = PAIR_COLUMNS.index("shadow_request_id")
+    records = []
+    for n, template in enumerate(corpus.templates):
+        row = list(corpus.row(template, n, start, None, None, None))
+        row[shadow_request_id] = f"tmpl-{n}"  # how synthetic_scores finds the template
+        records.append((*row, n, template.kind))
+    await conn.copy_records_to_table(_TEMPLATES, records=records,
+                                      columns=[*PAIR_COLUMNS, "n", "kind"])
+    return len(records)
+
+
+def _expand_sql(templates: int) -> str:
+    columns = [c for c in PAIR_COLUMNS if c not in ("id", "received_at", "tag",
+                                                     "conversation_id", "turn")]
+    varied = {"primary_latency_ms": "t.primary_latency_ms * (0.6 + (h % 800) / 1000.0)",
+              "shadow_latency_ms": "t.shadow_latency_ms * (0.6 + (h % 700) / 1000.0)",
+              "primary_ttft_ms": "t.primary_ttft_ms * (0.5 + (h % 900) / 1000.0)",
+              "shadow_ttft_ms": "t.shadow_ttft_ms * (0.5 + (h % 600) / 1000.0)"}
+    tag = ("CASE WHEN h % 100 < 35 THEN 'support' WHEN h % 100 < 55 THEN 'billing' "
+           "WHEN h % 100 < 70 THEN 'search' WHEN h % 100 < 85 THEN 'agent' "
+           "WHEN h % 100 < 90 THEN 'classify' END")
+    return f"""
+INSERT INTO pairs (id, received_at, stored_at, tag, conversation_id, turn,
+                   {', '.join(columns)})
+SELECT gen_random_uuid(), $1::timestamptz + g * $2::float8 * interval '1 microsecond',
+  $1::timestamptz + g * $2::float8 * interval '1 microsecond' + interval '2 seconds',
+  x.tag, CASE WHEN x.tag = 'agent' THEN 'h:a' || (g / 16) ELSE 'h:' || md5(g::text) END,
+  CASE WHEN x.tag = 'agent' THEN (g % 16) / 4 + 1 ELSE 1 END,
+  {', '.join(varied.get(c, f't.{c}') for c in columns)}
+FROM generate_series($3::bigint, $4::bigint) AS g
+CROSS JOIN LATERAL (SELECT hashint8(g) & 2147483647 AS h) AS hh
+CROSS JOIN LATERAL (SELECT {tag} AS tag) AS x
+JOIN {_TEMPLATES} t ON t.n = hh.h % {templates}
 """
 
 
-def _score(row: Any, rng: random.Random, sample: float, now: datetime) -> tuple[Any, ...]:
-    """A scores row as ``diff`` would leave it, by the pair's kind (a synthetic judge
-    that finds 8% worse and 10% better among the pairs it samples)."""
-    base: list[Any] = [row["id"], False, 0.4, True, True, None, False, 1.0, False, None,
-                       None, None]
-    ok = row["primary_ok"] and row["shadow_ok"] and row["shadow_outcome"] == "ok"
-    if not ok:
-        verdict = (None, None, "not judged: the shadow failed (counted in shadow_error_rate)",
-                   None, None, None, now)
-    elif row["same_text"] or row["short"] or (row["tools"] and row["same_calls"]):
-        method = "structural" if row["tools"] and not row["same_text"] else "exact"
-        base[1:3] = [method == "exact", 1.0 if method == "exact" else 0.0]
-        base[8] = True
-        verdict = ("equivalent", method, None, 0.0, 0, None, now)
-    elif row["json"] and rng.random() < 0.7:
-        base[5] = True
-        base[8] = True
-        verdict = ("equivalent", "structural", None, 0.0, 0, None, now)
-    elif judge_rank(row["id"]) < sample:
-        roll = rng.random()
-        judged = "worse" if roll < 0.08 else "better" if roll < 0.18 else "equivalent"
-        paths = json.dumps(["$.tool_calls[0].arguments.order_id"]) if row["tools"] else None
-        verdict = (judged, "judge", "The shadow's answer is as complete.", 0.004, 2, paths,
-                   now)
-    else:
-        verdict = ("unjudged", None, "not in the judge's sample (SHADOWPROXY_JUDGE_SAMPLE)",
-                   None, None, None, None)
-    v, method, reason, cost, calls, paths, judged_at = verdict
-    return (*base, v, method, reason, cost, calls, paths, judged_at, None, None, None, None,
-            None, row["tag"])
+async def expand(conn: asyncpg.Connection, templates: int, count: int, start: datetime,
+                 span: timedelta, *, first: int = 0, chunk: int = 1_000_000,
+                 progress: Any = None) -> None:
+    """``count`` pairs received evenly over ``span`` from ``start``, numbered from
+    ``first`` (so a second call adds different pairs)."""
+    step_us = span / timedelta(microseconds=1) / max(1, count)
+    sql = _expand_sql(templates)
+    done = 0
+    while done < count:
+        size = min(chunk, count - done)
+        await conn.execute(sql, start - first * timedelta(microseconds=step_us), step_us,
+                           first + done, first + done + size - 1)
+        done += size
+        if progress is not None:
+            progress(done)
 
 
-async def load_scores(dsn: str, *, sample: float = 0.01, seed: int = 23,
-                      batch: int = 100_000, unscored_share: float = 0.01,
-                      progress: Any = None) -> None:
-    """Score every pair as ``diff`` with a sampling judge would (``sample``: the share of
-    each tag's frame judged); the newest ``unscored_share`` of pairs is left unscored."""
-    rng = random.Random(seed)
-    conn = await asyncpg.connect(dsn)
-    try:
-        now = await conn.fetchval("SELECT now()")
-        await conn.execute("CREATE TEMP TABLE bench_scores (LIKE scores INCLUDING DEFAULTS);"
-                           "ALTER TABLE bench_scores ALTER COLUMN json_diff_paths TYPE text")
-        after = uuid.UUID(int=0)
-        done = 0
-        while True:
-            rows = await conn.fetch(_SCORE_ROWS, after, batch)
-            if not rows:
-                break
-            records = [_score(r, rng, sample, now) for r in rows
-                       if rng.random() >= unscored_share]
-            await conn.copy_records_to_table("bench_scores", records=records,
-                                             columns=SCORE_COLUMNS)
-            await conn.execute(
-                f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT "
-                + ", ".join("json_diff_paths::jsonb" if c == "json_diff_paths" else c
-                            for c in SCORE_COLUMNS) + " FROM bench_scores; TRUNCATE bench_scores")
-            after = uuid.UUID(int=rows[-1]["id"].int + 1)
-            done += len(rows)
-            if progress is not None:
-                progress(done)
-        await conn.execute("ANALYZE scores")
-    finally:
-        await conn.close()
+_SYNTHETIC_SCORES = f"""
+INSERT INTO scores (pair_id, exact_match, text_similarity, tool_call_match,
+  stop_reason_match, json_match, refusal, length_ratio, agree, verdict, verdict_method,
+  judge_model, judge_reason, judge_cost_usd, judge_calls, position_inconsistent,
+  json_diff_paths, judged_at, tag)
+SELECT p.id, coalesce(v.method = 'exact', FALSE),
+  CASE WHEN v.method = 'exact' THEN 1.0 ELSE 0.4 END, t.kind <> 'tools_other', TRUE, NULL,
+  FALSE, 1.0, coalesce(v.verdict = 'equivalent' AND v.method <> 'judge', FALSE),
+  v.verdict, v.method, CASE WHEN v.method = 'judge' THEN 'gpt-4.1' END, v.reason,
+  CASE WHEN v.method = 'judge' THEN 0.004 WHEN v.method IS NOT NULL THEN 0.0 END,
+  CASE WHEN v.method = 'judge' THEN 2 WHEN v.method IS NOT NULL THEN 0 END,
+  CASE WHEN v.method = 'judge' THEN (h % 20 = 0) END,
+  CASE WHEN t.kind = 'tools_other' THEN '["$.tool_calls[0].arguments.order_id"]'::jsonb
+       WHEN t.kind = 'json_changed' THEN '["$.items[0].price"]'::jsonb END,
+  CASE WHEN v.verdict IS DISTINCT FROM 'unjudged' THEN now() END, p.tag
+FROM pairs p JOIN {_TEMPLATES} t ON p.shadow_request_id = 'tmpl-' || t.n
+CROSS JOIN LATERAL (SELECT hashtext(p.id::text) & 2147483647 AS h) AS hh
+CROSS JOIN LATERAL (SELECT
+  CASE WHEN t.kind = 'failed' THEN NULL
+       WHEN t.kind IN ('identical', 'case', 'tools_same', 'json_same') THEN 'equivalent'
+       WHEN ((('x' || substr(md5('shadowproxy-judge-sample:' || p.id::text), 1, 13)))
+             ::bit(52)::bigint::float8 / 4503599627370496.0) < $3
+       THEN CASE WHEN h % 100 < 8 THEN 'worse' WHEN h % 100 < 18 THEN 'better'
+                 ELSE 'equivalent' END
+       ELSE 'unjudged' END AS verdict,
+  CASE WHEN t.kind IN ('identical', 'case') THEN 'exact'
+       WHEN t.kind IN ('tools_same', 'json_same') THEN 'structural'
+       WHEN t.kind = 'failed' THEN NULL
+       WHEN ((('x' || substr(md5('shadowproxy-judge-sample:' || p.id::text), 1, 13)))
+             ::bit(52)::bigint::float8 / 4503599627370496.0) < $3 THEN 'judge' END AS method,
+  CASE WHEN t.kind = 'failed' THEN 'not judged: the shadow failed'
+       WHEN t.kind IN ('identical', 'case', 'tools_same', 'json_same') THEN NULL
+       WHEN ((('x' || substr(md5('shadowproxy-judge-sample:' || p.id::text), 1, 13)))
+             ::bit(52)::bigint::float8 / 4503599627370496.0) < $3
+       THEN 'The answers say the same thing.'
+       ELSE 'not in the judge''s sample (SHADOWPROXY_JUDGE_SAMPLE)' END AS reason) AS v
+WHERE p.received_at >= $1 AND p.received_at < $2 AND h % 200 <> 0
+"""
+
+
+async def synthetic_scores(conn: asyncpg.Connection, low: datetime, high: datetime, *,
+                           sample: float = 0.02) -> None:
+    """Scores rows for the pairs received in [low, high) as ``diff`` with a judge sampling
+    ``sample`` of each tag's frame would leave them (0.5% of pairs left unscored)."""
+    await conn.execute(_SYNTHETIC_SCORES, low, high, sample)

@@ -333,7 +333,9 @@ def diff(ctx: click.Context, batch_size: int, no_progress: bool, rejudge: bool,
     click.echo(f"shadowproxy: scored {summary.scored} pairs "
                f"({summary.agreed} agree) in {summary.seconds:.1f}s; verdicts: {counts}, "
                f"{summary.not_judged} not judged (a side failed); judge: "
-               f"{summary.judge_calls} calls, ${summary.judge_usd:.4f}")
+               f"{summary.judge_calls} calls, ${summary.judge_usd:.4f}; "
+               f"{summary.scored_in_sql} scored in PostgreSQL; report summaries updated "
+               f"in {summary.summary_seconds:.1f}s")
     if summary.verdicts.get("unjudged") and judge is None:
         click.echo("shadowproxy: unjudged pairs need a judge: set SHADOWPROXY_JUDGE_MODEL "
                    "(see the README's judging section) and run diff again")

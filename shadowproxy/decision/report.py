@@ -212,7 +212,7 @@ def _scope(tags: Sequence[TagFacts], hours: float | None,
 
     def per_1k(side: str) -> float | None:
         count = f.get(f"usd.{side}.n", 0)
-        return f[f"usd.{side}"] / count * 1000 if count else None
+        return f.get(f"usd.{side}", 0.0) / count * 1000 if count else None
 
     def timing(metric: str) -> Timing:
         def side(name: str) -> Percentiles:

@@ -12,13 +12,13 @@ kept in ``report_rollups`` so a report adds up a few hundred rows, not every pai
 in it (``report_stale``, written in the same transaction as the verdict), when a pair
 was stored into it after it was summarised (``pairs.stored_at`` after the last
 refresh, less :data:`IN_FLIGHT` for writes not yet committed then: a spool replay
-stores pairs of past slots), or when its layout is old. A day is rebuilt from its
-slots when one of them is. Slots that ended less than :data:`SETTLE` ago, the slot
-holding ``--since`` and the oldest slot (retention deletes from it) are read from the
-pairs themselves on every report. Refreshing takes a session advisory lock, so two
-reports (or replicas) never build the same rows; a database the report may not write
-to (a read-only user, a standby) gets the same numbers, with stale slots read from
-the pairs instead.
+stores pairs of past slots; a write slower than that is caught when ``diff`` scores
+it), or when its layout is old. A day is rebuilt from its slots when one of them is.
+Slots that ended less than :data:`SETTLE` ago, the slot holding ``--since`` and the
+oldest slot (retention deletes from it) are read from the pairs themselves on every
+report. Refreshing takes a session advisory lock, so two reports (or replicas) never
+build the same rows; a database the report may not write to (a read-only user, a
+standby) gets the same numbers, with stale slots read from the pairs instead.
 
 **Bounded.** Memory holds one row per tag (a few hundred numbers each); time grows with
 the number of days, tags and slots read from pairs, not with the number of pairs.
@@ -41,7 +41,9 @@ __all__ = ["IN_FLIGHT", "SETTLE", "RefreshResult", "TagFacts", "mark_stale_sql",
            "refresh"]
 
 SETTLE = timedelta(minutes=2)  # a slot is summarised this long after it ends
-IN_FLIGHT = timedelta(minutes=5)  # longest a pair's insert may stay uncommitted
+# Longest a pair's insert may stay uncommitted; one that takes longer is still counted
+# once diff scores it (diff marks the slots it writes).
+IN_FLIGHT = timedelta(seconds=60)
 _SLOT = timedelta(seconds=SLOT_SECONDS)
 _DAY = timedelta(days=1)
 _LOCK = 0x5EAD_0F_5A  # pg_advisory_lock key: one summariser at a time

@@ -132,13 +132,18 @@ COUNTS: dict[str, str] = {
 
 def _counts_object() -> str:
     """jsonb of every count, built in chunks (a function takes at most 100 arguments)."""
-    items = [f"'n.{name}', count(*) FILTER (WHERE {where})" for name, where in COUNTS.items()]
-    items += ["'n.judge_calls', sum(judge_calls)", "'usd.judge', sum(judge_cost)"]
+    # Zeros are left out (NULL, stripped): most counts of a slot are 0, and every key
+    # costs when rows are merged.
+    items = [f"'n.{name}', nullif(count(*) FILTER (WHERE {where}), 0)"
+             for name, where in COUNTS.items()]
+    items += ["'n.judge_calls', nullif(sum(judge_calls), 0)",
+              "'usd.judge', nullif(sum(judge_cost), 0)"]
     for side in ("primary", "shadow"):
-        items += [f"'usd.{side}', coalesce(sum({side}_cost_usd) FILTER (WHERE {_BOTH}), 0)",
-                  f"'usd.{side}.n', count({side}_cost_usd) FILTER (WHERE {_BOTH})"]
+        items += [f"'usd.{side}', sum({side}_cost_usd) FILTER (WHERE {_BOTH})",
+                  f"'usd.{side}.n', nullif(count({side}_cost_usd) FILTER (WHERE {_BOTH}), 0)"]
     chunks = [items[i:i + 40] for i in range(0, len(items), 40)]
-    return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
+    return "jsonb_strip_nulls(" + " || ".join(
+        f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks) + ")"
 
 
 # The models seen, without DISTINCT aggregates (those sort every row of the slot).
