@@ -105,8 +105,15 @@ _BASELINE_TYPES = (
 
 
 async def _baseline_diff(url: str, batch_size: int = 500) -> int:
-    from shadowproxy.decision.diff import _NEXT_BATCH
     from shadowproxy.decision.scoring import SideView, score_pair
+
+    # The scoring-only diff's own query (before verdicts), kept here with its baseline.
+    columns = ", ".join(["p.id", "p.shadow_outcome"] + [
+        f"p.{side}_{f}" for side in ("primary", "shadow", "replay")
+        for f in ("text", "tool_calls", "stop_reason", "status", "error")])
+    next_batch = text(
+        f"SELECT {columns} FROM pairs p WHERE NOT EXISTS (SELECT 1 FROM scores s "
+        "WHERE s.pair_id = p.id) AND p.id > :after ORDER BY p.id LIMIT :limit")
 
     insert = text(
         f"INSERT INTO scores ({', '.join(n for n, _ in _BASELINE_TYPES)}) "
@@ -120,7 +127,7 @@ async def _baseline_diff(url: str, batch_size: int = 500) -> int:
         while True:
             async with engine.begin() as conn:
                 batch = (await conn.execute(
-                    _NEXT_BATCH, {"after": after, "limit": batch_size})).mappings().all()
+                    next_batch, {"after": after, "limit": batch_size})).mappings().all()
                 if not batch:
                     break
                 rows = []

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -162,7 +164,7 @@ async def fresh_database(cluster: Cluster, name: str) -> str:
 
 
 async def add_pairs(url: str, corpus: Corpus, count: int, first: int, *,
-                    scores: bool) -> None:
+                    scores: bool, span: timedelta = SPAN) -> None:
     """``count`` more pairs over the 30 days (numbered from ``first``), indexes rebuilt,
     scores written, statistics and visibility maps fresh."""
     conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -173,7 +175,7 @@ async def add_pairs(url: str, corpus: Corpus, count: int, first: int, *,
         for name, _ in indexes:
             await conn.execute(f'DROP INDEX "{name}"')
         started = time.perf_counter()
-        await expand(conn, templates, count, START, SPAN, first=first,
+        await expand(conn, templates, count, START + SPAN - span, span, first=first,
                      progress=lambda n: print(f"    {n:,} pairs", flush=True))
         for _, definition in indexes:
             await conn.execute(definition)
@@ -239,9 +241,22 @@ def report_runs(label: str, url: str, base: Path | None, cluster: Cluster, tmp: 
         runs.append(measure(f"{label} HTML", shadowproxy(
             base, "report", "--out", str(tmp / "report.html")), env, cluster))
         runs.append(measure(f"{label} JSON --since 24h --tag support", shadowproxy(
-            base, "report", "--format", "json", "--out", out, "--since", "24h",
-            "--tag", "support"), env, cluster))
+            base, "report", "--format", "json", "--out", str(tmp / "recent.json"),
+            "--since", "24h", "--tag", "support"), env, cluster))
     return runs
+
+
+def _same_counts(today: dict[str, Any], new: dict[str, Any]) -> str:
+    """Whether both reports count the same pairs, verdicts and outcomes (the shares
+    differ by design where the judge sampled: the new report estimates from strata)."""
+    keys = ("pairs", "pairs_total", "pairs_unscored", "verdicts", "shadow_outcomes",
+            "tool_call_pairs")
+    different = [f"{scope}.{key}" for scope in ("overall", *today["by_tag"])
+                 for key in keys
+                 if (today["overall"] if scope == "overall" else today["by_tag"][scope])
+                 .get(key) != (new["overall"] if scope == "overall"
+                               else new["by_tag"].get(scope, {})).get(key)]
+    return "yes" if not different else "NO: " + ", ".join(different[:6])
 
 
 def print_runs(title: str, runs: list[Run]) -> None:
@@ -260,8 +275,11 @@ def bench_report(cluster: Cluster, base: Path, tmp: Path, pairs: int, base_pairs
         asyncio.run(add_pairs(url, corpus, base_pairs, 0, scores=True))
         size = asyncio.run(table_size(url))
         runs = report_runs("today's code", url, base, cluster, tmp, cold=False, extra=True)
+        today = json.loads((tmp / "report.json").read_text())
         runs += report_runs("new", url, None, cluster, tmp, cold=True, extra=True)
+        new = json.loads((tmp / "report.json").read_text())
         print_runs(f"report at {base_pairs:,} pairs ({size})", runs)
+        print("  same counts as today's report: " + _same_counts(today, new))
         if pairs > base_pairs:
             print(f"\ngrowing to {pairs:,} pairs", flush=True)
             asyncio.run(add_pairs(url, corpus, pairs - base_pairs, base_pairs, scores=False))
@@ -280,12 +298,14 @@ def bench_report(cluster: Cluster, base: Path, tmp: Path, pairs: int, base_pairs
 
 
 async def _rescore(url: str) -> float:
-    """Scores for every pair (the grown table's new ones included)."""
+    """Scores for every pair (the grown table's new ones included). Generated rows
+    carry a past ``stored_at`` and synthetic scores mark no slot, so the summaries are
+    dropped: the next report is a cold one, building them all."""
     started = time.perf_counter()
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute("SET work_mem = '64MB'")
-        await conn.execute("TRUNCATE scores")
+        await conn.execute("TRUNCATE scores, report_rollups, report_stale, report_state")
         await create_templates(conn, Corpus())
         await synthetic_scores(conn, START, START + SPAN + timedelta(days=1))
         await conn.execute("VACUUM ANALYZE scores")
@@ -298,7 +318,10 @@ def bench_diff(cluster: Cluster, base: Path, tmp: Path, pairs: int) -> None:
     url = asyncio.run(fresh_database(cluster, "diff_bench"))
     try:
         print(f"\ngenerating {pairs:,} unscored pairs for diff", flush=True)
-        asyncio.run(add_pairs(url, Corpus(seed=7), pairs, 0, scores=False))
+        # Half a day: a daily diff at scale sees slots this full (a month of the same
+        # pairs would leave each 10-minute slot a handful, all cost and no pairs).
+        asyncio.run(add_pairs(url, Corpus(seed=7), pairs, 0, scores=False,
+                              span=timedelta(hours=12)))
         env = env_for(url, tmp)
         runs = []
         for label, checkout, extra in (("today's code", base, []),
@@ -316,7 +339,7 @@ def bench_diff(cluster: Cluster, base: Path, tmp: Path, pairs: int) -> None:
                   f"{run.peak_rss_mb:5.0f} MB", flush=True)
             last = [line for line in run.output.splitlines() if "scored" in line]
             if last:
-                print(f"      {last[-1][:150]}")
+                print(f"      {last[-1]}")
     finally:
         asyncio.run(_admin(cluster, "DROP DATABASE IF EXISTS diff_bench WITH (FORCE)"))
 

@@ -50,11 +50,11 @@ REFUSAL_SQL = REFUSAL_PATTERN.pattern.replace("'", "''")
 
 
 def _answered(side: str) -> str:
-    return f"(p.{side}_error IS NULL AND coalesce(p.{side}_status, 0) < 400)"
+    return f"({side}_error IS NULL AND coalesce({side}_status, 0) < 400)"
 
 
 def _decision(side: str) -> str:
-    stop = f"p.{side}_stop_reason"
+    stop = f"{side}_stop_reason"
     return (f"(CASE WHEN {stop} IN ('end_turn', 'stop_sequence', 'stop') THEN 'finished' "
             f"ELSE {stop} END)")
 
@@ -63,54 +63,76 @@ def _norm(text: str) -> str:
     return f"btrim(regexp_replace(lower({text} COLLATE \"C\"), '[^a-z0-9]+', ' ', 'g'))"
 
 
-def _refusal(side: str, alias: str = "p") -> str:
-    text = f"coalesce({alias}.{side}_text, '')"
-    return (f"({alias}.{side}_stop_reason IS NOT DISTINCT FROM 'refusal' "
+def _refusal(side: str, text: str) -> str:
+    return (f"({side}_stop_reason IS NOT DISTINCT FROM 'refusal' "
             f"OR left({text}, 300) ~* '{REFUSAL_SQL}')")
 
 
-_PT, _ST = "coalesce(p.primary_text, '')", "coalesce(p.shadow_text, '')"
-_CALLS = "coalesce(p.primary_tool_calls, '[]'::jsonb)"
-_HAS_CALLS = f"(jsonb_array_length({_CALLS}) > 0)"
-_SHORT = f"(char_length({_PT}) <= {NORMALISED_UP_TO} AND char_length({_ST}) <= {NORMALISED_UP_TO})"
 # A JSON document opens after Python's str.strip() whitespace (ASCII: \s and \x1c-\x1f).
-_NOT_JSON = "NOT ({t} ~ '^[\\s\\x1c-\\x1f]*[[{{]')"
+_OPENS_JSON = "({t} ~ '^[\\s\\x1c-\\x1f]*[[{{]')"
+_SIDES = ("primary", "shadow", "replay")
+_FIELDS = ("tool_calls", "stop_reason", "status", "error")
+
+# Each text is detoasted (decompressed) once, into pt and st: every function applied to
+# a stored text would decompress it again. Lengths and normal forms are computed once
+# too, in the stages below, and the tests read only those.
+_READ = f"""
+SELECT p.id, p.received_at, p.tag, p.shadow_outcome, p.replay_text,
+  {', '.join(f"p.{side}_{f}" for side in _SIDES for f in _FIELDS)},
+  coalesce(p.primary_text, '') || '' AS pt, coalesce(p.shadow_text, '') || '' AS st,
+  coalesce(p.primary_tool_calls, '[]'::jsonb) AS pc,
+  coalesce(p.shadow_tool_calls, '[]'::jsonb) AS sc
+FROM pairs p WHERE p.id >= $1 AND p.id <= $2 AND {UNSCORED} ORDER BY p.id LIMIT $3
+"""
+_MEASURED = """
+SELECT raw.*, char_length(pt) AS pl, char_length(st) AS sl,
+  octet_length(pt) = char_length(pt) AND octet_length(st) = char_length(st) AS ascii
+FROM raw
+"""
 _ELIGIBLE = " AND ".join([
-    _answered("primary"), "p.shadow_outcome = 'ok'", _answered("shadow"),
-    "p.replay_status IS NULL AND p.replay_error IS NULL AND p.replay_text IS NULL",
-    f"jsonb_typeof({_CALLS}) = 'array'",
-    f"NOT jsonb_path_exists({_CALLS}, 'strict $[*] ? (@.type() != \"object\")')",
-    f"{_CALLS} = coalesce(p.shadow_tool_calls, '[]'::jsonb)",
-    f"({_HAS_CALLS} OR {_decision('primary')} IS NOT DISTINCT FROM {_decision('shadow')})",
-    f"octet_length({_PT}) = char_length({_PT})",
-    f"octet_length({_ST}) = char_length({_ST})",
-    _NOT_JSON.format(t=_PT), _NOT_JSON.format(t=_ST),
+    _answered("primary"), "shadow_outcome = 'ok'", _answered("shadow"),
+    "replay_status IS NULL AND replay_error IS NULL AND replay_text IS NULL",
+    "ascii", "jsonb_typeof(pc) = 'array'", "pc = sc",
+    "NOT jsonb_path_exists(pc, 'strict $[*] ? (@.type() != \"object\")')",
+    f"(jsonb_array_length(pc) > 0 OR {_decision('primary')} IS NOT DISTINCT FROM "
+    f"{_decision('shadow')})",
+    f"NOT {_OPENS_JSON.format(t='pt')}", f"NOT {_OPENS_JSON.format(t='st')}",
 ])
-# exact: equal, or equal once normalised; structural: one side normalises to nothing.
-_EXACT = f"({_PT} = {_ST} OR ({_SHORT} AND {_norm(_PT)} = {_norm(_ST)}))"
-_STRUCTURAL = (f"({_HAS_CALLS} AND {_SHORT} AND ({_norm(_PT)} = '') <> ({_norm(_ST)} = ''))")
+_NORMALISED = f"""
+SELECT measured.*, {_ELIGIBLE} AS eligible,
+  CASE WHEN pl <= {NORMALISED_UP_TO} AND sl <= {NORMALISED_UP_TO} THEN {_norm('pt')} END AS np,
+  CASE WHEN pl <= {NORMALISED_UP_TO} AND sl <= {NORMALISED_UP_TO} THEN {_norm('st')} END AS ns
+FROM measured
+"""
+# exact: equal, or equal once normalised; structural: equal tool calls and one side's
+# text normalises to nothing (its similarity to the other is then 0).
+_SETTLED = """
+SELECT normalised.*, (pt = st OR np = ns) AS exact,
+  eligible AND (pt = st OR np = ns
+                OR (jsonb_array_length(pc) > 0 AND (np = '') <> (ns = ''))) AS in_sql
+FROM normalised
+"""
 
 assert TEXT_SIMILARITY_THRESHOLD > 0  # structural pairs' similarity 0 never "agrees" by text
 
 _SQL_SCORES = f"""
-SELECT b.id, b.exact, CASE WHEN b.exact THEN 1.0 ELSE 0.0 END, TRUE, TRUE, NULL::boolean,
-  {_refusal('primary', 'b')} OR {_refusal('shadow', 'b')},
-  CASE WHEN char_length(b.pt) > 0 THEN char_length(b.st)::float8 / char_length(b.pt) END,
+SELECT id, exact, CASE WHEN exact THEN 1.0 ELSE 0.0 END, TRUE, TRUE, NULL::boolean,
+  {_refusal('primary', 'pt')} OR {_refusal('shadow', 'st')},
+  CASE WHEN pl > 0 THEN sl::float8 / pl END,
   TRUE, NULL::boolean, NULL::float8, NULL::boolean, 'equivalent',
-  CASE WHEN b.exact THEN 'exact' ELSE 'structural' END, NULL, 0.0::float8, 0, NULL::jsonb,
-  now(), NULL, NULL, NULL, NULL::float8, NULL::int, b.tag
-FROM batch b WHERE b.in_sql
+  CASE WHEN exact THEN 'exact' ELSE 'structural' END, NULL, 0.0::float8, 0, NULL::jsonb,
+  now(), NULL, NULL, NULL, NULL::float8, NULL::int, tag
+FROM batch WHERE in_sql
 """
 
 # One statement per batch: read the next unscored pairs once, let PostgreSQL score
 # those its tier settles, mark their slots stale, and return the rest (and every
 # pair's received_at) for Python. $1, $2: the id range; $3: the batch size.
 BATCH = f"""
-WITH batch AS MATERIALIZED (
-  SELECT p.*, {_PT} AS pt, {_ST} AS st, t.exact,
-    ({_ELIGIBLE} AND (t.exact OR {_STRUCTURAL})) AS in_sql
-  FROM pairs p CROSS JOIN LATERAL (SELECT {_EXACT} AS exact) AS t
-  WHERE p.id >= $1 AND p.id <= $2 AND {UNSCORED} ORDER BY p.id LIMIT $3),
+WITH raw AS MATERIALIZED ({_READ}),
+measured AS MATERIALIZED ({_MEASURED}),
+normalised AS MATERIALIZED ({_NORMALISED}),
+batch AS MATERIALIZED ({_SETTLED}),
 scored AS (
   INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) {_SQL_SCORES}
   ON CONFLICT (pair_id) DO NOTHING RETURNING pair_id),
@@ -118,9 +140,11 @@ stale AS (
   INSERT INTO report_stale (slot) SELECT DISTINCT {slot_sql('received_at')} FROM batch
   ON CONFLICT DO NOTHING)
 SELECT id, received_at, tag, shadow_outcome, in_sql,
+  CASE WHEN in_sql THEN NULL ELSE pt END AS primary_text,
+  CASE WHEN in_sql THEN NULL ELSE st END AS shadow_text,
+  CASE WHEN in_sql THEN NULL ELSE replay_text END AS replay_text,
   {', '.join(f"CASE WHEN in_sql THEN NULL ELSE {side}_{f} END AS {side}_{f}"
-             for side in ("primary", "shadow", "replay")
-             for f in ("text", "tool_calls", "stop_reason", "status", "error"))},
+             for side in _SIDES for f in _FIELDS)},
   (SELECT count(*) FROM scored) AS scored_in_sql
 FROM batch ORDER BY id
 """
