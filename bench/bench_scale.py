@@ -266,8 +266,22 @@ def print_runs(title: str, runs: list[Run]) -> None:
               f"  CPU {run.cpu_s:6.1f} s + PostgreSQL {run.pg_cpu_s:6.1f} s", flush=True)
 
 
+async def add_tail(url: str, rate: int, minutes: int) -> None:
+    """``rate`` pairs a second over the last ``minutes``: the slots a report reads from
+    the pairs themselves on a live install (the newest is not over yet)."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        templates = await create_templates(conn, Corpus(seed=11))
+        now = datetime.now(UTC)
+        await expand(conn, templates, rate * 60 * minutes, now - timedelta(minutes=minutes),
+                     timedelta(minutes=minutes), first=10**9)
+        await conn.execute("ANALYZE pairs")
+    finally:
+        await conn.close()
+
+
 def bench_report(cluster: Cluster, base: Path, tmp: Path, pairs: int, base_pairs: int,
-                 base_at_full: bool) -> None:
+                 base_at_full: bool, tail_rate: int) -> None:
     corpus = Corpus()
     url = asyncio.run(fresh_database(cluster, "report_bench"))
     try:
@@ -291,6 +305,14 @@ def bench_report(cluster: Cluster, base: Path, tmp: Path, pairs: int, base_pairs
                 runs += report_runs("today's code", url, base, cluster, tmp, cold=False,
                                     extra=False)
             print_runs(f"report at {pairs:,} pairs ({size})", runs)
+        if tail_rate:
+            minutes = 12
+            print(f"\nadding live traffic: the last {minutes} minutes at {tail_rate} "
+                  "requests/s, stored as they arrive, not yet scored", flush=True)
+            asyncio.run(add_tail(url, tail_rate, minutes))
+            runs = report_runs(f"new, with {tail_rate} req/s live", url, None, cluster, tmp,
+                               cold=False, extra=True)
+            print_runs(f"report at {pairs:,} pairs with live traffic", runs)
         print("\nplans of the pairs a report reads itself:")
         print(asyncio.run(plans(url)))
     finally:
@@ -361,6 +383,9 @@ def main() -> None:
     parser.add_argument("--base", default=None, help="commit of today's code")
     parser.add_argument("--base-at-full", action="store_true",
                         help="also run today's report at --pairs (minutes, GBs)")
+    parser.add_argument("--tail-rate", type=int, default=100,
+                        help="requests/s of live traffic in the last 12 minutes, added "
+                             "at the end of the report bench (0: none)")
     parser.add_argument("--skip-report", action="store_true")
     parser.add_argument("--skip-diff", action="store_true")
     parser.add_argument("--dir", default=tempfile.gettempdir(),
@@ -383,7 +408,7 @@ def main() -> None:
         try:
             if not args.skip_report:
                 bench_report(cluster, base, tmp, args.pairs, args.base_pairs,
-                             args.base_at_full)
+                             args.base_at_full, args.tail_rate)
             if not args.skip_diff:
                 bench_diff(cluster, base, tmp, args.diff_pairs)
         finally:
