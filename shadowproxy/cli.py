@@ -359,11 +359,13 @@ def report(ctx: click.Context, out: Path | None, fmt: str, since: str | None,
     from shadowproxy.decision.gate import evaluate
     from shadowproxy.decision.report import build_report
     from shadowproxy.decision.report_html import render_html
+    from shadowproxy.lifecycle_sources import current_lifecycle
 
     rules = read_policy(policy) if policy is not None else None  # before the database
     after = parse_since(since)
-    data = with_database(settings_from(ctx),
-                         lambda url: build_report(url, since=after, tag=tag))
+    lifecycle = current_lifecycle()  # the real day and the installed data: the edge
+    data = with_database(settings_from(ctx), lambda url: build_report(
+        url, since=after, tag=tag, lifecycle=lifecycle))
     if fmt == "json":
         text = json.dumps(data.to_json(), indent=2, default=str)
         if out is None:
@@ -410,10 +412,14 @@ def gate(ctx: click.Context, policy: Path, since: str | None, tag: str | None,
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="File to write (default: stdout).")
 @click.option("--since", default=None, help="ISO date/time or an age: 24h, 7d.")
+@click.option("--reviews", is_flag=True,
+              help="The people's labels (the human_reviews view, one row per label or "
+                   "skip) instead of the pairs.")
 @config_option
 @click.pass_context
 @settings_errors_exit_2
-def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) -> None:
+def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None,
+           reviews: bool) -> None:
     """Write pairs (the comparisons view) as CSV, JSON Lines or Parquet."""
     from shadowproxy.decision.export import export_pairs
 
@@ -421,10 +427,11 @@ def export(ctx: click.Context, fmt: str, out: Path | None, since: str | None) ->
     count = with_database(
         settings_from(ctx),
         lambda url: export_pairs(url, fmt=fmt, out=out or sys.stdout,  # type: ignore[arg-type]
-                                 since=after),
+                                 since=after, reviews=reviews),
     )
     if out is not None:
-        click.echo(f"shadowproxy: wrote {count} pairs to {out}", err=True)
+        click.echo(f"shadowproxy: wrote {count} {'labels' if reviews else 'pairs'} to {out}",
+                   err=True)
 
 
 @cli.command()
@@ -510,6 +517,90 @@ def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
         raise CannotRun(f"psql not found ({exc.filename}); install the PostgreSQL "
                         "client") from None
     sys.exit(code)
+
+
+@cli.group()
+def reviewer() -> None:
+    """The people who label pairs on the review page (/review on the admin listener)."""
+
+
+def _reviewers(ctx: click.Context, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work(connection)``; a bad name exits 2, a database without the review
+    tables exits 3 saying to migrate."""
+    import asyncpg
+
+    from shadowproxy.store.reviewers import BadReviewerName
+    from shadowproxy.store.urls import asyncpg_dsn
+
+    async def go(url: str) -> T:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return with_database(settings_from(ctx), go)
+    except BadReviewerName as exc:
+        fail(str(exc), EXIT_BAD_SETTING)
+        raise  # not reached
+    except asyncpg.UndefinedTableError:
+        raise CannotRun("the database has no reviewers table yet: run `shadowproxy migrate` "
+                        "(or serve, which migrates)") from None
+
+
+@reviewer.command("add")
+@click.argument("name")
+@config_option
+@click.pass_context
+@settings_errors_exit_2
+def reviewer_add(ctx: click.Context, name: str) -> None:
+    """Add a reviewer and print their token once (on stdout; it is stored hashed)."""
+    from shadowproxy.store.reviewers import BadReviewerName, add_reviewer, check_name
+
+    try:
+        check_name(name)
+    except BadReviewerName as exc:
+        fail(str(exc), EXIT_BAD_SETTING)
+    token = _reviewers(ctx, lambda conn: add_reviewer(conn, name))
+    click.echo(f"shadowproxy: reviewer {name} added; their token follows, shown this once "
+               "(only its hash is stored). Give it to them privately: they sign in at "
+               "/login on the admin listener and label at /review.", err=True)
+    click.echo(token)
+
+
+@reviewer.command("list")
+@config_option
+@click.pass_context
+@settings_errors_exit_2
+def reviewer_list(ctx: click.Context) -> None:
+    """The reviewers, when they were added, and how much they labelled."""
+    from shadowproxy.store.reviewers import list_reviewers
+
+    rows = _reviewers(ctx, list_reviewers)
+    if not rows:
+        click.echo("shadowproxy: no reviewers yet: `shadowproxy reviewer add NAME`", err=True)
+        return
+    width = max(4, *(len(r.name) for r in rows))
+    click.echo(f"{'NAME':<{width}}  {'ADDED':<16}  {'LABELS':>6}  {'SKIPS':>5}  LAST LABEL")
+    for r in rows:
+        last = r.last_label_at.strftime("%Y-%m-%d %H:%M") if r.last_label_at else "-"
+        click.echo(f"{r.name:<{width}}  {r.created_at.strftime('%Y-%m-%d %H:%M'):<16}  "
+                   f"{r.labels:>6}  {r.skips:>5}  {last}")
+
+
+@reviewer.command("remove")
+@click.argument("name")
+@config_option
+@click.pass_context
+@settings_errors_exit_2
+def reviewer_remove(ctx: click.Context, name: str) -> None:
+    """Remove a reviewer: their token and sessions stop working; their labels stay."""
+    from shadowproxy.store.reviewers import remove_reviewer
+
+    _reviewers(ctx, lambda conn: remove_reviewer(conn, name))
+    click.echo(f"shadowproxy: removed reviewer {name}: their token and sessions no longer "
+               "work; their labels stay", err=True)
 
 
 def main() -> None:

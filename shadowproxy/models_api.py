@@ -2,8 +2,8 @@
 
 With aiohttp rather than the SDK, so any process may ask (the proxy process, whose
 dashboard warns, must not load the SDK). Never raises: a Models API that is unreachable,
-refuses the key or does not know the model leaves the SDK's data as the answer
-(:func:`shadowproxy.lifecycle.from_sdk`).
+refuses the key or does not know the model answers None, and the offline data decides
+(:meth:`shadowproxy.lifecycle.LifecycleView.of` merges the answer with it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import aiohttp
 
-from shadowproxy.lifecycle import ModelLifecycle, from_model_info, from_sdk
+from shadowproxy.lifecycle import ModelLifecycle, from_model_info
 
 __all__ = ["DEFAULT_BASE_URL", "lookup_lifecycle", "lookup_lifecycles"]
 
@@ -24,26 +24,23 @@ API_VERSION = "2023-06-01"
 
 async def lookup_lifecycle(
     model: str,
-    session: aiohttp.ClientSession | None,
+    session: aiohttp.ClientSession,
     *,
-    api_key: str | None,
+    api_key: str,
     base_url: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> ModelLifecycle:
-    """The model's lifecycle from the Models API when it answers, else the SDK's data.
-    Without a session or a key only the SDK's data is used."""
-    if session is None or not api_key:
-        return from_sdk(model)
+) -> ModelLifecycle | None:
+    """The Models API's answer for ``model``, or None when it gives none."""
     url = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/v1/models/{model}"
     headers = {"x-api-key": api_key, "anthropic-version": API_VERSION}
     try:
         async with asyncio.timeout(timeout_s), session.get(url, headers=headers) as reply:
             if reply.status != 200:
-                return from_sdk(model)
+                return None
             info = await reply.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError):
-        return from_sdk(model)
-    return from_model_info(model, info) if isinstance(info, dict) else from_sdk(model)
+        return None
+    return from_model_info(model, info) if isinstance(info, dict) else None
 
 
 async def lookup_lifecycles(
@@ -52,9 +49,12 @@ async def lookup_lifecycles(
     api_key: str | None,
     base_url: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> dict[str, ModelLifecycle]:
-    """Several models at once (the report's primary models, the shadow, the judge)."""
+) -> dict[str, ModelLifecycle | None]:
+    """Several models at once (the shadow and the judge); without a key, no call and
+    every answer None."""
     unique = list(dict.fromkeys(m for m in models if m))
+    if not api_key:
+        return dict.fromkeys(unique)
     async with aiohttp.ClientSession(trust_env=False) as session:
         found = await asyncio.gather(*(
             lookup_lifecycle(m, session, api_key=api_key, base_url=base_url,

@@ -8,6 +8,7 @@ line and exit 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -156,6 +157,28 @@ class Settings(BaseSettings):
     mirror_stall_s: float = Field(15.0, gt=0)
     # Longest wait between restarts of a child that keeps dying.
     restart_backoff_max_s: float = Field(30.0, gt=0)
+
+    # -- admin listener and human review (review branch: issues 17 and 20) ------------
+    # Proxies allowed to tell the admin listener the client's address, scheme and host
+    # (X-Forwarded-For/-Proto/-Host, Forwarded): addresses or CIDR blocks, comma-separated.
+    admin_trusted_proxies: str | list[str] = ""
+    # "always": the session cookie is Secure even when no trusted proxy says https.
+    admin_cookie_secure: Literal["auto", "always"] = "auto"
+    # Share of review items offered to a second reviewer (human-human agreement).
+    review_overlap: float = Field(0.1, ge=0.0, le=1.0, allow_inf_nan=False)
+
+    @field_validator("admin_trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str | list[str]) -> list[str]:
+        items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)
+                 if v.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r:.60} is not an IP address or network "
+                                 "(e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+        return items
 
     @field_validator("judge_sample")
     @classmethod

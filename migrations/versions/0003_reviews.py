@@ -2,13 +2,21 @@
 
 ``reviewers`` holds a SHA-256 of each token, never the token. ``admin_sessions`` are the
 dashboard's and the review page's browser sessions, shared by every worker and replica
-(a session id is stored as its SHA-256 too, so a reader of the table cannot sign in as
-anyone). ``review_items`` are what the queue offered a reviewer (the pair and which side
-was shown first stay here; the item id is all the browser sees); ``reviews`` the labels,
-one per pair and reviewer, from the shadow's side (``verdict`` NULL for a skip).
+(a session id is stored as an HMAC-SHA256 keyed by the admin token, so a reader of the
+table cannot sign in as anyone). ``review_items`` are what the queue offered a reviewer
+(the pair and which side was shown first stay here, with its tag, rank and overlap
+flag; the item id is all the browser sees; ``answered_at`` once labelled or skipped,
+``labelled`` unless skipped); ``reviews`` the labels, one per pair and reviewer, from the
+shadow's side (``verdict`` NULL for a skip).
+``review_floors`` keep, per tag, the rank below which every judged pair has been
+offered (so the queue need not walk past them again). ``admin_login_failures`` are the
+failed sign-ins of the last minutes, so the limit on
+guessing holds across workers and replicas. ``ix_pairs_review_rank`` lets the review
+queue walk a tag's pairs in rank order (``shadowproxy/decision/review_frame.py``).
 
 The analyst view gains ``human_verdict`` (the first reviewer's label) and
-``human_labels`` (labels, skips excluded) at its end.
+``human_labels`` (labels, skips excluded) at its end; a second view, ``human_reviews``,
+has one row per label or skip (what ``export --reviews`` writes).
 
 Revision ID: 0003
 Revises: 0002
@@ -66,6 +74,26 @@ VIEW_0003 = (
     ") AS h ON true"
 )
 
+# One row per label or skip, with the pair's tag and time and the judge's verdict beside
+# the person's: what `export --reviews` writes (the analyst's view of the labels).
+HUMAN_REVIEWS = (
+    "CREATE VIEW human_reviews AS\n"
+    "SELECT r.pair_id, p.received_at, p.tag, r.reviewer, r.choice,\n"
+    "       r.verdict AS human_verdict, s.verdict AS judge_verdict, s.verdict_method,\n"
+    "       r.shadow_first, r.note, r.created_at AS labelled_at\n"
+    "FROM reviews AS r JOIN pairs AS p ON p.id = r.pair_id\n"
+    "LEFT JOIN scores AS s ON s.pair_id = r.pair_id"
+)
+
+# A label is one of four choices; its verdict (from the shadow's side) is NULL exactly
+# when it is a skip.
+_CHOICE_CHECK = (
+    "choice IN ('1', '2', 'tie', 'skip') AND (verdict IS NULL) = (choice = 'skip') "
+    "AND (verdict IS NULL OR verdict IN ('worse', 'equivalent', 'better'))"
+)
+_RANK_INDEX = ("CREATE INDEX ix_pairs_review_rank ON pairs "
+               "(tag, (('x' || left(md5(id::text), 15))::bit(60)::bigint)) INCLUDE (id)")
+
 
 def upgrade() -> None:
     op.create_table(
@@ -99,6 +127,14 @@ def upgrade() -> None:
         sa.Column("shadow_first", sa.Boolean(), nullable=False),
         sa.Column("offered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
                   nullable=False),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+        # The pair's tag, rank and overlap flag, copied when it is first offered, so the
+        # queue reads what was offered without going back to pairs.
+        sa.Column("tag", sa.Text(), nullable=True),
+        sa.Column("rank", sa.BigInteger(), nullable=False),
+        sa.Column("overlap", sa.Boolean(), nullable=False),
+        # Answered with a label (not a skip): with overlap false, the pair needs no more.
+        sa.Column("labelled", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
                                 name=op.f("fk_review_items_pair_id_pairs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_review_items")),
@@ -117,13 +153,56 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"],
                                 name=op.f("fk_reviews_pair_id_pairs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("pair_id", "reviewer", name=op.f("pk_reviews")),
+        sa.CheckConstraint(_CHOICE_CHECK, name=op.f("ck_reviews_choice")),
     )
+    # A reviewer's labels in the last minute (the rate limit) and per reviewer.
+    op.create_index(op.f("ix_reviews_reviewer_created_at"), "reviews",
+                    ["reviewer", "created_at"])
+    # A reviewer's open items (the queue offers those first).
+    op.create_index(op.f("ix_review_items_reviewer"), "review_items", ["reviewer"],
+                    postgresql_where=sa.text("answered_at IS NULL"))
+    # Items whose pair may need another look (open, skipped, or an overlap pair).
+    op.create_index("ix_review_items_unsettled", "review_items", ["tag", "rank"],
+                    postgresql_where=sa.text("NOT labelled OR overlap"))
+    # The queue walks a tag's pairs in rank order (decision/review_frame.py: RANK).
+    op.execute(_RANK_INDEX)
+    # Pairs the judge decided lately: those that joined the frame below a tag's floor.
+    op.create_index("ix_scores_review_judged_at", "scores", ["judged_at"],
+                    postgresql_where=sa.text("verdict_method = 'judge'"))
+    op.create_table(
+        "review_floors",
+        sa.Column("stratum", sa.Text(), nullable=False),
+        sa.Column("floor_rank", sa.BigInteger(), nullable=False),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("stratum", name=op.f("pk_review_floors")),
+    )
+    # Is a pair in the frame? An index-only probe while the queue walks.
+    op.create_index("ix_scores_review_frame", "scores", ["pair_id"],
+                    postgresql_where=sa.text("verdict_method = 'judge'"))
+    op.create_table(
+        "admin_login_failures",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("client", sa.Text(), nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_login_failures")),
+    )
+    op.create_index(op.f("ix_admin_login_failures_failed_at"), "admin_login_failures",
+                    ["failed_at"])
+    op.create_index(op.f("ix_admin_login_failures_client_failed_at"),
+                    "admin_login_failures", ["client", "failed_at"])
     op.execute("DROP VIEW IF EXISTS comparisons")
     op.execute(VIEW_0003)
+    op.execute(HUMAN_REVIEWS)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS human_reviews")
     op.execute("DROP VIEW IF EXISTS comparisons")
+    op.drop_table("admin_login_failures")
+    op.drop_table("review_floors")
+    op.drop_index("ix_scores_review_judged_at", table_name="scores")
+    op.execute("DROP INDEX IF EXISTS ix_pairs_review_rank")
+    op.drop_index("ix_scores_review_frame", table_name="scores")
     op.drop_table("reviews")
     op.drop_table("review_items")
     op.drop_index(op.f("ix_admin_sessions_expires_at"), table_name="admin_sessions")

@@ -1,4 +1,5 @@
-"""``shadowproxy export``: the ``comparisons`` view as CSV, JSON Lines or Parquet.
+"""``shadowproxy export``: the ``comparisons`` view as CSV, JSON Lines or Parquet (with
+``--reviews``, the ``human_reviews`` view: the people's labels, one row each).
 
 Rows stream from a server-side cursor in batches, so an export of millions of pairs
 needs the memory of one batch. The columns are whatever the view has (analysts may see
@@ -57,12 +58,12 @@ class _Column:
         return self.pg_type in ("json", "jsonb")
 
 
-async def _columns(conn: AsyncConnection) -> list[_Column]:
+async def _columns(conn: AsyncConnection, relation: str) -> list[_Column]:
     rows = await conn.execute(text(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 'comparisons' AND table_schema = current_schema() "
+        "WHERE table_name = :relation AND table_schema = current_schema() "
         "ORDER BY ordinal_position"
-    ))
+    ), {"relation": relation})
     return [_Column(name, pg_type) for name, pg_type in rows]
 
 
@@ -82,13 +83,18 @@ def _select_list(columns: list[_Column]) -> str:
     return ", ".join(items)
 
 
-def _query(columns: list[_Column], fmt: ExportFormat, where: str) -> str:
-    order = "ORDER BY c.received_at, c.id"
+# What can be exported, and its order: the pairs, or the human labels (`--reviews`).
+_RELATIONS = {"comparisons": "ORDER BY c.received_at, c.id",
+              "human_reviews": "ORDER BY c.received_at, c.pair_id, c.labelled_at, c.reviewer"}
+
+
+def _query(columns: list[_Column], fmt: ExportFormat, where: str, relation: str) -> str:
+    order = _RELATIONS[relation]
     if fmt == "jsonl":
         # row_to_json nests jsonb as is and writes timestamps in ISO 8601 (UTC, see the
         # SET LOCAL below): no decode and re-encode of every request body in Python.
-        return f"SELECT row_to_json(c)::text FROM comparisons c {where} {order}"
-    return f"SELECT {_select_list(columns)} FROM comparisons c {where} {order}"
+        return f"SELECT row_to_json(c)::text FROM {relation} c {where} {order}"
+    return f"SELECT {_select_list(columns)} FROM {relation} c {where} {order}"
 
 
 class _Sink:
@@ -156,8 +162,10 @@ async def export_pairs(
     fmt: ExportFormat,
     out: Path | IO[Any],
     since: datetime | None = None,
+    reviews: bool = False,
 ) -> int:
     """Write ``comparisons`` rows (received at or after ``since``) to ``out``; the row count.
+    With ``reviews``, the ``human_reviews`` rows instead: one per label or skip.
 
     ``out`` is a path or an open file: text for csv/jsonl, binary for parquet (a text
     stream with a ``buffer``, such as ``sys.stdout``, is written through its buffer).
@@ -167,15 +175,16 @@ async def export_pairs(
     count = 0
     try:
         async with engine.connect() as conn:
-            columns = await _columns(conn)
+            relation = "human_reviews" if reviews else "comparisons"
+            columns = await _columns(conn, relation)
             if not columns:
-                raise RuntimeError("the comparisons view is missing: run `shadowproxy migrate`")
+                raise RuntimeError(f"the {relation} view is missing: run `shadowproxy migrate`")
             with ExitStack() as stack:
                 sink = _Sink(fmt, columns, _open(out, fmt, stack))
                 try:
                     await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
                     result = await conn.stream(
-                        text(_query(columns, fmt, where)),
+                        text(_query(columns, fmt, where, relation)),
                         params,
                         execution_options={"yield_per": BATCH_ROWS},
                     )

@@ -9,6 +9,13 @@ small tag cannot hide a clear overall failure. Shares are judged on the side of 
 ``max_worse_rate`` on the upper bound, ``max_worse_rate_over_noise`` on the upper bound
 of Newcombe's interval for the difference; a small sample cannot pass by luck.
 
+With ``min_human_labels`` the judge is checked by people (PRODUCT.md, "Human review"): a
+scope whose judge decided pairs needs that many labelled pairs (or its whole frame
+labelled), else it is "not enough data" naming the review page; ``max_worse_rate`` and
+``max_worse_rate_over_noise`` are then judged on the calibrated interval, which holds
+however biased the judge is. ``min_judge_kappa`` fails a judge people disagree with
+(Cohen's κ, on the point estimate).
+
 Without a judge, free-form pairs stay ``unjudged``: a verdict criterion over a scope with
 such pairs is "not enough data" naming the judge, never a verdict computed from the few
 pairs that matched exactly. A criterion whose number is unavailable (no tool calls seen,
@@ -23,6 +30,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from shadowproxy.decision.calibration import MIN_LABELS, mover_difference
+from shadowproxy.decision.human_review import REVIEW_PAGE, HumanReview
 from shadowproxy.decision.report_model import Interval, Report, ScopeSummary, UnjudgedCause
 
 __all__ = ["Basis", "Criterion", "GateResult", "Policy", "PolicyError", "Verdict", "evaluate",
@@ -54,6 +63,8 @@ class Policy:
     max_p95_latency_ratio: float | None = None
     max_cost_ratio: float | None = None
     per_tag: bool = False
+    min_human_labels: int | None = None
+    min_judge_kappa: float | None = None
 
 
 _SHARES = ("max_worse_rate", "max_worse_rate_over_noise", "min_agreement",
@@ -71,9 +82,9 @@ def parse_policy(raw: dict[str, Any], source: str = "policy") -> Policy:
         if key == "per_tag":
             if not isinstance(value, bool):
                 raise PolicyError(f"{source}: per_tag must be true or false, got {value!r}")
-        elif key == "min_pairs":
+        elif key in ("min_pairs", "min_human_labels"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise PolicyError(f"{source}: min_pairs must be a whole number >= 0, "
+                raise PolicyError(f"{source}: {key} must be a whole number >= 0, "
                                   f"got {value!r}")
         else:
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -83,6 +94,9 @@ def parse_policy(raw: dict[str, Any], source: str = "policy") -> Policy:
                 raise PolicyError(f"{source}: {key} must be between 0 and 1, got {value!r}")
             if key in _RATIOS and value <= 0.0:
                 raise PolicyError(f"{source}: {key} must be above 0, got {value!r}")
+            if key == "min_judge_kappa" and not -1.0 <= value <= 1.0:
+                raise PolicyError(f"{source}: min_judge_kappa must be between -1 and 1, "
+                                  f"got {value!r}")
         values[key] = value
     return Policy(**values)
 
@@ -106,6 +120,7 @@ _UNAVAILABLE = {
     "max_shadow_error_rate": "no shadow call attempted",
     "max_p95_latency_ratio": "no latency for a side",
     "max_cost_ratio": "no cost for a side (unpriced model)",
+    "min_judge_kappa": "no κ (no labels, or one verdict throughout)",
 }
 
 
@@ -117,6 +132,9 @@ class Basis(enum.StrEnum):
     LOWER_BOUND = "lower bound of 95% CI"
     UPPER_BOUND = "upper bound of 95% CI"
     UPPER_BOUND_DIFFERENCE = "upper bound of 95% CI of the difference"
+    LABELS = "labelled pairs"
+    CALIBRATED_UPPER_BOUND = "upper bound of calibrated 95% CI"
+    CALIBRATED_UPPER_BOUND_DIFFERENCE = "upper bound of calibrated 95% CI of the difference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +169,7 @@ class Criterion:
             return f"{_UNAVAILABLE.get(self.criterion, 'not measured')}: n/a"
         observed = show_value(self.observed, self.criterion)
         threshold = show_value(self.threshold, self.criterion)
-        if self.basis is Basis.COUNT:
+        if self.basis in (Basis.COUNT, Basis.LABELS):
             return f"{observed} {self.basis.value} {sign} {threshold}"
         if self.basis is Basis.OBSERVED:
             return f"{observed} {sign} {threshold}"
@@ -243,11 +261,21 @@ def _judge_scope(scope: str, numbers: ScopeSummary, policy: Policy) -> list[Crit
                               insufficient=insufficient, basis=basis,
                               note=short if insufficient else None))
 
-    check("max_worse_rate", _bound(numbers.worse_rate_ci95, upper=True),
-          policy.max_worse_rate, Basis.UPPER_BOUND, needs_verdicts=True)
-    check("max_worse_rate_over_noise", _bound(numbers.worse_over_noise_ci95, upper=True),
-          policy.max_worse_rate_over_noise, Basis.UPPER_BOUND_DIFFERENCE,
-          needs_verdicts=True)
+    human = numbers.human
+    if policy.min_human_labels is not None and (human is None or human.frame):
+        rows.extend(_calibrated_rows(scope, numbers, human, policy, short))
+    else:
+        if policy.min_human_labels is not None:
+            rows.append(Criterion(scope, "min_human_labels", 0.0,
+                                  float(policy.min_human_labels), None, basis=Basis.LABELS,
+                                  note="no pair needed the judge: nothing to label"))
+        check("max_worse_rate", _bound(numbers.worse_rate_ci95, upper=True),
+              policy.max_worse_rate, Basis.UPPER_BOUND, needs_verdicts=True)
+        check("max_worse_rate_over_noise", _bound(numbers.worse_over_noise_ci95, upper=True),
+              policy.max_worse_rate_over_noise, Basis.UPPER_BOUND_DIFFERENCE,
+              needs_verdicts=True)
+    if policy.min_judge_kappa is not None:
+        rows.append(_kappa_row(scope, human, policy, policy.min_judge_kappa))
     check("min_agreement", _bound(numbers.agreement_ci95, upper=False),
           policy.min_agreement, Basis.LOWER_BOUND, needs_verdicts=True)
     check("min_tool_call_match", numbers.tool_call_match, policy.min_tool_call_match)
@@ -256,6 +284,62 @@ def _judge_scope(scope: str, numbers: ScopeSummary, policy: Policy) -> list[Crit
           policy.max_p95_latency_ratio)
     check("max_cost_ratio", numbers.cost_usd_per_1k.ratio, policy.max_cost_ratio)
     return rows
+
+
+def _labels_short(scope: str, human: HumanReview | None, wanted: int) -> str | None:
+    """Why this scope has too few labels for the judge to be checked, or None."""
+    if human is not None and (human.whole_frame_labelled or human.labelled_pairs >= wanted):
+        return None
+    labelled = human.labelled_pairs if human is not None else 0
+    return (f"{scope}: {labelled:,} of {wanted:,} human labels needed; label pairs on the "
+            f"review page ({REVIEW_PAGE} on the admin listener)")
+
+
+def _calibrated_rows(scope: str, numbers: ScopeSummary, human: HumanReview | None,
+                     policy: Policy, short: str | None) -> list[Criterion]:
+    """``min_human_labels`` and the worse rates, judged on the calibrated interval."""
+    wanted = policy.min_human_labels or 0
+    labelled = human.labelled_pairs if human is not None else 0
+    few = _labels_short(scope, human, wanted)
+    rows = [Criterion(scope, "min_human_labels", float(labelled), float(wanted),
+                      few is None, insufficient=few is not None, basis=Basis.LABELS,
+                      note=few)]
+    worse = human.worse if human is not None else None
+    # Calibrated rates need MIN_LABELS per tag even when min_human_labels asks fewer.
+    missing = short or few or (None if worse is not None else
+                               f"{scope}: {human.note if human else 'no labels'}")
+    floor = numbers.noise_floor
+    over_noise: float | None = None
+    if worse is not None and floor is not None and floor.worse_rate is not None:
+        ci = floor.worse_rate_ci95
+        assert ci is not None
+        over_noise = mover_difference(worse, floor.worse_rate, ci.low, ci.high)[1]
+    for name, observed, threshold, basis in (
+            ("max_worse_rate", worse.high if worse else None, policy.max_worse_rate,
+             Basis.CALIBRATED_UPPER_BOUND),
+            ("max_worse_rate_over_noise", over_noise, policy.max_worse_rate_over_noise,
+             Basis.CALIBRATED_UPPER_BOUND_DIFFERENCE)):
+        if threshold is None:
+            continue
+        lacking = missing is not None
+        rows.append(Criterion(scope, name, observed, threshold,
+                              None if observed is None else observed <= threshold,
+                              insufficient=lacking, basis=basis,
+                              note=missing if lacking else None))
+    return rows
+
+
+def _kappa_row(scope: str, human: HumanReview | None, policy: Policy,
+               threshold: float) -> Criterion:
+    """Cohen's κ between the judge and people, on the point estimate."""
+    if human is not None and not human.frame:
+        return Criterion(scope, "min_judge_kappa", None, threshold, None,
+                         note="no pair needed the judge")
+    kappa = human.judge_kappa if human is not None else None
+    few = _labels_short(scope, human, policy.min_human_labels or MIN_LABELS)
+    return Criterion(scope, "min_judge_kappa", kappa, threshold,
+                     None if kappa is None else kappa >= threshold,
+                     insufficient=few is not None, note=few)
 
 
 def evaluate(report: Report, policy: Policy) -> GateResult:
@@ -270,8 +354,10 @@ def evaluate(report: Report, policy: Policy) -> GateResult:
 def show_value(value: float | None, criterion: str) -> str:
     if value is None:
         return "n/a"
-    if criterion == "min_pairs":
+    if criterion in ("min_pairs", "min_human_labels"):
         return f"{int(value):,}"
+    if criterion == "min_judge_kappa":
+        return f"κ {value:.2f}"
     if criterion.endswith("_ratio"):
         return f"{value:.2f}x"
     return f"{value:.1%}"

@@ -1,11 +1,17 @@
 """Asking the judge about many pairs: concurrency, the spending cap, and what is stored.
 
 Each pair is asked in both orders (primary as A, then shadow as A), the two calls in
-flight together. At most ``JUDGE_CONCURRENCY`` calls are in flight. Before a call is
-sent, its worst-case cost (:func:`shadowproxy.decision.judge.worst_case_usd`) is reserved
-against ``JUDGE_MAX_USD``; spent plus reserved never exceeds the cap, so the cap holds
-however many calls are in flight. Once a reservation is refused no new pair is started
-and the rest stays ``unjudged`` with that reason, for the next run.
+flight together. At most ``JUDGE_CONCURRENCY`` calls are in flight. Before a pair's
+calls are sent, the worst-case cost of *both* orders
+(:func:`shadowproxy.decision.judge.worst_case_usd`) is reserved at once against
+``JUDGE_MAX_USD``: a pair is asked in both orders or not at all, so money is never spent
+on one order whose verdict the next run would have to buy again. Spent plus reserved never
+exceeds the cap, however many calls are in flight. Once a reservation is refused no new
+pair is started and the rest stays ``unjudged`` with that reason, for the next run.
+
+Only pairs that hold a call slot hold a reservation (at most half of
+``JUDGE_CONCURRENCY``, rounded up, pairs at a time), so pairs waiting for a slot do not
+tie up budget that in-flight pairs could use.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class JudgeRun:
         self.budget = Budget(max_usd)
         self.calls = 0
         self._slots = asyncio.Semaphore(concurrency)
+        self._pairs = asyncio.Semaphore(max(1, (concurrency + 1) // 2))
         self._rubrics = rubrics or {}
         self.on_call = on_call
 
@@ -80,18 +87,15 @@ class JudgeRun:
         return (f"JUDGE_MAX_USD={self.budget.cap_usd:g} reached in this run: run diff again "
                 "to judge the rest (or raise the cap)")
 
-    async def _call(self, prompt: str) -> CallResult | None:
-        """``None`` when the budget refused the call (nothing was sent)."""
+    async def _call(self, prompt: str, reserved: float) -> CallResult:
+        """One order, its worst case already reserved; settles what it really cost."""
         async with self._slots:
-            worst = self.judge.worst_case_usd(prompt)
-            if not self.budget.reserve(worst):
-                return None
             result = CallResult(None, 0.0, "judge call cancelled")
             try:
                 self.calls += 1
                 result = await self.judge.ask(prompt)
             finally:
-                self.budget.settle(worst, result.cost_usd)
+                self.budget.settle(reserved, result.cost_usd)
                 if self.on_call is not None:
                     self.on_call()
             return result
@@ -105,11 +109,14 @@ class JudgeRun:
         rubric = self._rubrics.get(tag) if tag else None
         primary_first = judge_prompt(conversation, primary, other, rubric)
         other_first = judge_prompt(conversation, other, primary, rubric)
-        one, two = await asyncio.gather(self._call(primary_first), self._call(other_first))
-        sent = [r for r in (one, two) if r is not None]
-        cost = sum(r.cost_usd for r in sent)
-        if one is None or two is None:
-            return Judged(Verdict.UNJUDGED, None, self.cap_reason, cost, len(sent), None)
+        async with self._pairs:
+            worst = (self.judge.worst_case_usd(primary_first),
+                     self.judge.worst_case_usd(other_first))
+            if not self.budget.reserve(sum(worst)):  # both orders, or neither
+                return Judged(Verdict.UNJUDGED, None, self.cap_reason, 0.0, 0, None)
+            one, two = await asyncio.gather(self._call(primary_first, worst[0]),
+                                            self._call(other_first, worst[1]))
+        cost = one.cost_usd + two.cost_usd
         failed = next((r.error for r in (one, two) if r.error or r.vote is None), None)
         if failed is not None or one.vote is None or two.vote is None:
             return Judged(Verdict.UNJUDGED, None, f"{failed}; run diff again to retry", cost,

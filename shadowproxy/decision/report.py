@@ -22,19 +22,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from shadowproxy.decision import report_human
+from shadowproxy.decision.calibration import VERDICTS
 from shadowproxy.decision.histogram import (
     EXACT_UP_TO,
     cdf_from_buckets,
     percentiles_from_buckets,
 )
+from shadowproxy.decision.lifecycle_notices import LifecycleNotice, fetch_lifecycle_notices
 from shadowproxy.decision.report_model import (
     PROJECTION_DAYS,
     Answer,
@@ -59,7 +63,7 @@ from shadowproxy.decision.report_model import (
 )
 from shadowproxy.decision.summaries import TagFacts, read, refresh
 from shadowproxy.decision.summary_sql import METRICS
-from shadowproxy.lifecycle import from_sdk, lifecycle_warning
+from shadowproxy.lifecycle import LifecycleView
 from shadowproxy.records import ShadowOutcome
 from shadowproxy.store.urls import asyncpg_dsn
 
@@ -355,8 +359,12 @@ def _small(tags: Sequence[TagFacts]) -> bool:
 async def build_report(
     source: str | asyncpg.Pool, *, since: datetime | None = None, tag: str | None = None,
     worst: int = WORST_DEFAULT, summarise: bool = True,
+    lifecycle: LifecycleView | None = None,
 ) -> Report:
     """The report for pairs received at or after ``since`` (and with ``tag``, if given).
+
+    ``lifecycle`` (the day and the end-of-life data; the CLI and the dashboard pass the
+    real ones) adds a notice for every deprecated or retired model the pairs name.
 
     ``source`` is a database URL (a connection for this call) or a pool the caller keeps,
     as the dashboard does. asyncpg rather than SQLAlchemy: the dashboard runs this inside
@@ -388,15 +396,94 @@ async def build_report(
             _WORST.format(both_ok=_both_ok(), where=where),
             [t.tag or "" for t in tags], [t.tag is not None for t in tags], worst, *args)]
         sections = {name: await section(conn, window) for name, section in SECTIONS.items()}
-    return assemble_report(tags, worst_rows, exact=exact, since=since, tag=tag,
-                           now=window.now, sections=sections)
+        fetch = _named_fetch(conn, since, tag)
+        where = _comparisons_filter(since, tag)
+        # People's labels: small queries that start from ``reviews`` (report_human).
+        human = await report_human.fetch_human(fetch, where, _both_ok("c"))
+        notices = (await fetch_lifecycle_notices(fetch, where, _named_models(tags),
+                                                 lifecycle)
+                   if lifecycle is not None else ())
+    report = assemble_report(tags, worst_rows, exact=exact, since=since, tag=tag,
+                             now=window.now, sections=sections, lifecycle=notices)
+    return report_human.attach_human(report, _judge_frames(tags), human)
+
+
+def _named_models(tags: Sequence[TagFacts]) -> dict[str, list[str]]:
+    """Every model id the pairs name per role, answered or not (a retired model's pairs
+    are all errors; its id comes from the request)."""
+    named: dict[str, set[str]] = {"primary": set(), "shadow": set(), "judge": set()}
+    for facts in tags:
+        for entry in facts.models:
+            role, _, name = entry.partition(":")
+            if role.startswith("named-"):
+                named.setdefault(role[len("named-"):], set()).add(name)
+            elif role == "judge":
+                named["judge"].add(name)
+    return {role: sorted(names) for role, names in named.items()}
+
+
+def _judge_frames(tags: Sequence[TagFacts]) -> list[dict[str, Any]]:
+    """Per tag, what the calibration needs from the summaries: the judge's verdicts
+    (``judge_frame_<v>``) and all verdicts (``verdict_<v>``). When the judge saw a
+    sample of its frame, the tiers' verdicts are scaled to the sample's share so the
+    two strata keep the weights they have among the pairs."""
+    rows: list[dict[str, Any]] = []
+    for t in tags:
+        f = t.facts
+        judged = {v: float(f.get(f"n.frame.{v}", 0)) for v in VERDICTS}
+        eligible = float(f.get("n.frame", 0))
+        share = sum(judged.values()) / eligible if eligible else 1.0
+        row: dict[str, Any] = {"tag": t.tag}
+        for v in VERDICTS:
+            row[f"judge_frame_{v}"] = int(judged[v])
+            row[f"verdict_{v}"] = judged[v] + (float(f.get(f"n.verdict.{v}", 0))
+                                               - judged[v]) * share
+        rows.append(row)
+    return rows
+
+
+def _comparisons_filter(since: datetime | None, tag: str | None) -> str:
+    """The window over ``comparisons`` with ``:since`` / ``:tag`` parameters."""
+    clauses = ["TRUE"]
+    if since is not None:
+        clauses.append("received_at >= :since")
+    if tag is not None:
+        clauses.append("tag = :tag")
+    return " AND ".join(clauses)
+
+
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
+
+
+def _named_fetch(conn: Any, since: datetime | None, tag: str | None
+                 ) -> report_human.Fetch:
+    """A query function taking ``:name`` parameters (the window's and the caller's),
+    bound as asyncpg's ``$n``, each name once."""
+    params: dict[str, Any] = {"since": since, "tag": tag}
+
+    async def fetch(sql: str, extra: Mapping[str, Any] | None = None
+                    ) -> list[dict[str, Any]]:
+        bound = {**params, **(extra or {})}
+        order: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in order:
+                order.append(name)
+            return f"${order.index(name) + 1}"
+
+        query = _NAMED.sub(number, sql)
+        return [dict(row) for row in await conn.fetch(query, *[bound[n] for n in order])]
+
+    return fetch
 
 
 def assemble_report(
     tags: Sequence[TagFacts], worst_rows: Sequence[Mapping[Any, Any]], *,
     exact: Mapping[str | None, Mapping[str, Distribution]] | None = None,
-    since: datetime | None = None, tag: str | None = None, today: date | None = None,
+    since: datetime | None = None, tag: str | None = None,
     now: datetime | None = None, sections: Mapping[str, Any] | None = None,
+    lifecycle: Sequence[LifecycleNotice] = (),
 ) -> Report:
     """The report from each tag's summed facts (``tag`` None: untagged), the pairs
     judged worse, and exact distributions of small scopes (key None: overall)."""
@@ -418,15 +505,7 @@ def assemble_report(
         worst=tuple(_worst_entry(r) for r in worst_rows),
         projection_days=PROJECTION_DAYS,
         conversations=_conversations(tags),
-        lifecycle_warnings=_lifecycle_warnings(overall, today or generated.date()),
+        lifecycle=tuple(lifecycle),
         sections=dict(sections or {}),
     )
 
-
-def _lifecycle_warnings(summary: ScopeSummary, today: date) -> tuple[str, ...]:
-    """The anthropic SDK's end-of-life data for every model the pairs name: no network
-    call from a report (``serve`` also asks the Models API at start)."""
-    models = dict.fromkeys([*summary.models.primary, *summary.models.shadow,
-                            *summary.judge.models])
-    lines = (lifecycle_warning(m, from_sdk(m), today) for m in models)
-    return tuple(line for line in lines if line is not None)

@@ -26,6 +26,7 @@ import jinja2
 import pygal
 from markupsafe import Markup
 
+from shadowproxy.decision.calibration import VERDICTS
 from shadowproxy.decision.gate import GateResult, Verdict
 from shadowproxy.decision.report_model import (
     ConversationSummary,
@@ -230,9 +231,14 @@ def _scope_mark(gate: GateResult | None, key: str) -> str | None:
 def _scope(key: str, title: str, scope: ScopeSummary, gate: GateResult | None,
            conversation: ConversationSummary | None = None) -> _ScopeView:
     charts = [_cdf_chart("Latency", scope.latency_cdf),
-              _cdf_chart("Time to first token", scope.ttft_cdf)]
+              _cdf_chart("Time to first token, streamed only", scope.ttft_cdf)]
     return _ScopeView(key, title, scope, _scope_mark(gate, key), [c for c in charts if c],
                       _conversation_words(conversation), _sample(scope))
+
+
+def _ttft_note(scope: ScopeSummary) -> str:
+    """Beside every TTFT row: TTFT covers streamed requests, latency all of them."""
+    return f"streamed requests only (n = {scope.ttft_streamed_pairs:,})"
 
 
 def _headline(report: Report) -> list[str]:
@@ -256,6 +262,7 @@ def _headline(report: Report) -> list[str]:
             f"Of {s.pairs:,} pairs with a verdict, the shadow's answer was worse in "
             f"{worse} (95% CI {_interval(s.worse_rate_ci95)}), equivalent in "
             f"{_pct(s.agreement)} and better in {better}{sampled}.{caveat}")
+        lines += _people_line(s)
         floor = s.noise_floor
         if floor is not None and floor.worse_rate is not None:
             lines.append(
@@ -270,6 +277,20 @@ def _headline(report: Report) -> list[str]:
     lines.append(f"Shadow errors {_pct(s.shadow_error_rate)}, drops "
                  f"{_pct(s.shadow_drop_rate)}, tool-call match {_pct(s.tool_call_match)}.")
     return lines
+
+
+def _people_line(s: ScopeSummary) -> list[str]:
+    """What people's labels say of the judge, and the calibrated worse rate."""
+    human = s.human
+    if human is None or not human.frame:
+        return []
+    line = human.summary[:1].upper() + human.summary[1:]
+    worse = human.worse
+    if worse is not None:
+        line += (f". Calibrated by their labels, the shadow is worse in {_pct(worse.rate)} "
+                 f"(95% CI {_pct(worse.low)} to {_pct(worse.high)}), against "
+                 f"{_pct(s.worse_rate)} by the judge alone")
+    return [line + "."]
 
 
 def _calls(calls: Any) -> str:
@@ -337,5 +358,6 @@ def render_html(report: Report, gate: GateResult | None = None) -> str:
         max_chars=MAX_SHOWN_CHARS,
         pct=_pct, interval=_interval, ms=_ms, usd=usd, times=_times, ratio=ratio,
         saving_words=saving_words, cost_words=_cost_words,
-        no_judge=UnjudgedCause.NO_JUDGE,
+        no_judge=UnjudgedCause.NO_JUDGE, ttft_note=_ttft_note,
+        verdict_names=VERDICTS,
     )

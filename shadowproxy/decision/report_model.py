@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowproxy.decision.human_review import HumanReview
+from shadowproxy.decision.lifecycle_notices import LifecycleNotice
 from shadowproxy.decision.sampling import Estimate, Stratum, difference, stratified
 from shadowproxy.decision.stats import wilson_interval
 
@@ -418,6 +420,8 @@ class ScopeSummary:
     ttft_cdf: Series = Series()
     # Per tag in the scope: where the verdicts came from (the judge's sample).
     strata: tuple[Strata, ...] = ()
+    # People's labels and the rates they calibrate (decision.report_human fills it).
+    human: HumanReview | None = None
 
     @property
     def pairs(self) -> int:
@@ -508,6 +512,12 @@ class ScopeSummary:
     def shadow_drop_rate(self) -> float | None:
         return _share(self.shadow_outcomes.get("dropped", 0), self.mirrored)
 
+    @property
+    def ttft_streamed_pairs(self) -> int:
+        """Pairs behind the TTFT figures: streamed ones only, where latency covers every
+        answered pair; so TTFT's p50 may sit above latency's."""
+        return self.ttft_cdf.samples
+
     def unjudged_for(self, cause: UnjudgedCause) -> int:
         return sum(u.pairs for u in self.unjudged if u.cause is cause)
 
@@ -537,6 +547,7 @@ class ScopeSummary:
             "shadow_outcomes": dict(sorted(self.shadow_outcomes.items())),
             "latency_ms": self.latency_ms.to_json(),
             "ttft_ms": self.ttft_ms.to_json(),
+            "ttft_streamed_pairs": self.ttft_streamed_pairs,
             "cost_usd_per_1k": self.cost_usd_per_1k.to_json(),
             "projected_saving_usd": self.projection.saving_usd,
             "projection": self.projection.to_json(),
@@ -544,6 +555,7 @@ class ScopeSummary:
             "models": self.models.to_json(),
             "cdf": {"latency_ms": self.latency_cdf.to_json(),
                     "ttft_ms": self.ttft_cdf.to_json()},
+            "human": self.human.to_json() if self.human else None,
         }
 
 
@@ -620,10 +632,18 @@ class Report:
     # Per tag ("" for all traffic): conversations, those with a shadow judged worse, and
     # the turn at which that first happens.
     conversations: Mapping[str, ConversationSummary] = field(default_factory=dict)
-    # One line per model seen (primary, shadow, judge) that is deprecated or retired.
-    lifecycle_warnings: tuple[str, ...] = ()
+    # One notice per model the pairs name (primary, shadow, judge) that is deprecated or
+    # retired on the report's day; a retired primary's with its errors since then.
+    lifecycle: tuple[LifecycleNotice, ...] = ()
+
     # Sections other modules add (shadowproxy.decision.report.SECTIONS), by name.
     sections: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def lifecycle_warnings(self) -> tuple[str, ...]:
+        """The notices as sentences, e.g. "claude-sonnet-4-5 retired on 2026-11-30: its
+        requests fail at the provider"."""
+        return tuple(n.message for n in self.lifecycle)
 
     def scopes(self) -> list[tuple[str, ScopeSummary]]:
         """("overall", …) then ("tag:<name>", …) for every tag, in name order."""
@@ -644,4 +664,5 @@ class Report:
             "lifecycle_warnings": list(self.lifecycle_warnings),
             **{name: value.to_json() if hasattr(value, "to_json") else value
                for name, value in sorted(self.sections.items())},
+            "lifecycle": [n.to_json() for n in self.lifecycle],
         }

@@ -146,14 +146,18 @@ def _counts_object() -> str:
         f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks) + ")"
 
 
-# The models seen, without DISTINCT aggregates (those sort every row of the slot).
+# The models seen (answered, judged, named), without DISTINCT aggregates (those sort
+# every row of the slot).
 _MODELS = """
 SELECT slot, tagged, tag, array_agg(model ORDER BY model) AS models FROM (
   SELECT DISTINCT slot, tagged, tag, m.model FROM src
   CROSS JOIN LATERAL (VALUES
     (CASE WHEN primary_ok THEN 'primary:' || primary_model END),
     (CASE WHEN shadow_ok THEN 'shadow:' || shadow_model END),
-    (CASE WHEN verdict_method = 'judge' THEN 'judge:' || judge_model END)) AS m(model)
+    (CASE WHEN verdict_method = 'judge' THEN 'judge:' || judge_model END),
+    -- every id the pairs name, answered or not: the end-of-life notices need a retired
+    -- model whose calls all fail
+    ('named-primary:' || primary_model), ('named-shadow:' || shadow_model)) AS m(model)
   WHERE m.model IS NOT NULL) AS seen
 GROUP BY slot, tagged, tag
 """

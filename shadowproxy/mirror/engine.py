@@ -15,12 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from shadowproxy.conversations import conversation_of
 from shadowproxy.exchange import ExchangeEnd, ExchangeStart
-from shadowproxy.lifecycle import from_sdk, lifecycle_warning
+from shadowproxy.lifecycle import ModelWatch
 from shadowproxy.mirror.assemble import build_record, primary_side
 from shadowproxy.mirror.conversations import ResponseHistory
 from shadowproxy.mirror.replay import Replayer
@@ -46,7 +45,6 @@ from shadowproxy.storable import (
 from shadowproxy.tasks import spawn
 
 log = logging.getLogger("shadowproxy.mirror")
-_MODELS_CHECKED_LIMIT = 1000
 
 RecordSink = Callable[[PairRecord], None]
 
@@ -100,7 +98,10 @@ class MirrorEngine:
         redactor: Redactor,
         prices: PriceTable,
         replayer: Replayer | None = None,
+        models: ModelWatch | None = None,
     ) -> None:
+        """``models`` checks the application's model ids as they arrive (deprecated or
+        retired: a warning); without it, none are checked."""
         self._caller = caller
         self._replayer = replayer
         self._sink = sink
@@ -118,7 +119,7 @@ class MirrorEngine:
         # Pairs with an outcome that never reached the writer, by reason (assembly).
         self.lost: Counter[str] = Counter()
         self.pending_bytes = 0
-        self._models_checked: set[str] = set()
+        self._models = models
 
     @property
     def pending(self) -> int:
@@ -374,17 +375,12 @@ class MirrorEngine:
             conversation_id=pending.conversation_id or start_conversation(pending.start),
             turn=pending.turn,
         )
+
     def _check_primary_model(self, model: str | None) -> None:
-        """Warn once per model id when the application's model is deprecated or retired
-        (the SDK's end-of-life data: no network call on the pair path)."""
-        if not model or model in self._models_checked:
-            return
-        if len(self._models_checked) >= _MODELS_CHECKED_LIMIT:  # ids come from traffic
-            return
-        self._models_checked.add(model)
-        line = lifecycle_warning(model, from_sdk(model), datetime.now(UTC).date())
-        if line is not None:
-            log.warning("primary %s", line)
+        """Warn once per model id and state when the application's model is deprecated
+        or retired (offline data: no network call on the pair path)."""
+        if model and self._models is not None and (line := self._models.check(model)):
+            log.warning("primary model %s", line)
 
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight shadows finish within ``timeout_s``; then cut them short.

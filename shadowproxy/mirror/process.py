@@ -21,7 +21,6 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from shadowproxy.children import StatusPipe, set_parent_death_signal
@@ -34,7 +33,8 @@ from shadowproxy.exchange import (
     encode_frame,
     read_frame,
 )
-from shadowproxy.lifecycle import lifecycle_warning
+from shadowproxy.lifecycle import LifecycleView, ModelWatch
+from shadowproxy.lifecycle_sources import current_lifecycle, installed_data, utc_today
 from shadowproxy.metrics import Metrics
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.exporter import MirrorExporter
@@ -74,25 +74,32 @@ def engine_limits(settings: Settings) -> EngineLimits:
 MODELS_API_TIMEOUT_S = 3.0
 
 
-async def check_models(settings: Settings, limits: EngineLimits, *, warn: bool) -> None:
-    """At start: warn when the shadow or judge model is deprecated or retired, and take
-    the shadow model's max_tokens limit from the Models API when it answers."""
+async def check_models(settings: Settings, limits: EngineLimits, *, warn: bool,
+                       lifecycle: LifecycleView) -> None:
+    """At start: warn when the shadow or judge model is deprecated or retired on
+    ``lifecycle``'s day, and take the shadow model's max_tokens limit from the Models API
+    when it answers."""
     # The Models API speaks for Anthropic's own endpoint; Bedrock and Vertex shadows get
-    # the SDK's end-of-life data only.
+    # the offline data only (our table and the SDK's).
     key = (settings.shadow_api_key.get_secret_value()
            if settings.shadow_api_key is not None and settings.shadow_provider == "anthropic"
            else None)
-    models = [settings.shadow_model, getattr(settings, "judge_model", None) or ""]
-    found = await lookup_lifecycles(models, api_key=key, base_url=settings.shadow_base_url,
-                                    timeout_s=MODELS_API_TIMEOUT_S)
-    shadow = found.get(settings.shadow_model)
-    if shadow is not None and shadow.max_tokens:
+    roles = {"shadow": settings.shadow_model, "judge": settings.judge_model or ""}
+    answers = await lookup_lifecycles(roles.values(), api_key=key,
+                                      base_url=settings.shadow_base_url,
+                                      timeout_s=MODELS_API_TIMEOUT_S)
+    shadow = lifecycle.of(settings.shadow_model, answers.get(settings.shadow_model))
+    if shadow.max_tokens:
         limits.max_output_tokens = shadow.max_tokens
-    if warn:
-        today = datetime.now(UTC).date()
-        for model, info in found.items():
-            if (line := lifecycle_warning(model, info, today)) is not None:
-                log.warning("%s", line)
+    if not warn:
+        return
+    for role, model in roles.items():
+        if not model:
+            continue
+        info = lifecycle.of(model, answers.get(model))
+        if (line := lifecycle.warning(info)) is not None:
+            source = f" (source: {info.source})" if info.source else ""
+            log.warning("%s model %s%s", role, line, source)
 
 
 def spool_dir(settings: Settings, worker: int) -> Path:
@@ -135,7 +142,8 @@ async def run_mirror(
         limits = engine_limits(settings)
         # Before ready, so the warning is among serve's start-up lines and the first
         # shadow is clamped to the Models API's limit; bounded by MODELS_API_TIMEOUT_S.
-        await check_models(settings, limits, warn=worker == 0)
+        await check_models(settings, limits, warn=worker == 0,
+                           lifecycle=current_lifecycle())
         replayer = (
             Replayer(settings.primary_url, concurrency=settings.shadow_concurrency,
                      prices=prices, timeout_s=settings.upstream_timeout_s)
@@ -150,6 +158,7 @@ async def run_mirror(
             redactor=Redactor.from_names(settings.redactors),
             prices=prices,
             replayer=replayer,
+            models=ModelWatch(installed_data(), utc_today),
         )
         if stats_hook is not None:
             stats_hook(engine, writer)

@@ -1,56 +1,39 @@
-"""The admin listener: health, readiness and metrics, never on the proxy's port.
+"""The admin listener: health, readiness and metrics, never on the proxy's port; the
+dashboard and admin API; the review page and review API.
 
 ``/healthz``, ``/readyz`` and ``/metrics`` need no token (orchestrators and Prometheus
-call them); anything else under the admin listener needs ``ADMIN_TOKEN`` — as a bearer
-header, or as the session cookie the login page (``/login``) gives a browser — or, when
-no token is configured, a direct connection from 127.0.0.1 or ::1
-(see :mod:`shadowproxy.proxy.admin_auth`).
+call them). Everything else passes :class:`~.admin_guard.AdminGuard`: the admin token
+(bearer header or a signed-in browser) opens everything, a reviewer's token the review
+page and API only; without ``ADMIN_TOKEN`` a direct connection from 127.0.0.1 or ::1 is
+the admin. Sessions, reviewers and the failed-attempt limit live in the database, so
+every worker and replica agrees on them. Every response carries the same security
+headers (:func:`~.admin_guard.security_headers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
-from shadowproxy.proxy.admin_auth import (
-    COOKIE,
-    LOGIN_CSP,
-    FailedLogins,
-    Sessions,
-    login_page,
-    safe_next,
-    token_matches,
-    trusted_without_token,
-)
+from shadowproxy.proxy.admin_guard import AdminAccess, AdminGuard, security_headers
+from shadowproxy.proxy.admin_login import Login
+from shadowproxy.proxy.review_api import ReviewApi
+from shadowproxy.proxy.review_page import ReviewPage
+from shadowproxy.store.admin_sessions import SessionKeys
+from shadowproxy.store.pool import LazyPool
+from shadowproxy.store.review_queue import QueueRules, ReviewQueue
+
+__all__ = ["AdminAccess", "make_admin_app"]
 
 ReadyProbe = Callable[[], Awaitable[dict[str, Any]]]
 MetricsRender = Callable[[], tuple[bytes, str]]
 
-_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-_LOGIN_PATHS = frozenset({"/login", "/logout"})
 
-
-def _login_response(next_path: str, *, status: int, message: str | None = None,
-                    headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        text=login_page(next_path=next_path, message=message), status=status,
-        content_type="text/html",
-        headers={"Content-Security-Policy": LOGIN_CSP, "Cache-Control": "no-store",
-                 "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
-                 **(headers or {})},
-    )
-
-
-def _authorization(request: web.Request) -> bytes | None:
-    raw = request.headers.get("authorization")
-    if raw is None:
-        return None
-    try:
-        return raw.encode("utf-8")  # aiohttp keeps undecodable bytes as surrogates
-    except UnicodeEncodeError:
-        raise web.HTTPBadRequest(text="Authorization header is not valid UTF-8\n") from None
+async def no_icon(_: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 def make_admin_app(
@@ -58,83 +41,19 @@ def make_admin_app(
     ready: ReadyProbe,
     metrics: MetricsRender,
     token: str | None,
+    database_url: str,
+    access: AdminAccess | None = None,
+    review: QueueRules | None = None,
     extra_routes: list[web.RouteDef] | None = None,
     extra_cleanup: Sequence[Callable[[web.Application], AsyncIterator[None]]] = (),
-    sessions: Sessions | None = None,
-    failures: FailedLogins | None = None,
 ) -> web.Application:
-    sessions = sessions or Sessions()
-    failures = failures or FailedLogins()
-
-    def too_many(peer: str, next_path: str) -> web.Response | None:
-        wait = failures.retry_after(peer)
-        if not wait:
-            return None
-        return _login_response(
-            next_path, status=429, headers={"Retry-After": str(int(wait + 0.999))},
-            message=f"Too many failed attempts from {peer}; try again in {wait:.0f} s.")
-
-    @web.middleware
-    async def guard(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.path in _OPEN_PATHS:
-            return await handler(request)
-        if token is None:
-            if not trusted_without_token(request.remote, {h.lower() for h in request.headers}):
-                raise web.HTTPForbidden(text=(
-                    "without SHADOWPROXY_ADMIN_TOKEN the dashboard and admin API answer only "
-                    "a direct connection from 127.0.0.1 or ::1 (no forwarding headers); "
-                    "set SHADOWPROXY_ADMIN_TOKEN to use them through a proxy or sidecar\n"))
-            return await handler(request)
-        if request.path in _LOGIN_PATHS:
-            return await handler(request)
-        given = _authorization(request)
-        peer = request.remote or "unknown"
-        if given is not None:
-            if given.startswith(b"Bearer ") and token_matches(given[7:], token):
-                return await handler(request)
-            limited = too_many(peer, "/dashboard")
-            if limited is not None:
-                return limited
-            failures.failed(peer)
-        elif sessions.valid(request.cookies.get(COOKIE)):
-            return await handler(request)
-        if request.method in ("GET", "HEAD") and not request.path.startswith("/api/"):
-            # A browser: the login page, then back here.
-            return _login_response(safe_next(request.path_qs), status=401)
-        raise web.HTTPUnauthorized(text="bearer token required (or sign in at /login)\n",
-                                   headers={"WWW-Authenticate": "Bearer"})
-
-    async def login_form(request: web.Request) -> web.Response:
-        return _login_response(safe_next(request.query.get("next")), status=200)
-
-    async def login(request: web.Request) -> web.StreamResponse:
-        assert token is not None
-        peer = request.remote or "unknown"
-        form = await request.post()
-        next_path = safe_next(str(form.get("next") or ""))
-        limited = too_many(peer, next_path)
-        if limited is not None:
-            return limited
-        given = form.get("token")
-        if isinstance(given, str) and token_matches(
-                given.encode("utf-8", "surrogateescape"), token):
-            failures.succeeded(peer)
-            response = web.HTTPSeeOther(next_path)
-            response.set_cookie(COOKIE, sessions.create(), max_age=int(sessions.ttl_s),
-                                path="/", httponly=True, samesite="Strict",
-                                secure=request.secure)
-            raise response
-        failures.failed(peer)
-        return _login_response(next_path, status=401,
-                               message="That token is not the admin token.")
-
-    async def logout(request: web.Request) -> web.StreamResponse:
-        sessions.end(request.cookies.get(COOKIE))
-        response = web.HTTPSeeOther("/login")
-        response.del_cookie(COOKIE, path="/")
-        raise response
+    """``access`` (trusted proxies, cookie policy, limits, clock) defaults to none of
+    them trusted; its ``token`` is replaced by ``token``."""
+    access = replace(access, token=token) if access else AdminAccess(token=token)
+    pool = LazyPool(database_url)
+    # Session ids are stored keyed by the admin token: changing it signs everyone out.
+    sessions = SessionKeys((token or "").encode("utf-8", "surrogateescape"))
+    guard = AdminGuard(access, pool, sessions)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -149,15 +68,23 @@ def make_admin_app(
         resp.headers["Content-Type"] = content_type
         return resp
 
-    app = web.Application(middlewares=[guard])
+    async def close_pool(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await pool.close()
+
+    app = web.Application(middlewares=[guard.middleware])
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    if token is not None:
-        app.router.add_get("/login", login_form)
-        app.router.add_post("/login", login)
-        app.router.add_post("/logout", logout)
+    # Browsers ask for it on every page; "nothing" beats a 401 or 403 in their console.
+    app.router.add_get("/favicon.ico", no_icon)
+    app.router.add_routes(Login(guard).routes())
+    app.router.add_routes(ReviewPage().routes())
+    app.router.add_routes(ReviewApi(pool, ReviewQueue(review or QueueRules()),
+                                    access.clock).routes())
     if extra_routes:
         app.router.add_routes(extra_routes)
+    app.cleanup_ctx.append(close_pool)
     app.cleanup_ctx.extend(extra_cleanup)
     return app

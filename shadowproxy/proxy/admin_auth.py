@@ -1,171 +1,234 @@
-"""Who may use the admin listener's dashboard and API, and how a browser logs in.
+"""Who is asking the admin listener, and from where: pure decisions on a request's
+peer address and headers (no I/O; the guard in :mod:`.admin_guard` does the lookups).
 
-With ``ADMIN_TOKEN`` a client shows it either as a bearer header (scripts, the admin API)
-or, in a browser, once on a login page: the token is compared in constant time and
-becomes a session cookie holding a random id that is only known server-side (never the
-token), HttpOnly and SameSite=Strict, with an expiry. Failed attempts are limited per
-peer. Without a token only a loopback peer is trusted, and only one that connects
-directly: a request carrying forwarding headers came through a proxy or a sidecar, which
-would make anyone behind it look local.
+- **Principal.** The admin token opens everything; a reviewer token (``reviewer add``)
+  opens the review page and ``/api/review/*`` only. Either is shown as a bearer header
+  or, in a browser, once on the login page, which gives a session cookie.
+- **Trusted proxies** (``ADMIN_TRUSTED_PROXIES``, empty by default): only a peer in
+  those networks may tell us the client's address (``Forwarded: for=``,
+  ``X-Forwarded-For``, ``X-Real-IP``), its scheme (``proto=https``,
+  ``X-Forwarded-Proto``) and the host it asked for (``X-Forwarded-Host``). From anyone
+  else these headers are ignored and the peer is the client.
+- **Without a token** only a direct connection from 127.0.0.1 or ::1 is trusted: no
+  forwarding header of any kind (a proxy or sidecar would make everyone behind it look
+  local) and a loopback ``Host`` (so a web page whose name was re-bound to 127.0.0.1
+  cannot read the dashboard through the user's browser).
 """
 
 from __future__ import annotations
 
 import hmac
-import html
 import ipaddress
-import secrets
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = [
+    "COOKIE",
+    "FORWARDING_HEADERS",
+    "IpNetwork",
+    "Principal",
+    "ProxyTrust",
+    "forwarded_elements",
+    "parse_networks",
+    "safe_next",
+    "same_origin",
+    "token_matches",
+    "trusted_without_token",
+]
 
 COOKIE = "shadowproxy_session"
-SESSION_TTL_S = 12 * 3600
-MAX_SESSIONS = 1000
-# Failed logins: at most this many per peer in the window, then 429 until it slides.
-MAX_FAILURES = 5
-FAILURE_WINDOW_S = 300.0
-MAX_TRACKED_PEERS = 10_000
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Headers a reverse proxy or a service-mesh sidecar adds; their presence means the
-# peer address is not the client's.
-FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host",
-                      "x-envoy-external-address", "via")
+# Headers that reverse proxies, CDNs, load balancers and service-mesh sidecars add; any
+# of them means the peer address is not the client's. (An ssh tunnel, socat or a bare
+# proxy_pass adds none: such a client does look local. Set ADMIN_TOKEN.)
+FORWARDING_HEADERS = (
+    "forwarded", "via",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
+    "x-forwarded-server", "x-forwarded-prefix", "x-forwarded-ssl", "x-forwarded-scheme",
+    "x-original-forwarded-for", "x-original-host", "x-original-url",
+    "x-real-ip", "x-client-ip", "x-cluster-client-ip", "client-ip",
+    "true-client-ip", "cf-connecting-ip", "cf-connecting-ipv6", "cf-ray", "cf-visitor",
+    "fastly-client-ip", "akamai-origin-hop", "x-azure-clientip", "x-azure-socketip",
+    "x-appengine-user-ip", "x-envoy-external-address", "x-envoy-original-path",
+    "x-amzn-trace-id",
+)
 # Exactly these peers, not all of 127/8: a mesh sidecar forwards outside traffic from
 # 127.0.0.6, and anything else on 127/8 can be another tenant's listener.
 TRUSTED_PEERS = frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
-
-LOGIN_CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-             "frame-ancestors 'none'; base-uri 'none'")
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
-def trusted_without_token(peer: str | None, header_names: set[str]) -> bool:
-    """A direct connection from 127.0.0.1 or ::1 (or 127.0.0.1 mapped into IPv6)."""
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts as. ``reviewer`` None: the admin (token, session or loopback)."""
+
+    reviewer: str | None
+    via: str  # "bearer" | "session" | "loopback"
+    csrf_token: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.reviewer is None
+
+    @property
+    def labeller(self) -> str:
+        """The name labels are stored under ("admin" for the admin)."""
+        return self.reviewer or "admin"
+
+
+def _address(value: str) -> IpAddress | None:
+    """An address as forwarding headers write it: ``1.2.3.4``, ``1.2.3.4:5``,
+    ``[::1]:5``, ``::1``; None for ``unknown``, obfuscated ids and garbage."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def parse_networks(values: Iterable[str]) -> tuple[IpNetwork, ...]:
+    """``ADMIN_TRUSTED_PROXIES`` entries (addresses or CIDR blocks); ValueError names
+    the first bad one."""
+    networks: list[IpNetwork] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value.strip()!r:.60} is not an IP address or network "
+                             "(e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def forwarded_elements(value: str) -> list[dict[str, str]]:
+    """RFC 7239 ``Forwarded``: one dict per hop, lower-case keys, quotes removed.
+    Tolerates anything (a malformed pair is left out)."""
+    elements: list[dict[str, str]] = []
+    for element in value.split(","):
+        pairs: dict[str, str] = {}
+        for pair in element.split(";"):
+            key, sep, raw = pair.partition("=")
+            if sep and key.strip():
+                pairs[key.strip().lower()] = raw.strip().strip('"')
+        elements.append(pairs)
+    return elements
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTrust:
+    """The peers allowed to speak for the client (``ADMIN_TRUSTED_PROXIES``)."""
+
+    networks: tuple[IpNetwork, ...] = field(default_factory=tuple)
+
+    def trusts(self, peer: str | None) -> bool:
+        address = _address(peer) if peer else None
+        return address is not None and any(address in n for n in self.networks)
+
+    def client(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        """The client's address: the peer's, unless a trusted proxy forwarded the
+        request; then the nearest hop (from the right) that is not a trusted proxy."""
+        if not self.trusts(peer):
+            return _shown(peer)
+        hops: list[str] = []
+        if "forwarded" in headers:
+            hops = [e.get("for", "") for e in forwarded_elements(headers["forwarded"])]
+        elif "x-forwarded-for" in headers:
+            hops = headers["x-forwarded-for"].split(",")
+        elif "x-real-ip" in headers:
+            hops = [headers["x-real-ip"]]
+        for hop in reversed(hops):
+            if not self.trusts(hop.strip().strip('"')):
+                address = _address(hop)
+                return str(address) if address is not None else (hop.strip()[:64] or "?")
+        return _shown(hops[0] if hops else peer)
+
+    def https(self, peer: str | None, headers: Mapping[str, str], *, tls: bool) -> bool:
+        """The browser's connection is HTTPS: ours is TLS, or a trusted proxy says so."""
+        if tls:
+            return True
+        if not self.trusts(peer):
+            return False
+        if "forwarded" in headers:
+            first = forwarded_elements(headers["forwarded"])[0]
+            return first.get("proto", "").lower() == "https"
+        proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        return proto == "https"
+
+    def host(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        """The host (and port) the browser asked for."""
+        if self.trusts(peer):
+            forwarded = headers.get("x-forwarded-host", "").split(",")[0].strip()
+            if forwarded:
+                return forwarded
+            if "forwarded" in headers:
+                named = forwarded_elements(headers["forwarded"])[0].get("host")
+                if named:
+                    return named
+        return headers.get("host", "")
+
+
+def _shown(peer: str | None) -> str:
+    address = _address(peer) if peer else None
+    return str(address) if address is not None else (peer or "unknown")[:64]
+
+
+def trusted_without_token(peer: str | None, header_names: set[str], host: str = "localhost"
+                          ) -> bool:
+    """A direct connection from 127.0.0.1 or ::1 (or 127.0.0.1 mapped into IPv6), with
+    no forwarding header, that asked for a loopback host name."""
     if not peer or any(h in header_names for h in FORWARDING_HEADERS):
         return False
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
+    address = _address(peer)
+    if address not in TRUSTED_PEERS:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address in TRUSTED_PEERS
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.lower() in LOOPBACK_HOSTS
 
 
 def token_matches(given: bytes, token: str) -> bool:
     return hmac.compare_digest(given, token.encode())
 
 
-@dataclass
-class Sessions:
-    """Server-side sessions: random id → expiry. Bounded; the oldest go first."""
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
 
-    ttl_s: float = SESSION_TTL_S
-    clock: Callable[[], float] = time.monotonic
-    _expiry: OrderedDict[str, float] = field(default_factory=OrderedDict)
 
-    def create(self) -> str:
-        self._expire()
-        while len(self._expiry) >= MAX_SESSIONS:
-            self._expiry.popitem(last=False)
-        session = secrets.token_urlsafe(32)
-        self._expiry[session] = self.clock() + self.ttl_s
-        return session
-
-    def valid(self, session: str | None) -> bool:
-        if not session:
-            return False
-        expiry = self._expiry.get(session)
-        if expiry is None:
-            return False
-        if expiry <= self.clock():
-            del self._expiry[session]
-            return False
+def same_origin(origin: str | None, fetch_site: str | None, host: str) -> bool:
+    """Whether a state-changing request comes from our own pages: ``Sec-Fetch-Site``, when
+    the browser sends it, says same-origin, and ``Origin``, when sent, names ``host`` (the
+    scheme is not compared: behind a TLS-terminating proxy we may not know it). A request
+    with neither is not from a browser's cross-site page (scripts)."""
+    if fetch_site is not None and fetch_site != "same-origin":
+        return False
+    if origin is None:
         return True
-
-    def end(self, session: str | None) -> None:
-        if session:
-            self._expiry.pop(session, None)
-
-    def _expire(self) -> None:
-        now = self.clock()
-        for session in [s for s, e in self._expiry.items() if e <= now]:
-            del self._expiry[session]
-
-
-@dataclass
-class FailedLogins:
-    """Sliding window of failed attempts per peer address."""
-
-    limit: int = MAX_FAILURES
-    window_s: float = FAILURE_WINDOW_S
-    clock: Callable[[], float] = time.monotonic
-    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
-
-    def retry_after(self, peer: str) -> float:
-        """Seconds until ``peer`` may try again; 0 when it may now."""
-        times = self._failures.get(peer)
-        if not times:
-            return 0.0
-        now = self.clock()
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if len(times) < self.limit:
-            return 0.0
-        return max(1.0, times[0] + self.window_s - now)
-
-    def failed(self, peer: str) -> None:
-        times = self._failures.pop(peer, None) or deque()
-        times.append(self.clock())
-        while len(times) > self.limit:
-            times.popleft()
-        self._failures[peer] = times
-        while len(self._failures) > MAX_TRACKED_PEERS:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, peer: str) -> None:
-        self._failures.pop(peer, None)
+    if origin == "null":  # a page whose referrer policy hides even its origin
+        return fetch_site == "same-origin"
+    try:
+        parts = urlsplit(origin)
+        asked = urlsplit(f"//{host}")
+        if parts.scheme not in ("http", "https") or not parts.hostname or not asked.hostname:
+            return False
+        default = _default_port(parts.scheme)
+        return (parts.hostname.lower() == asked.hostname.lower()
+                and (parts.port or default) == (asked.port or default))
+    except ValueError:
+        return False
 
 
-def safe_next(value: str | None) -> str:
+def safe_next(value: str | None, default: str = "/dashboard") -> str:
     """Where to go after login: a path on this listener only (no open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/dashboard"
-    if any(ord(c) < 0x20 for c in value):
-        return "/dashboard"
+        return default
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return default
     return value
-
-
-def login_page(*, next_path: str, message: str | None = None) -> str:
-    """A small self-contained page: no script, no external resource, everything escaped."""
-    note = (f'<p class="error" role="alert">{html.escape(message)}</p>' if message else "")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>shadowproxy — sign in</title>
-<style>
-body{{font:16px/1.5 system-ui,sans-serif;background:#f6f7f9;color:#1b1f24;margin:0}}
-main{{max-width:24rem;margin:12vh auto;background:#fff;border:1px solid #d8dde3;
-border-radius:8px;padding:1.5rem 1.75rem}}
-h1{{font-size:1.25rem;margin:0 0 .25rem}} p{{margin:.25rem 0 1rem;color:#4a5560}}
-label{{display:block;font-weight:600;margin-bottom:.25rem}}
-input{{box-sizing:border-box;width:100%;padding:.5rem;font:inherit;border:1px solid #aab4be;
-border-radius:4px}}
-button{{margin-top:1rem;padding:.5rem 1rem;font:inherit;border:0;border-radius:4px;
-background:#2753c5;color:#fff;cursor:pointer}}
-.error{{color:#a1151c;background:#fdecec;border-radius:4px;padding:.5rem}}
-</style></head>
-<body><main>
-<h1>shadowproxy dashboard</h1>
-<p>Enter the admin token (<code>SHADOWPROXY_ADMIN_TOKEN</code>) to open the live report.</p>
-{note}
-<form method="post" action="/login">
-<input type="hidden" name="next" value="{html.escape(next_path)}">
-<label for="token">Admin token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required
- autofocus>
-<button type="submit">Sign in</button>
-</form>
-</main></body></html>
-"""

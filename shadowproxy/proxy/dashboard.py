@@ -14,13 +14,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
 
 from shadowproxy.decision.since import parse_since
-from shadowproxy.proxy.admin_auth import COOKIE
+from shadowproxy.proxy.admin_guard import csrf_token_of
 from shadowproxy.proxy.report_cache import ReportCache
 from shadowproxy.store.urls import asyncpg_dsn
 
@@ -33,10 +34,12 @@ REFRESH_S = 30
 _BAR = ('<form method="post" action="/logout" style="margin:0;padding:.4rem 1rem;'
         'background:#eef1f5;font:14px system-ui,sans-serif;text-align:right">'
         f'Live: reloads every {REFRESH_S} s{{sign_out}}</form>')
-_SIGN_OUT = ' · <button type="submit" style="font:inherit">Sign out</button>'
+_SIGN_OUT = (' · <input type="hidden" name="csrf" value="{csrf}">'
+             '<button type="submit" style="font:inherit">Sign out</button>')
 
 if TYPE_CHECKING:
     from shadowproxy.decision.report_model import Report
+    from shadowproxy.lifecycle import LifecycleView
 
 
 class Dashboard:
@@ -47,8 +50,12 @@ class Dashboard:
     """
 
     def __init__(self, database_url: str, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 lifecycle: Callable[[], LifecycleView] | None = None) -> None:
+        """``lifecycle`` gives the day and the end-of-life data at each report (serve
+        passes the real clock and the installed data); without it, no notices."""
         self._url = database_url
+        self._lifecycle = lifecycle
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._reports: ReportCache[Report] = ReportCache(REFRESH_S, clock=clock)
@@ -89,7 +96,9 @@ class Dashboard:
     async def _report(self, since: datetime | None, tag: str | None) -> Report:
         from shadowproxy.decision.report import build_report
 
-        return await build_report(await self._source(), since=since, tag=tag)
+        lifecycle = self._lifecycle() if self._lifecycle is not None else None
+        return await build_report(await self._source(), since=since, tag=tag,
+                                  lifecycle=lifecycle)
 
     async def _page(self, request: web.Request) -> str:
         from shadowproxy.decision.report_html import render_html
@@ -99,7 +108,8 @@ class Dashboard:
     async def dashboard(self, request: web.Request) -> web.Response:
         html = await self._pages.get((request.query.get("since"), request.query.get("tag")),
                                      lambda: self._page(request))
-        bar = _BAR.format(sign_out=_SIGN_OUT if request.cookies.get(COOKIE) else "")
+        csrf = csrf_token_of(request)  # a signed-in browser's: sign-out needs it
+        bar = _BAR.format(sign_out=_SIGN_OUT.format(csrf=escape(csrf)) if csrf else "")
         html = html.replace("<body>", "<body>" + bar, 1)
         return web.Response(text=html, content_type="text/html", headers={
             "Cache-Control": "no-store",

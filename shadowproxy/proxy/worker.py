@@ -49,17 +49,23 @@ def admin_listener_for(
     settings: Settings, metrics: Metrics, serving: Callable[[], dict[str, Any]]
 ) -> Listener:
     """Health, readiness, metrics and the dashboard, for whichever process owns the port."""
-    from shadowproxy.proxy.admin import make_admin_app
+    from shadowproxy.lifecycle_sources import current_lifecycle
+    from shadowproxy.proxy.admin import AdminAccess, make_admin_app
+    from shadowproxy.proxy.admin_auth import ProxyTrust, parse_networks
     from shadowproxy.proxy.app import Listener, ListenerLimits
     from shadowproxy.proxy.dashboard import Dashboard
     from shadowproxy.proxy.readiness import Readiness
+    from shadowproxy.store.review_queue import QueueRules
 
     assert settings.database_url is not None
     url = settings.database_url.get_secret_value()
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    dashboard = Dashboard(url)
+    dashboard = Dashboard(url, lifecycle=current_lifecycle)
+    access = AdminAccess(token=token, cookie_secure=settings.admin_cookie_secure,
+                         trust=ProxyTrust(parse_networks(settings.admin_trusted_proxies)))
     app = make_admin_app(ready=Readiness(url, settings.data_dir, serving),
-                         metrics=metrics.render, token=token,
+                         metrics=metrics.render, token=token, database_url=url, access=access,
+                         review=QueueRules(overlap=settings.review_overlap),
                          extra_routes=dashboard.routes(), extra_cleanup=[dashboard.cleanup])
     limits = ListenerLimits(header_timeout_s=settings.header_timeout_s,
                             idle_timeout_s=settings.idle_timeout_s,

@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -50,6 +50,17 @@ class SimulatorConfig:
     shadow_worse_rate: dict[str, float] = field(default_factory=dict)
     shadow_paraphrase_rate: float = 0.0
     judge_position_bias: float = 0.0
+    # tag ("*" for any) -> share of the subtly wrong shadow answers the judge misses
+    # (calls as good as the other): a judge biased in a way only people can see.
+    judge_misses_worse: dict[str, float] = field(default_factory=dict)
+    # Prompt text -> the control words (``#tag=… #seq=… #tool``) it stands for, so a
+    # caller (the demo) can send prompts that read like real ones and still script them.
+    scripts: dict[str, str] = field(default_factory=dict)
+
+    def scripted(self, prompt: Prompt) -> Prompt:
+        """``prompt`` with the control words its text is scripted to carry."""
+        script = self.scripts.get(prompt.text)
+        return replace(prompt, script=script) if script else prompt
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,6 +87,12 @@ class Prompt:
     text: str  # the text of the last user turn
     after_tool_result: bool  # that turn hands back a tool result
     chars: int  # all conversation text, for token counts
+    script: str = ""  # control words from SimulatorConfig.scripts, not in the text
+
+    @property
+    def controls(self) -> str:
+        """Where control words are looked for: the text itself, then the script."""
+        return f"{self.text} {self.script}" if self.script else self.text
 
 
 @dataclass(slots=True, frozen=True)
@@ -206,14 +223,14 @@ def compose_answer(
     sentence: str | None = None,
 ) -> Answer:
     """What the simulated model says; ``tool_mode`` is ``auto``, ``any`` or ``none``."""
-    disagree = is_shadow_model(model) and "#disagree" in prompt.text
+    disagree = is_shadow_model(model) and "#disagree" in prompt.controls
     if disagree:
         sentence = DISAGREEMENT
     elif sentence is None or not is_shadow_model(model):
         sentence = f"Answer to: {prompt.text[:60]}"
-    wants_json = json_mode or "#json" in prompt.text
+    wants_json = json_mode or "#json" in prompt.controls
     text = json.dumps({"answer": sentence}) if wants_json else sentence
-    asked_for_tool = "#tool" in prompt.text and not prompt.after_tool_result
+    asked_for_tool = "#tool" in prompt.controls and not prompt.after_tool_result
     forced = forced_tool is not None or tool_mode == "any"
     thought = f"The user wrote {len(prompt.text)} characters." if thinking else None
     thought_tokens = _tokens(len(thought)) if thought else 0
@@ -256,11 +273,11 @@ def read_controls(
         error = None
     midstream = headers.get("x-sim-midstream-error", "").lower() in ("1", "true", "yes")
     if shadow:
-        if match := _PROMPT_ERROR.search(prompt.text):
+        if match := _PROMPT_ERROR.search(prompt.controls):
             error = int(match[1])
-        if match := _PROMPT_SLOW.search(prompt.text):
+        if match := _PROMPT_SLOW.search(prompt.controls):
             delay = float(match[1]) / 1000
-        midstream = midstream or "#midstream-error" in prompt.text
+        midstream = midstream or "#midstream-error" in prompt.controls
     if error is not None and not 400 <= error <= 599:
         error = None
     return Controls(delay, interval, chunks, error, midstream)

@@ -345,8 +345,8 @@ class Turn:
 
 async def messages_turn(request: web.Request, body: Mapping[str, Any], model: str) -> Turn | int:
     """The answer after any scripted delay, or the scripted error status."""
-    prompt = anthropic_prompt(body)
     config = request.app[CONFIG]
+    prompt = config.scripted(anthropic_prompt(body))
     controls = read_controls(request.headers, prompt, model, config)
     await _pause(controls.delay_s)
     if controls.error_status is not None:
@@ -364,7 +364,7 @@ async def messages_turn(request: web.Request, body: Mapping[str, Any], model: st
         thinking=isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"),
         max_tokens=body["max_tokens"],
         sentence=shadow_sentence(prompt.text, config.shadow_worse_rate,
-                                 config.shadow_paraphrase_rate),
+                                 config.shadow_paraphrase_rate, controls=prompt.controls),
     )
     schema = output_schema(body)
     if schema is not None and answer.tool_use is None and answer.stop_reason == "end_turn":

@@ -6,24 +6,25 @@ grades both answers with :func:`~shadowproxy.simulator.variants.grade` against t
 conversation (what it would itself have answered there), and names the better one, or
 ``tie``. ``SimulatorConfig.judge_position_bias`` is the probability of answering "A"
 whatever the answers, decided by a hash of the request: a judge with a position bias,
-which the two-order protocol must neutralise.
+which the two-order protocol must neutralise. ``SimulatorConfig.judge_misses_worse``
+makes it miss a share of a tag's subtly wrong answers (the lowest share of the places
+that are wrong, so "a third" is a third), calling them as good as the other in both
+orders: a bias no position swap reveals, only people's labels.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from shadowproxy.decision.judge_prompt import PromptParts, read_prompt
 from shadowproxy.simulator.answers import DISAGREEMENT, Answer, Prompt, SimulatorConfig, ToolUse
-from shadowproxy.simulator.variants import Grade, grade
+from shadowproxy.simulator.variants import Grade, grade, place, prompt_tag, tag_rate
 
 __all__ = ["is_judge_request", "judge_answer", "judge_winner"]
 
-_CONVERSATION = re.compile(r"<conversation>\n(.*?)\n</conversation>", re.DOTALL)
-_ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
 _RANK = {Grade.BAD: 0, Grade.UNKNOWN: 1, Grade.GOOD: 2}
 
 
@@ -46,25 +47,47 @@ def _prompt_text(body: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _biased(body: Mapping[str, Any], bias: float) -> bool:
+def _biased(parts: PromptParts, bias: float) -> bool:
+    """Decided by what the judge reads (not the call's random fence marker), so the same
+    pair in the same order gets the same bias in every run."""
     if bias <= 0:
         return False
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+    seen = json.dumps([parts.conversation, parts.answer_a, parts.answer_b])
+    digest = hashlib.sha256(seen.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < bias
+
+
+def _last_user_turn(conversation: str) -> str:
+    """The last user turn of the conversation as the judge prompt renders it."""
+    turns = conversation.split("\n\n")
+    for turn in reversed(turns):
+        if turn.startswith("[user]\n"):
+            return turn.removeprefix("[user]\n")
+    return ""
+
+
+def _misses(conversation: str, config: SimulatorConfig) -> bool:
+    """This prompt's wrong shadow answer is one the judge is biased to miss."""
+    if not config.judge_misses_worse:
+        return False
+    text = _last_user_turn(conversation)
+    controls = f"{text} {config.scripts.get(text, '')}"
+    tag = prompt_tag(controls)
+    wrong = tag_rate(config.shadow_worse_rate, tag)
+    return place(text, controls) < wrong * tag_rate(config.judge_misses_worse, tag)
 
 
 def judge_winner(body: Mapping[str, Any], config: SimulatorConfig) -> tuple[str, str]:
     """``(winner, reason)`` for a judge request."""
-    if _biased(body, config.judge_position_bias):
+    parts = read_prompt(_prompt_text(body)) or PromptParts("", "", "", None)
+    if _biased(parts, config.judge_position_bias):
         return "A", "A reads better."
-    text = _prompt_text(body)
-    found = _CONVERSATION.search(text)
-    conversation = found[1] if found else ""
-    answers = {m[1]: m[2] for m in _ANSWER.finditer(text)}
-    grade_a = grade(answers.get("A", ""), conversation, DISAGREEMENT)
-    grade_b = grade(answers.get("B", ""), conversation, DISAGREEMENT)
+    grade_a = grade(parts.answer_a, parts.conversation, DISAGREEMENT)
+    grade_b = grade(parts.answer_b, parts.conversation, DISAGREEMENT)
     if _RANK[grade_a] == _RANK[grade_b]:
         return "tie", f"Both answers are {grade_a.value}."
+    if Grade.BAD in (grade_a, grade_b) and _misses(parts.conversation, config):
+        return "tie", "Both answers tell the customer the same thing."
     winner, loser = ("A", "B") if _RANK[grade_a] > _RANK[grade_b] else ("B", "A")
     return winner, f"Answer {loser} does not answer the question that was asked."
 

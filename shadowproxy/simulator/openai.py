@@ -282,7 +282,7 @@ async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
         message, param, code = problem
         return _openai_error(request, ids, 400, message, param, code)
     model: str = body["model"]
-    prompt = openai_prompt(body)
+    prompt = request.app[CONFIG].scripted(openai_prompt(body))
     controls = read_controls(headers, prompt, model, request.app[CONFIG])
     await _pause(controls.delay_s)
     if controls.error_status is not None:

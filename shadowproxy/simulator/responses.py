@@ -212,7 +212,7 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
     model: str = body["model"]
     previous = body.get("previous_response_id")
     conversation = [*(stored[previous] if previous else []), *input_items(body)]
-    prompt = openai_prompt({"messages": _as_chat(conversation)})
+    prompt = request.app[CONFIG].scripted(openai_prompt({"messages": _as_chat(conversation)}))
     controls = read_controls(request.headers, prompt, model, request.app[CONFIG])
     await _pause(controls.delay_s)
     if controls.error_status is not None:

@@ -11,7 +11,9 @@ in :class:`~shadowproxy.simulator.SimulatorConfig`, by
   changed, or the answer quietly negated, so a judge should call it ``worse``.
 
 The tag comes from the prompt (``#tag=support``; the proxy strips the tag header before
-the shadow sees the request); ``"*"`` in ``shadow_worse_rate`` is the rate for any tag.
+the shadow sees the request), or from the control words a prompt is scripted to carry
+(``SimulatorConfig.scripts``: the demo's prompts read like real ones); ``"*"`` in
+``shadow_worse_rate`` is the rate for any tag.
 Which prompts get a variant: ``#seq=N`` in the prompt places it on a low-discrepancy
 sequence (N times the golden ratio, modulo 1), so N consecutive prompts hit a rate
 within about 1/N; without it, a hash of the prompt decides.
@@ -35,10 +37,12 @@ __all__ = [
     "canonical",
     "grade",
     "paraphrase",
+    "place",
     "prompt_tag",
     "shadow_kind",
     "shadow_sentence",
     "subtly_wrong",
+    "tag_rate",
 ]
 
 _GOLDEN = 0.6180339887498949
@@ -90,18 +94,31 @@ def prompt_tag(text: str) -> str | None:
     return match[1] if match else None
 
 
-def _position(text: str) -> float:
+def _position(text: str, controls: str | None = None) -> float:
     """Where this prompt falls in [0, 1): the rates are shares of this interval."""
-    if match := _SEQ.search(text):
+    if match := _SEQ.search(text if controls is None else controls):
         return (int(match[1]) * _GOLDEN) % 1.0
     digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def shadow_kind(text: str, worse_rate: Mapping[str, float], paraphrase_rate: float) -> Kind:
-    tag = prompt_tag(text)
-    worse = worse_rate.get(tag, worse_rate.get("*", 0.0)) if tag else worse_rate.get("*", 0.0)
-    u = _position(text)
+def place(text: str, controls: str | None = None) -> float:
+    """Where this prompt falls in [0, 1): below the tag's worse rate it is wrong."""
+    return _position(text, controls)
+
+
+def tag_rate(rates: Mapping[str, float], tag: str | None) -> float:
+    """The rate for ``tag`` in a per-tag table ("*" for any tag)."""
+    return rates.get(tag, rates.get("*", 0.0)) if tag else rates.get("*", 0.0)
+
+
+def shadow_kind(text: str, worse_rate: Mapping[str, float], paraphrase_rate: float,
+                *, controls: str | None = None) -> Kind:
+    """``controls``: where ``#tag=``/``#seq=`` are read (the text plus a scripted prompt's
+    control words, :attr:`SimulatorConfig.scripts`); the text itself by default."""
+    tag = prompt_tag(text if controls is None else controls)
+    worse = tag_rate(worse_rate, tag)
+    u = _position(text, controls)
     if u < worse:
         return Kind.WRONG
     if u < worse + paraphrase_rate:
@@ -109,14 +126,14 @@ def shadow_kind(text: str, worse_rate: Mapping[str, float], paraphrase_rate: flo
     return Kind.CANONICAL
 
 
-def shadow_sentence(text: str, worse_rate: Mapping[str, float],
-                    paraphrase_rate: float) -> str | None:
+def shadow_sentence(text: str, worse_rate: Mapping[str, float], paraphrase_rate: float,
+                    *, controls: str | None = None) -> str | None:
     """The shadow's sentence for this prompt, or None for the canonical one."""
-    kind = shadow_kind(text, worse_rate, paraphrase_rate)
+    kind = shadow_kind(text, worse_rate, paraphrase_rate, controls=controls)
     if kind == Kind.WRONG:
         return subtly_wrong(text)
     if kind == Kind.PARAPHRASE:
-        return paraphrase(text, int(_position(text) * 1000))
+        return paraphrase(text, int(_position(text, controls) * 1000))
     return None
 
 

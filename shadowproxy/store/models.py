@@ -15,10 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -85,6 +88,10 @@ class Pair(Base):
         # The report's summaries find pairs stored since they were last built (a spool
         # replay writes pairs for past hours).
         Index(None, "stored_at"),
+        # The review queue walks a tag's pairs in rank order (decision/review_frame.py).
+        Index("ix_pairs_review_rank", "tag",
+              text("(('x' || left(md5(id::text), 15))::bit(60)::bigint)"),
+              postgresql_include=["id"]),
     )
 
 
@@ -138,6 +145,12 @@ class Score(Base):
         # (the rank is shadowproxy.decision.sampling.judge_rank, computed from the id).
         Index("ix_scores_judge_frame", "tag", text(JUDGE_RANK_SQL),
               postgresql_where=text(JUDGE_FRAME_SQL)),
+        # The review frame (decision/review_frame.py): a pair's membership, probed from
+        # the index.
+        Index("ix_scores_review_frame", "pair_id",
+              postgresql_where=text("verdict_method = 'judge'")),
+        Index("ix_scores_review_judged_at", "judged_at",
+              postgresql_where=text("verdict_method = 'judge'")),
     )
 
 
@@ -198,7 +211,6 @@ class ReportState(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-
 class Reviewer(Base):
     """A person who labels pairs; the token is kept only as its SHA-256."""
 
@@ -243,8 +255,30 @@ class ReviewItem(Base):
     offered_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # When its reviewer labelled or skipped it; NULL while open.
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The pair's tag, rank and overlap flag when first offered (decision/review_frame.py).
+    tag: Mapped[str | None] = mapped_column(Text)
+    rank: Mapped[int] = mapped_column(BigInteger)
+    overlap: Mapped[bool] = mapped_column(Boolean)
+    # Answered with a label (not a skip).
+    labelled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
-    __table_args__ = (UniqueConstraint("pair_id", "reviewer"),)
+    __table_args__ = (UniqueConstraint("pair_id", "reviewer"),
+                      Index(None, "reviewer", postgresql_where=text("answered_at IS NULL")),
+                      Index("ix_review_items_unsettled", "tag", "rank",
+                            postgresql_where=text("NOT labelled OR overlap")))
+
+
+class ReviewFloor(Base):
+    """Per tag (``stratum``: ``tag:NAME`` or ``untagged``), the rank below which every
+    pair the judge had decided by ``checked_at`` has been offered to someone."""
+
+    __tablename__ = "review_floors"
+
+    stratum: Mapped[str] = mapped_column(Text, primary_key=True)
+    floor_rank: Mapped[int] = mapped_column(BigInteger)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Review(Base):
@@ -264,6 +298,27 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+    __table_args__ = (
+        Index(None, "reviewer", "created_at"),
+        CheckConstraint(
+            "choice IN ('1', '2', 'tie', 'skip') AND (verdict IS NULL) = (choice = 'skip') "
+            "AND (verdict IS NULL OR verdict IN ('worse', 'equivalent', 'better'))",
+            name="choice"),
+    )
+
+
+class AdminLoginFailure(Base):
+    """A failed sign-in (a wrong token, as a bearer header or on the login page), kept
+    for the limit's window: shared, so another replica is no fresh start for a guesser."""
+
+    __tablename__ = "admin_login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    client: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (Index(None, "client", "failed_at"),)
 
 
 _TYPES: dict[str, Any] = {

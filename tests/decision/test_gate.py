@@ -286,3 +286,120 @@ async def test_gate_command_without_a_judge_exits_2_naming_the_judge(
     assert "400 pairs unjudged because no judge is configured" in text
     assert "SHADOWPROXY_JUDGE_MODEL" in text
     assert text.strip().splitlines()[-1] == "verdict: NOT ENOUGH DATA (exit 2)"
+
+
+# --- people's labels: min_human_labels, the calibrated interval, min_judge_kappa -------
+
+def _reviewed(frame: dict[str, int], labelled: dict[tuple[str, str], int], *,
+              decided: int = 0, **shape: Any) -> ScopeSummary:
+    """A scope whose judge decided ``frame`` pairs (judge verdict → pairs, labelled ones
+    included) beside ``decided`` exact matches; ``labelled``: judge x person counts."""
+    from dataclasses import replace
+
+    from shadowproxy.decision.calibration import Stratum
+    from shadowproxy.decision.human_review import HumanReview
+
+    unlabelled = {v: n - sum(c for (j, _), c in labelled.items() if j == v)
+                  for v, n in frame.items()}
+    pairs = sum(frame.values()) + decided
+    worse = frame.get("worse", 0) / pairs
+    numbers = scope(pairs, agreed=1 - worse, **shape)
+    human = HumanReview((Stratum(labelled, unlabelled, {"equivalent": decided}),),
+                        labels=sum(labelled.values()), reviewers=2)
+    return replace(numbers, human=human)
+
+
+# The judge calls 10% of 500 pairs worse; of 40 labelled pairs people find 10 worse
+# where the judge saw 4: it misses worse answers.
+MISSED = _reviewed({"worse": 50, "equivalent": 450},
+                   {("worse", "worse"): 4, ("equivalent", "worse"): 6,
+                    ("equivalent", "equivalent"): 30})
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ("min_human_labels = 2.5", "min_human_labels"),
+    ("min_human_labels = -1", "min_human_labels"),
+    ("min_judge_kappa = 1.5", "min_judge_kappa"),
+    ('min_judge_kappa = "fair"', "min_judge_kappa"),
+])
+def test_bad_human_review_keys_are_one_line_naming_the_key(
+        tmp_path: Path, body: str, named: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write(tmp_path, body))
+    assert named in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_documented_human_review_keys_load(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, "min_human_labels = 30\nmin_judge_kappa = 0.4\n"))
+    assert policy.min_human_labels == 30 and policy.min_judge_kappa == 0.4
+
+
+def test_too_few_labels_is_not_enough_data_naming_the_review_page() -> None:
+    few = _reviewed({"worse": 50, "equivalent": 450},
+                    {("worse", "worse"): 4, ("equivalent", "equivalent"): 16})
+    result = evaluate(report_of(few), GatePolicy(min_human_labels=30, max_worse_rate=0.5))
+    assert result.exit_code == 2
+    row = next(c for c in result.criteria if c.criterion == "min_human_labels")
+    assert row.insufficient and row.compared == "20 labelled pairs ≥ 30"
+    assert result.reasons[0] == ("overall: 20 of 30 human labels needed; label pairs on the "
+                                 "review page (/review on the admin listener)")
+
+
+def test_a_wholly_labelled_frame_has_enough_labels() -> None:
+    small = _reviewed({"worse": 3, "equivalent": 17},
+                      {("worse", "worse"): 3, ("equivalent", "equivalent"): 17}, decided=480)
+    result = evaluate(report_of(small), GatePolicy(min_human_labels=30, max_worse_rate=0.5))
+    assert result.exit_code == 0, format_table(result)
+
+
+def test_with_labels_the_worse_rate_is_judged_on_the_calibrated_interval() -> None:
+    judge_only = evaluate(report_of(MISSED), GatePolicy(max_worse_rate=0.14))
+    assert judge_only.exit_code == 0  # 10% worse, Wilson upper bound 12.9%
+    calibrated = evaluate(report_of(MISSED),
+                          GatePolicy(max_worse_rate=0.14, min_human_labels=30))
+    assert calibrated.exit_code == 1
+    row = next(c for c in calibrated.criteria if c.criterion == "max_worse_rate")
+    human = MISSED.human
+    assert human is not None and human.worse is not None
+    assert row.observed == human.worse.high and row.observed > 0.14
+    assert row.compared.startswith("upper bound of calibrated 95% CI")
+
+
+def test_with_labels_the_rate_over_noise_uses_the_calibrated_interval() -> None:
+    from dataclasses import replace
+
+    from shadowproxy.decision.calibration import mover_difference
+
+    numbers = replace(MISSED, noise_floor=NoiseFloor(400, 8))
+    policy = GatePolicy(max_worse_rate_over_noise=0.12, min_human_labels=30)
+    result = evaluate(report_of(numbers), policy)
+    row = next(c for c in result.criteria if c.criterion == "max_worse_rate_over_noise")
+    human = numbers.human
+    assert human is not None and human.worse is not None
+    low, high = wilson_interval(8, 400)
+    assert row.observed == pytest.approx(mover_difference(human.worse, 0.02, low, high)[1])
+    assert row.basis.value == "upper bound of calibrated 95% CI of the difference"
+    # The judge alone would have passed: its difference's upper bound is under 12%.
+    upper = newcombe_difference(50, 500, 8, 400)[1]
+    assert upper < 0.12 < row.observed and result.exit_code == 1
+
+
+def test_a_judge_people_disagree_with_fails_min_judge_kappa() -> None:
+    result = evaluate(report_of(MISSED), GatePolicy(min_judge_kappa=0.6))
+    row = next(c for c in result.criteria if c.criterion == "min_judge_kappa")
+    human = MISSED.human
+    assert human is not None and human.judge_kappa is not None
+    assert row.observed == pytest.approx(human.judge_kappa) and human.judge_kappa < 0.6
+    assert result.exit_code == 1 and row.compared.startswith("κ 0.")
+    agreeing = _reviewed({"worse": 50, "equivalent": 450},
+                         {("worse", "worse"): 10, ("equivalent", "equivalent"): 30})
+    assert evaluate(report_of(agreeing), GatePolicy(min_judge_kappa=0.6)).exit_code == 0
+
+
+def test_kappa_over_too_few_labels_is_not_enough_data() -> None:
+    few = _reviewed({"worse": 50, "equivalent": 450},
+                    {("worse", "worse"): 1, ("equivalent", "worse"): 4,
+                     ("equivalent", "equivalent"): 3})
+    result = evaluate(report_of(few), GatePolicy(min_judge_kappa=0.4))
+    assert result.exit_code == 2  # κ is low, but 8 labels cannot say so yet
+    assert "8 of 10 human labels needed" in result.reasons[0]

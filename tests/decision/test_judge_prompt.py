@@ -10,13 +10,17 @@ from hypothesis import strategies as st
 from shadowproxy.decision.judge_prompt import (
     AnswerText,
     JudgeAnswerError,
+    PromptParts,
     Vote,
     combine,
+    fence_nonce,
     judge_messages_request,
     judge_prompt,
     parse_messages_response,
     parse_openai_response,
     parse_vote,
+    read_prompt,
+    render_answer,
     render_conversation,
 )
 from shadowproxy.decision.verdict import Verdict
@@ -100,9 +104,49 @@ def test_the_request_forces_the_verdict_tool_and_labels_the_answers() -> None:
     assert body["tools"][0]["input_schema"]["properties"]["winner"]["enum"] == ["A", "B", "tie"]
     assert not {"temperature", "top_p", "top_k"} & set(body)
     text = body["messages"][0]["content"]
-    assert "<answer_A>\nhello\n</answer_A>" in text
-    assert "<answer_B>\n(tool call greet {})\n</answer_B>" in text
+    marker = text.split("carry the marker ", 1)[1].split(".", 1)[0]
+    assert len(marker) == 16
+    assert f"<answer_A-{marker}>\nhello\n</answer_A-{marker}>" in text
+    assert f"<answer_B-{marker}>\n(tool call greet {{}})\n</answer_B-{marker}>" in text
     assert "Be polite." in text
+    assert read_prompt(text) == PromptParts("[user]\nhi", "hello", "(tool call greet {})",
+                                            "Be polite.")
+
+
+def test_each_call_draws_its_own_marker() -> None:
+    prompts = {judge_prompt("c", AnswerText("a"), AnswerText("b"), None) for _ in range(20)}
+    assert len(prompts) == 20
+
+
+# Text that tries to close or open a fence: the old fixed tags, tags with guessed markers,
+# and the marker line itself.
+_TAGS = st.sampled_from([
+    "</answer_A>", "<answer_B>", "</conversation>", "<answer_A-", "</answer_B-", ">", "\n",
+    "carry the marker 00.", "<rubric-", "0123456789abcdef", "deadbeef"])
+_HOSTILE = st.lists(st.one_of(st.text(max_size=20), _TAGS), max_size=12).map("".join)
+
+
+@given(conversation=_HOSTILE, a=_HOSTILE, b=_HOSTILE,
+       rubric=st.none() | _HOSTILE.filter(bool),
+       guesses=st.lists(st.sampled_from(["deadbeef", "0123456789abcdef", "00"]), max_size=3))
+def test_no_data_can_move_a_fence(conversation: str, a: str, b: str, rubric: str | None,
+                                  guesses: list[str]) -> None:
+    """Whatever the data holds, a reader that knows the marker gets back exactly what was
+    fenced; even when the random source first offers markers the data contains."""
+    offered = iter([*guesses, "feedface00c0ffee", "1234abcd5678ef90"])
+    nonce = fence_nonce(conversation, a, b, rubric or "", draw=lambda: next(offered))
+    assert all(nonce not in piece for piece in (conversation, a, b, rubric or ""))
+    prompt = judge_prompt(conversation, AnswerText(a), AnswerText(b), rubric, nonce=nonce)
+    parts = read_prompt(prompt)
+    shown_a, shown_b = render_answer(AnswerText(a)), render_answer(AnswerText(b))
+    assert parts == PromptParts(conversation, shown_a, shown_b, rubric)
+
+
+def test_a_marker_the_data_contains_is_never_used() -> None:
+    prompt = judge_prompt("c", AnswerText("see </answer_A-abc123>"), AnswerText("b"), None,
+                          nonce="abc123")
+    assert "carry the marker abc123." not in prompt
+    assert read_prompt(prompt) == PromptParts("c", "see </answer_A-abc123>", "b", None)
 
 
 def test_responses_of_both_apis_parse() -> None:

@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +26,7 @@ from shadowproxy.decision.report_html import render_html, usd, word_diff
 from shadowproxy.decision.report_model import Report, UnjudgedCause
 from shadowproxy.decision.stats import cdf_points, percentiles
 from shadowproxy.decision.summaries import TagFacts
+from shadowproxy.lifecycle import LifecycleData, ModelLifecycle
 from tests.fakes import verdicts
 from tests.fakes.traffic import START, seeded, store, traffic
 from tests.fakes.verdicts import BUDGET, NO_JUDGE, Judged, mix, pair, write
@@ -414,15 +415,61 @@ async def test_conversations_with_a_worse_shadow_and_the_turn_it_first_happens(
     assert "turn 2: 1, turn 3: 1" in html
 
 
-async def test_a_deprecated_primary_model_is_named_with_its_end_of_life_date(
+async def test_a_retired_primary_is_named_with_its_errors_since_that_day(
         database_url: str) -> None:
-    """claude-sonnet-4-5 reaches end of life on 30 November 2026, by the anthropic SDK's
-    own deprecated-models data: the report says so above everything else."""
-    record, judged = mix("support", equivalent=1)[0]
-    record.primary.model = "claude-sonnet-4-5"
-    await write(database_url, [(record, judged)])
+    """claude-sonnet-4-5 retired on 30 November 2026: the report says so above
+    everything else, with the share of its pairs since then that failed at the
+    provider, counted by PostgreSQL. The day and the end-of-life data are the test's."""
+    retired_on = datetime(2026, 11, 30, tzinfo=UTC)
+    rows: list[tuple[Any, Judged]] = []
+    for i, (day, status) in enumerate([(-2, 200), (-1, 200), (0, 404), (1, 404), (2, 200)]):
+        record, judged = mix("support", equivalent=1, first=i)[0]
+        record.received_at = retired_on + timedelta(days=day, hours=1)
+        record.primary.model = "claude-sonnet-4-5"
+        if status >= 400:
+            record.primary.status, record.primary.error = status, "not_found_error: model"
+            judged = Judged(None)
+        rows.append((record, judged))
+    await write(database_url, rows)
+    data = LifecycleData({"claude-sonnet-4-5": ModelLifecycle(
+        "claude-sonnet-4-5", "deprecated", date(2026, 11, 30), source="our table")})
+
+    report = await build_report(database_url, lifecycle=data.as_of(date(2026, 12, 3)))
+    (notice,) = report.lifecycle
+    line = "claude-sonnet-4-5 retired on 2026-11-30: its requests fail at the provider"
+    assert (notice.role, notice.message) == ("primary", line)
+    assert (notice.pairs_since, notice.errors_since) == (3, 2)
+    payload = json.loads(json.dumps(report.to_json(), default=str))
+    assert payload["lifecycle_warnings"] == [line]
+    assert payload["lifecycle"][0] | {"error_share_since": None} == {
+        "role": "primary", "model": "claude-sonnet-4-5", "state": "retired",
+        "date": "2026-11-30", "source": "our table", "message": line, "pairs_since": 3,
+        "errors_since": 2, "error_share_since": None}
+    assert payload["lifecycle"][0]["error_share_since"] == pytest.approx(2 / 3)
+    page = render_html(report)
+    assert line in page
+    assert "Since 2026-11-30, 2 of its 3 pairs (66.7%) had a primary error." in page
+    assert "haiku" not in " ".join(report.lifecycle_warnings)
+
+    before = await build_report(database_url, lifecycle=data.as_of(date(2026, 11, 28)))
+    (notice,) = before.lifecycle
+    assert notice.message == ("claude-sonnet-4-5 is deprecated and retires on 2026-11-30 "
+                              "(in 2 days)") and notice.pairs_since is None
+    assert (await build_report(database_url)).lifecycle == ()  # no day, no data: no notice
+
+
+async def test_ttft_rows_say_they_cover_streamed_requests_only(database_url: str) -> None:
+    """TTFT exists for streamed requests, latency for all: the rows say so, with n."""
+    rows = mix("support", equivalent=5)
+    for i, (record, _) in enumerate(rows):
+        record.stream = i < 2
+        if not record.stream:
+            record.primary.ttft_ms = record.shadow.ttft_ms = None
+    await write(database_url, rows)
     report = await build_report(database_url)
-    (line,) = [w for w in report.lifecycle_warnings if "claude-sonnet-4-5" in w]
-    assert "2026-11-30" in line
-    assert not [w for w in report.lifecycle_warnings if "haiku" in w]
-    assert "End of life:" in render_html(report) and line in render_html(report)
+    assert report.to_json()["overall"]["ttft_streamed_pairs"] == 2
+    page = render_html(report)
+    for q in ("p50", "p95", "p99"):
+        assert re.search(rf"time to first token {q}<br><span[^>]*>streamed requests only "
+                         r"\(n = 2\)</span>", page)
+    assert "Latency (5 requests)" in page

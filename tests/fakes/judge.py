@@ -30,7 +30,9 @@ from aiohttp.test_utils import TestServer
 
 from shadowproxy.simulator import ANTHROPIC_VERSIONS, SAMPLING_FREE_VERSION, anthropic_problem
 
-_ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
+# The protocol's fences: a marker on the first line, then <answer_A-MARKER> … tags. Read
+# here with a parser of the double's own, not the product's read_prompt.
+_MARKER = re.compile(r"carry the marker ([0-9a-f]+)\.")
 
 
 def worse_marked(a: str, b: str) -> str:
@@ -69,8 +71,17 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> we
 
 
 def _answers(prompt: str) -> tuple[str, str]:
-    found = dict(m.groups() for m in _ANSWER.finditer(prompt))
-    return found.get("A", ""), found.get("B", "")
+    """What the judge reads as answer A and answer B: between the tags carrying the
+    call's marker, as an LLM told about the marker would read them."""
+    marker = _MARKER.search(prompt)  # the first: our line precedes all data
+    if marker is None:
+        return "", ""
+    found = {}
+    for side in "AB":
+        tag = re.escape(f"answer_{side}-{marker[1]}")
+        match = re.search(f"<{tag}>\n(.*)\n</{tag}>", prompt, re.DOTALL)
+        found[side] = match[1] if match else ""
+    return found["A"], found["B"]
 
 
 def _prompt_text(messages: list[Any]) -> str:

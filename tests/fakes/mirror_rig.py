@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
+from shadowproxy.lifecycle import ModelWatch
 from shadowproxy.mirror.engine import EngineLimits, MirrorEngine
 from shadowproxy.mirror.shadow import ShadowCaller
 from shadowproxy.pricing import PriceTable
@@ -44,7 +45,8 @@ class MirrorRig:
 
 @asynccontextmanager
 async def mirror_rig(
-    aiohttp_server: Any, *, primary_url: str, shadow_url: str, **overrides: Any
+    aiohttp_server: Any, *, primary_url: str, shadow_url: str,
+    models: ModelWatch | None = None, **overrides: Any
 ) -> AsyncIterator[MirrorRig]:
     values: dict[str, Any] = {
         "primary_url": primary_url, "shadow_base_url": shadow_url,
@@ -67,7 +69,7 @@ async def mirror_rig(
                             queue=settings.shadow_queue, model=settings.shadow_model,
                             timeout_s=settings.shadow_timeout_s,
                             server_tools=settings.shadow_server_tools),
-        redactor=Redactor.from_names(settings.redactors), prices=prices,
+        redactor=Redactor.from_names(settings.redactors), prices=prices, models=models,
     )
     app = make_proxy_app(
         primary_url=primary_url, mirror=InlineMirrorLink(engine),

@@ -3,7 +3,8 @@ every model-written string escaped."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from shadowproxy.decision.diff import run_diff
 from shadowproxy.decision.since import parse_since
+from shadowproxy.lifecycle import LifecycleData, LifecycleView, ModelLifecycle
 from shadowproxy.proxy.admin import make_admin_app
 from shadowproxy.proxy.dashboard import Dashboard
 from shadowproxy.records import Side
@@ -30,7 +32,7 @@ async def ready() -> dict[str, Any]:
 @pytest.fixture
 async def admin(database_url: str, aiohttp_client: Any) -> TestClient[Any, Any]:
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         **_dashboard(database_url))
+                         database_url=database_url, **_dashboard(database_url))
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     return client
 
@@ -74,6 +76,7 @@ async def test_dashboard_says_pairs_await_diff_without_claiming_no_disagreements
 
     now = [0.0]
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
+                         database_url=database_url,
                          **_dashboard(database_url, clock=lambda: now[0]))
     admin: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     await store(database_url, traffic("support", 12, 3))
@@ -104,7 +107,7 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
     pool serves every request, and stopping the admin app closes it."""
     await store(database_url, traffic("support", 20, 5))
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         **_dashboard(database_url))
+                         database_url=database_url, **_dashboard(database_url))
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -112,7 +115,7 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
         async def dashboard_backends() -> set[int]:
             rows = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()")
+                "AND pid <> pg_backend_pid() AND application_name <> 'shadowproxy admin'")
             return {r["pid"] for r in rows}
 
         assert (await client.get("/dashboard", headers=auth)).status == 200
@@ -127,11 +130,6 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
         await conn.close()
 
 
-def _dashboard(database_url: str, **options: Any) -> dict[str, Any]:
-    dashboard = Dashboard(database_url, **options)
-    return {"extra_routes": dashboard.routes(), "extra_cleanup": [dashboard.cleanup]}
-
-
 async def test_viewers_share_one_report_per_refresh_period(
     database_url: str, aiohttp_client: Any
 ) -> None:
@@ -143,7 +141,8 @@ async def test_viewers_share_one_report_per_refresh_period(
     now = [1000.0]
     dashboard = Dashboard(database_url, clock=lambda: now[0])
     app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
-                         extra_routes=dashboard.routes(), extra_cleanup=[dashboard.cleanup])
+                         database_url=database_url, extra_routes=dashboard.routes(),
+                         extra_cleanup=[dashboard.cleanup])
     client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -163,3 +162,55 @@ async def test_viewers_share_one_report_per_refresh_period(
     assert await generated("/api/report?tag=support") != first[0]  # its own report
     now[0] += 2
     assert await generated() != first[0]
+
+
+async def test_the_dashboard_names_a_retired_primary_and_what_ttft_covers(
+    database_url: str, aiohttp_client: Any
+) -> None:
+    """The day and the end-of-life data are the dashboard's to be given (serve gives the
+    real ones): here, three days after claude-sonnet-4-5 retired."""
+    failed = Side(model="claude-sonnet-4-5", status=404, error="not_found_error: model")
+    await store(database_url, [make_pair(received_at=datetime(2026, 12, 1, tzinfo=UTC),
+                                         primary=failed)])
+    data = LifecycleData({"claude-sonnet-4-5": ModelLifecycle(
+        "claude-sonnet-4-5", "deprecated", date(2026, 11, 30), source="our table")})
+    app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
+                         database_url=database_url,
+                         **_dashboard(database_url, lambda: data.as_of(date(2026, 12, 3))))
+    client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    html = await (await client.get("/dashboard", headers=auth)).text()
+    assert ("claude-sonnet-4-5 retired on 2026-11-30: its requests fail at the provider"
+            in html)
+    assert "Since 2026-11-30, 1 of its 1 pair (100.0%) had a primary error." in html
+    assert "streamed requests only (n = 0)" in html
+    body = await (await client.get("/api/report", headers=auth)).json()
+    assert body["lifecycle"][0]["errors_since"] == 1
+    assert body["overall"]["ttft_streamed_pairs"] == 0
+
+
+def _dashboard(database_url: str,
+               lifecycle: Callable[[], LifecycleView] | None = None,
+               **options: Any) -> dict[str, Any]:
+    dashboard = Dashboard(database_url, lifecycle=lifecycle, **options)
+    return {"extra_routes": dashboard.routes(), "extra_cleanup": [dashboard.cleanup]}
+
+
+async def test_the_dashboard_shows_the_calibrated_rate_and_people_s_notes_escaped(
+    admin: TestClient[Any, Any], database_url: str
+) -> None:
+    from shadowproxy.simulator.reviewers import label_in_queue_order
+    from tests.fakes.verdicts import START, mix
+
+    await write(database_url, mix("support", worse=3, equivalent=27))
+    evil = "<img src=x onerror=alert(1)>"
+    await label_in_queue_order(database_url, 30, lambda pair, _: ("worse", f"No! {evil}"),
+                               reviewers=("ana",), start=START)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    html = await (await admin.get("/dashboard", headers=auth)).text()
+    assert "worse, calibrated by people (95% CI)" in html
+    assert "people disagreed with the judge on 27 of 30 pairs" in html
+    assert "Where people and the judge disagree" in html
+    assert evil not in html and "No! &lt;img src=x onerror=alert(1)&gt;" in html
+    body = await (await admin.get("/api/report", headers=auth)).json()
+    assert body["by_tag"]["support"]["human"]["labelled_pairs"] == 30

@@ -79,6 +79,8 @@ def test_grading_never_raises(answer: str, conversation: str) -> None:
     assert grade(answer, conversation, DISAGREEMENT) in set(Grade)
 
 
+# A judge without the position bias: this test is about grading, not the bias.
+@pytest.mark.parametrize("simulator_config", [SimulatorConfig()])
 async def test_the_simulator_judges_through_the_sdk(simulator: SimulatedProvider) -> None:
     q = "What is the status of order 1234?"
     conversation = render_conversation({"messages": [{"role": "user", "content": q}]})
