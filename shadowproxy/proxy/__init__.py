@@ -7,7 +7,8 @@
                ▼
             mirror_link ──unix socket──▶ mirror process (started by mirror_child)
     admin listener: admin (/healthz, /readyz, /metrics), readiness, dashboard
-    serve: the supervisor, its workers, their listeners (app)
+    serve: the supervisor, its workers, their listeners (app); sockets: the proxy port,
+    bound before anything starts, listening only while a worker serves it
 
 Nothing here imports the anthropic SDK, SQLAlchemy or Alembic: the proxy process stays
 small and starts fast (an import contract in pyproject.toml checks it).
