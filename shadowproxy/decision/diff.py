@@ -41,7 +41,7 @@ from shadowproxy.decision.scoring import SideView, answered, score_pair
 from shadowproxy.decision.verdict import Tiered, Verdict, tier
 from shadowproxy.records import ShadowOutcome
 
-__all__ = ["DiffSummary", "run_diff", "score_row"]
+__all__ = ["DiffSummary", "PairScope", "run_diff", "score_row"]
 
 _SIDE_FIELDS = ("text", "tool_calls", "stop_reason", "status", "error")
 _COLUMNS = ", ".join(
@@ -49,11 +49,26 @@ _COLUMNS = ", ".join(
     + [f"p.{side}_{f}" for side in ("primary", "shadow", "replay") for f in _SIDE_FIELDS]
 )
 _UNSCORED = "NOT EXISTS (SELECT 1 FROM scores s WHERE s.pair_id = p.id)"
-_NEXT_BATCH = text(
-    f"SELECT {_COLUMNS} FROM pairs p WHERE {_UNSCORED} AND p.id > :after "
-    "ORDER BY p.id LIMIT :limit"
-)
-_COUNT_UNSCORED = text(f"SELECT count(*) FROM pairs p WHERE {_UNSCORED}")
+
+
+@dataclass(frozen=True, slots=True)
+class PairScope:
+    """Only a tag's pairs received at or after ``since`` (``cutover advance`` judges the
+    pairs of the current step, not the whole table)."""
+
+    tag: str | None = None
+    since: datetime | None = None
+
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        clause = ""
+        params: dict[str, Any] = {}
+        if self.tag is not None:
+            clause += " AND p.tag = :scope_tag"
+            params["scope_tag"] = self.tag
+        if self.since is not None:
+            clause += " AND p.received_at >= :scope_since"
+            params["scope_since"] = self.since
+        return clause, params
 _SCORE_TYPES = (
     ("pair_id", "uuid"), ("exact_match", "boolean"), ("text_similarity", "float8"),
     ("tool_call_match", "boolean"), ("stop_reason_match", "boolean"),
@@ -221,10 +236,15 @@ async def _store(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> tuple
 
 
 async def _score_unscored(engine: AsyncEngine, batch_size: int, progress: bool,
-                          judge_configured: bool) -> tuple[int, int]:
+                          judge_configured: bool, scope: PairScope) -> tuple[int, int]:
     scored = agreed = 0
+    where, scoped = scope.sql()
+    next_batch = text(f"SELECT {_COLUMNS} FROM pairs p WHERE {_UNSCORED}{where} "
+                      "AND p.id > :after ORDER BY p.id LIMIT :limit")
     async with engine.connect() as conn:
-        total = int((await conn.execute(_COUNT_UNSCORED)).scalar_one())
+        total = int((await conn.execute(
+            text(f"SELECT count(*) FROM pairs p WHERE {_UNSCORED}{where}"), scoped)
+        ).scalar_one())
         await conn.commit()
     after = uuid.UUID(int=0)
     with tqdm(total=total, unit="pair", desc="scoring", disable=not progress,
@@ -232,7 +252,8 @@ async def _score_unscored(engine: AsyncEngine, batch_size: int, progress: bool,
         while True:
             async with engine.begin() as conn:
                 batch = (await conn.execute(
-                    _NEXT_BATCH, {"after": after, "limit": batch_size})).mappings().all()
+                    next_batch, {"after": after, "limit": batch_size, **scoped})
+                ).mappings().all()
                 if not batch:
                     break
                 now = datetime.now(UTC)
@@ -322,16 +343,17 @@ class _Judging:
 
 
 async def _judge_pass(engine: AsyncEngine, run: JudgeRun | None, *, rejudge: bool,
-                      batch_size: int, progress: bool) -> None:
+                      batch_size: int, progress: bool, scope: PairScope) -> None:
     condition = _RECONSIDER if run is not None else _LEGACY
     if rejudge and run is not None:
         condition = f"({condition} OR {_REJUDGE})"
-    source = f"FROM pairs p JOIN scores s ON s.pair_id = p.id WHERE {condition}"
+    where, scoped = scope.sql()
+    source = f"FROM pairs p JOIN scores s ON s.pair_id = p.id WHERE {condition}{where}"
     count = text(f"SELECT count(*) {source}")
     select = text(f"SELECT {_COLUMNS}, {_JUDGE_COLUMNS} {source} AND p.id > :after "
                   "ORDER BY p.id LIMIT :limit")
     async with engine.connect() as conn:
-        total = int((await conn.execute(count)).scalar_one())
+        total = int((await conn.execute(count, scoped)).scalar_one())
         await conn.commit()
     if not total:
         return
@@ -348,7 +370,7 @@ async def _judge_pass(engine: AsyncEngine, run: JudgeRun | None, *, rejudge: boo
         while True:
             async with engine.connect() as conn:
                 batch = (await conn.execute(
-                    select, {"after": after, "limit": batch_size})).mappings().all()
+                    select, {"after": after, "limit": batch_size, **scoped})).mappings().all()
                 await conn.commit()
             if not batch:
                 break
@@ -362,18 +384,20 @@ async def _judge_pass(engine: AsyncEngine, run: JudgeRun | None, *, rejudge: boo
 async def run_diff(url: str, *, batch_size: int = 500, progress: bool = True,
                    judge: Judge | None = None, judge_max_usd: float = 5.0,
                    judge_concurrency: int = 8, rubrics: dict[str, str] | None = None,
-                   rejudge: bool = False) -> DiffSummary:
+                   rejudge: bool = False, scope: PairScope | None = None) -> DiffSummary:
     """Score every pair without a score, then judge what the tiers could not settle;
-    safe to interrupt and to run again."""
+    safe to interrupt and to run again. With ``scope``, only those pairs."""
+    scope = scope or PairScope()
     started = time.monotonic()
     engine = create_async_engine(url)
     run = JudgeRun(judge, max_usd=judge_max_usd, concurrency=judge_concurrency,
                    rubrics=rubrics) if judge is not None else None
     try:
-        scored, agreed = await _score_unscored(engine, batch_size, progress, judge is not None)
+        scored, agreed = await _score_unscored(engine, batch_size, progress, judge is not None,
+                                               scope)
         await _judge_pass(engine, run, rejudge=rejudge,
                           batch_size=min(batch_size, max(judge_concurrency * 32, 64))
-                          if run is not None else batch_size, progress=progress)
+                          if run is not None else batch_size, progress=progress, scope=scope)
         async with engine.connect() as conn:
             counts = {r.verdict: int(r.n) for r in await conn.execute(_COUNT_VERDICTS)}
     finally:

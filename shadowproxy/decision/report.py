@@ -15,6 +15,7 @@ Python from those, so 100k pairs take a second or two rather than a row-by-row l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -27,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from shadowproxy.conversations import worse_conversations_by_tag
+from shadowproxy.cutover.report_section import cutover_section
 from shadowproxy.decision import report_human
 from shadowproxy.decision.lifecycle_notices import LifecycleNotice, fetch_lifecycle_notices
 from shadowproxy.decision.report_model import (
@@ -327,12 +329,14 @@ async def build_report(
         turns = await fetch(
             "SELECT tag, conversation_id, turn, verdict FROM comparisons "
             f"WHERE {where} AND conversation_id IS NOT NULL")
+        cutover = await cutover_section(conn, tag=tag, since=since)
         human = await report_human.fetch_human(fetch, where, _BOTH_OK)
         notices = (await fetch_lifecycle_notices(fetch, where, lifecycle)
                    if lifecycle is not None else ())
     report = assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
                              turns=turns, since=since, tag=tag, lifecycle=notices)
-    return report_human.attach_human(report, groups, human)
+    report = report_human.attach_human(report, groups, human)
+    return dataclasses.replace(report, cutover=cutover)
 
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")

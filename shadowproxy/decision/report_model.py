@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowproxy.cutover.section import CutoverSection
 from shadowproxy.decision.human_review import HumanReview
 from shadowproxy.decision.lifecycle_notices import LifecycleNotice
 from shadowproxy.decision.stats import newcombe_difference, wilson_interval
@@ -538,6 +539,8 @@ class Report:
     # One notice per model the pairs name (primary, shadow, judge) that is deprecated or
     # retired on the report's day; a retired primary's with its errors since then.
     lifecycle: tuple[LifecycleNotice, ...] = ()
+    # Cutover in steps: each tag's plan, events and pairs per step (shadowproxy/cutover).
+    cutover: CutoverSection = field(default_factory=CutoverSection)
 
     @property
     def lifecycle_warnings(self) -> tuple[str, ...]:
@@ -562,5 +565,6 @@ class Report:
             "conversations": {tag or "overall": c.to_json()
                               for tag, c in sorted(self.conversations.items())},
             "lifecycle_warnings": list(self.lifecycle_warnings),
+            "cutover": self.cutover.to_json(),
             "lifecycle": [n.to_json() for n in self.lifecycle],
         }

@@ -16,13 +16,16 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import aiohttp
 from aiohttp import web
 
 from shadowproxy.proxy.handler import MirrorLink, Proxy
 from shadowproxy.proxy.sockets import LISTEN_BACKLOG, start_listening
+
+if TYPE_CHECKING:
+    from shadowproxy.proxy.cutover_serve import Cutover
 
 log = logging.getLogger("shadowproxy.proxy.app")
 
@@ -63,6 +66,8 @@ def make_proxy_app(
     capture_budget_bytes: int = 256 << 20,
     conversation_header: str = "x-shadow-conversation",
     body_timeout_s: float = 60.0,
+    cutover: Cutover | None = None,
+    grace_left: Callable[[], float] = lambda: 30.0,
 ) -> web.Application:
     """The proxy application. Every method and path goes to the proxy, including the
     ones no router would match (absolute-form targets, CONNECT), so it can refuse them."""
@@ -84,11 +89,16 @@ def make_proxy_app(
             capture_budget_bytes=capture_budget_bytes,
             conversation_header=conversation_header,
             body_timeout_s=body_timeout_s,
+            cutover=cutover,
         )
         yield
+        # The primaries asked after the shadow served (cutover) finish, for their pairs.
+        await app[PROXY].drain_background(grace_left())
         await session.close()
 
     app = web.Application(client_max_size=max_body_bytes, middlewares=[everything_to_proxy])
+    if cutover is not None:
+        app.cleanup_ctx.append(cutover.lifecycle)
     app.cleanup_ctx.append(upstream)
     return app
 

@@ -117,7 +117,11 @@ async def run_worker(
         stall_s=settings.mirror_stall_s,
         backoff=Backoff(max_s=settings.restart_backoff_max_s),
     )
+    from shadowproxy.proxy.cutover_serve import cutover_for
+
     app = make_proxy_app(
+        cutover=cutover_for(settings, metrics),
+        grace_left=lambda: deadline.left() if deadline else settings.grace_s,
         primary_url=primary_url, mirror=mirror, tag_header=settings.tag_header,
         max_body_bytes=settings.max_body_bytes, sample_rate=settings.sample_rate,
         replay_rate=settings.replay_rate,
