@@ -98,11 +98,13 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(primary: str, database_url: str, **env: Any) -> Iterator[Served]:
+def serve(primary: str, database_url: str, *, code: Path | None = None,
+          args: tuple[str, ...] = (), **env: Any) -> Iterator[Served]:
     """``shadowproxy serve`` configured by environment; one worker unless ``workers=``.
 
     One worker makes the process tree simple to account for: the serve process is the
-    proxy worker and its only child is the mirror process.
+    proxy worker and its only child is the mirror process. ``code`` runs another copy of
+    the package (a baseline release, bench_cutover.baseline_code) instead of this one.
     """
     port, admin = free_port(), free_port()
     data_dir = tempfile.mkdtemp(prefix="shadowproxy-bench-")
@@ -119,9 +121,11 @@ def serve(primary: str, database_url: str, **env: Any) -> Iterator[Served]:
         "SHADOWPROXY_LOG_LEVEL": "WARNING",
         **{f"SHADOWPROXY_{k.upper()}": str(v) for k, v in env.items()},
     }
+    if code is not None:
+        full_env["PYTHONPATH"] = str(code)
     log = Path(data_dir) / "serve.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen([PY, "-m", "shadowproxy", "serve"], env=full_env,
+        proc = subprocess.Popen([PY, "-m", "shadowproxy", "serve", *args], env=full_env,
                                 stdout=fh, stderr=subprocess.STDOUT)
     try:
         wait_port(port, 60)
@@ -373,12 +377,14 @@ class Samples:
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: bytes, out: Samples,
-              stream: bool, first_token: re.Pattern[bytes] = _FIRST_TOKEN) -> None:
+              stream: bool, first_token: re.Pattern[bytes] = _FIRST_TOKEN,
+              headers: dict[str, str] | None = None) -> None:
     """One request; latency to the last byte, and for streams to the first content."""
     out.sent += 1
     start = time.perf_counter()
     try:
-        async with session.post(url, data=body, headers=HEADERS) as resp:
+        async with session.post(url, data=body,
+                                headers={**HEADERS, **headers} if headers else HEADERS) as resp:
             if stream:
                 first: float | None = None
                 seen = b""
@@ -424,7 +430,9 @@ class Pacing:
 async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
                  results: dict[str, Samples], *, rate: float, duration: float,
                  first_index: int, stream: bool,
-                 prompt: str, api: str = "chat") -> tuple[float, list[float], float]:
+                 prompt: str, api: str = "chat",
+                 headers: dict[str, dict[str, str]] | None = None,
+                 ) -> tuple[float, list[float], float]:
     """Send on schedule, interleaving targets; return the achieved rate and send lags."""
     tasks: list[asyncio.Task[None]] = []
     interval = 1.0 / rate
@@ -445,7 +453,8 @@ async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
         if at >= started[0]:
             started[:] = [at, now]
             cpu[0] = time.process_time() - cpu0
-        await one(session, targets[name] + path, body, results[name], stream, first_token)
+        await one(session, targets[name] + path, body, results[name], stream, first_token,
+                  (headers or {}).get(name))
 
     for i in range(int(duration * rate)):
         for k, name in enumerate(names):
@@ -465,40 +474,49 @@ async def _paced(session: aiohttp.ClientSession, targets: dict[str, str],
 
 async def open_loop(targets: dict[str, str], *, rate: float, duration: float,
                     stream: bool = False, prompt: str = "",
-                    warmup: float = 1.0, api: str = "chat") -> tuple[dict[str, Samples], Pacing]:
+                    warmup: float = 1.0, api: str = "chat",
+                    headers: dict[str, dict[str, str]] | None = None,
+                    ) -> tuple[dict[str, Samples], Pacing]:
     """``rate`` requests per second to each target, interleaved, for ``duration`` s,
-    after ``warmup`` s of the same load whose samples are thrown away."""
+    after ``warmup`` s of the same load whose samples are thrown away; ``headers`` adds
+    request headers per target (a tag, say)."""
     results = {name: Samples() for name in targets}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         warm = {name: Samples() for name in targets}
         await _paced(session, targets, warm, rate=rate, duration=warmup, first_index=0,
-                     stream=stream, prompt=prompt, api=api)
+                     stream=stream, prompt=prompt, api=api, headers=headers)
         achieved, lags, cpu = await _paced(session, targets, results, rate=rate,
                                            duration=duration, first_index=1_000_000,
-                                           stream=stream, prompt=prompt, api=api)
+                                           stream=stream, prompt=prompt, api=api,
+                                           headers=headers)
     lag_p99 = percentiles(lags)["p99"]
     return results, Pacing(rate, achieved, lag_p99, cpu, int(warmup * rate))
 
 
 async def one_client(targets: dict[str, str], *, duration: float,
-                     warmup_requests: int = 200) -> dict[str, Samples]:
+                     warmup_requests: int = 200, stream: bool = False,
+                     headers: dict[str, dict[str, str]] | None = None,
+                     ) -> dict[str, Samples]:
     """Concurrency 1: one client, one request at a time, alternating targets (and which
-    goes first) so drift and noise land on both."""
+    goes first) so drift and noise land on all; ``headers`` adds headers per target."""
     results = {name: Samples() for name in targets}
     names = list(targets)
+    extra = headers or {}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         warm = Samples()
         for i in range(warmup_requests):
             for name in names:
-                await one(session, targets[name] + CHAT_PATH, chat_body(i), warm, False)
+                await one(session, targets[name] + CHAT_PATH, chat_body(i, stream=stream),
+                          warm, stream, headers=extra.get(name))
         end = time.perf_counter() + duration
         i = 0
         while time.perf_counter() < end:
             for name in names if i % 2 == 0 else names[::-1]:
-                await one(session, targets[name] + CHAT_PATH, chat_body(1_000_000 + i),
-                          results[name], False)
+                await one(session, targets[name] + CHAT_PATH,
+                          chat_body(1_000_000 + i, stream=stream), results[name], stream,
+                          headers=extra.get(name))
             i += 1
     return results
 

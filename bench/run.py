@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 
+from bench import bench_cutover
 from bench.harness import (
     Memory,
     Samples,
@@ -67,6 +68,7 @@ Row = dict[str, Any]
 class Options:
     duration: float
     pg_pid: Callable[[], int | None]  # the embedded PostgreSQL's postmaster, for CPU
+    baseline: str = "main"  # git ref of "today's code" (cutover_no_plan)
 
 
 @dataclass(frozen=True)
@@ -487,6 +489,62 @@ async def nginx_passthrough(db: str, opts: Options) -> Row:
     return compare(res, proxy="nginx") | {"pacing": pacing.as_dict()}
 
 
+async def cutover_no_plan(db: str, opts: Options) -> Row:
+    """A tag without a plan: this tree's proxy beside today's, same load, same run."""
+    return await bench_cutover.no_plan(db, opts.duration, opts.baseline)
+
+
+def cutover_no_plan_lines(row: Row) -> list[Line]:
+    today, now = row["added_today"], row["added_cutover"]
+    gap = now["p50"] - today["p50"]
+    return [
+        Line(f"tag without a plan, today ({row['baseline']}) p50/p95/p99 ms",
+             _pct3(row["direct"]), _pct3(row["today"]), _added3(today)),
+        Line("tag without a plan, with cutover p50/p95/p99 ms", _pct3(row["direct"]),
+             _pct3(row["cutover"]), _added3(now)),
+        Line(f"  added p50 with cutover minus today: {gap:+.2f} ms",
+             goal="within 0.3 ms", ok=None if math.isnan(gap) else abs(gap) <= 0.3),
+        Line(f"  one client, n={row['requests']} per target, errors={row['errors']}; pairs "
+             f"stored {sum(row['pairs'].values())} of {row['proxied']}"),
+    ]
+
+
+async def cutover_served(db: str, opts: Options) -> Row:
+    """JSON answers from the shadow (Chat Completions translated back) beside the same
+    proxy relaying the primary, and direct calls."""
+    return await bench_cutover.served(db, opts.duration, stream=False)
+
+
+async def cutover_served_stream(db: str, opts: Options) -> Row:
+    """Streams from the shadow: time to first token and to the last byte."""
+    return await bench_cutover.served(db, opts.duration, stream=True)
+
+
+def _served_lines(row: Row, what: str) -> list[Line]:
+    served = ", ".join(f"{k}={v}" for k, v in sorted(row["served_by"].items()))
+    lines = [
+        Line(f"{what}, primary relayed p50/p95/p99 ms (vs primary direct)",
+             _pct3(row["primary_direct"]), _pct3(row["primary"]),
+             _added3(row["added_primary"])),
+        Line(f"{what}, shadow served p50/p95/p99 ms (vs Haiku direct)",
+             _pct3(row["haiku_direct"]), _pct3(row["shadow"]), _added3(row["added_shadow"])),
+    ]
+    if what.startswith("time to first token"):
+        lines.append(Line("  shadow served, whole stream added p50/p95/p99 ms",
+                          added=_added3(row["whole_added_shadow"])))
+    lines.append(Line(f"  one client; pairs stored: {served} of {row['proxied']}; "
+                      f"n={row['requests']} errors={row['errors']}"))
+    return lines
+
+
+def cutover_served_lines(row: Row) -> list[Line]:
+    return _served_lines(row, "latency, JSON")
+
+
+def cutover_served_stream_lines(row: Row) -> list[Line]:
+    return _served_lines(row, "time to first token, streams")
+
+
 def nginx_lines(row: Row) -> list[Line]:
     if "skipped" in row:
         return [Line(f"nginx proxy_pass: skipped ({row['skipped']})")]
@@ -512,6 +570,9 @@ SCENARIOS: dict[str, Scenario] = {
     "rss": Scenario(rss, rss_lines, once=True),
     "bare": Scenario(bare_passthrough, bare_lines),
     "nginx": Scenario(nginx_passthrough, nginx_lines),
+    "cutover_no_plan": Scenario(cutover_no_plan, cutover_no_plan_lines),
+    "cutover_served": Scenario(cutover_served, cutover_served_lines),
+    "cutover_served_stream": Scenario(cutover_served_stream, cutover_served_stream_lines),
 }
 
 
@@ -591,6 +652,8 @@ async def main() -> None:
                     help="seconds of measured load per run (saturated: half per window)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json",
                     help="where the JSON goes (default bench/results/latest.json)")
+    ap.add_argument("--baseline", default="main",
+                    help="git ref of today's code for cutover_no_plan (default main)")
     args = ap.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     if unknown := [n for n in names if n not in SCENARIOS]:
@@ -599,7 +662,7 @@ async def main() -> None:
     pg_dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     db = await asyncio.to_thread(pg.start, pg_dir)
     await upgrade(db)
-    opts = Options(args.duration, lambda: _postmaster(pg_dir / "pg"))
+    opts = Options(args.duration, lambda: _postmaster(pg_dir / "pg"), args.baseline)
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cores": os.cpu_count(),
             "python": platform.python_version(), "loadavg_before": os.getloadavg(),
             "rounds": args.rounds, "duration_s": args.duration}

@@ -21,6 +21,8 @@ Packages and what runs where:
 - :mod:`.wire` — the providers' wire formats, pure.
 - :mod:`.store` — schema, migrations, writer, spool, retention, the embedded database.
 - :mod:`.decision` — scoring, statistics, diff, report, gate, export; offline.
+- :mod:`.cutover` — cutover in steps: plans, the guard, the shadow's answer in the
+  caller's API; the proxy routes by the plans, the command line moves them.
 - :mod:`.simulator` — simulated providers for tests, benchmarks and the demo.
 
 At the top only the vocabulary they share (:mod:`.settings`, :mod:`.records`,

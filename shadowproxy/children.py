@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +36,13 @@ def set_parent_death_signal(sig: signal.Signals) -> bool:
     """Ask the kernel to send ``sig`` to this process when its parent dies (Linux)."""
     if not sys.platform.startswith("linux"):
         return False
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
+    try:
+        # libc is already in this process: its symbols are found without a path.
+        # (``ctypes.util.find_library`` would run ``ldconfig -p``: a process per child.)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    return int(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
+    return int(prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
 
 
 @dataclass
@@ -98,11 +99,13 @@ async def start_child(
     ready_timeout_s: float = 60.0,
     pass_fds: tuple[int, ...] = (),
     args: tuple[str, ...] = (),
+    on_status: Callable[[dict[str, Any]], None] | None = None,
 ) -> Child:
-    """Start ``python -m module``, hand it ``payload`` and wait for its ready message.
+    """Start ``python -m module``, hand it ``payload`` and wait for its ready message;
+    ``on_status`` sees what the child reports before it (a worker already serving).
 
     Raises :class:`ChildFailed` (the child is killed and reaped) if it exits or stays
-    silent for ``ready_timeout_s``.
+    silent for ``ready_timeout_s``; cancelled, it kills and reaps the child too.
     """
     read_fd, write_fd = os.pipe()
     try:
@@ -127,9 +130,12 @@ async def start_child(
         await proc.stdin.drain()
     proc.stdin.close()
     try:
-        message = await asyncio.wait_for(_ready_message(reader), ready_timeout_s)
+        message = await asyncio.wait_for(_ready_message(reader, on_status), ready_timeout_s)
     except TimeoutError:
         message = None
+    except asyncio.CancelledError:
+        await child.stop(signal.SIGKILL, 5.0)
+        raise
     if message is None:
         code = await child.stop(signal.SIGKILL, 5.0)
         raise ChildFailed(f"the {name} process did not start (exit {code})")
@@ -137,13 +143,18 @@ async def start_child(
     return child
 
 
-async def _ready_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The ready message; state reported before it is superseded by it."""
+async def _ready_message(
+    reader: asyncio.StreamReader, on_status: Callable[[dict[str, Any]], None] | None
+) -> dict[str, Any] | None:
+    """The ready message; state reported before it goes to ``on_status`` (the ready
+    message supersedes it)."""
     while line := await reader.readline():
         with contextlib.suppress(ValueError):
             message = json.loads(line)
             if isinstance(message, dict) and message.get("ready") is True:
                 return message
+            if isinstance(message, dict) and on_status is not None:
+                on_status(message)
     return None
 
 

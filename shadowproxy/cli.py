@@ -605,3 +605,9 @@ def reviewer_remove(ctx: click.Context, name: str) -> None:
 
 def main() -> None:
     cli(prog_name="shadowproxy")
+
+
+# The cutover commands live with the rest of the cutover; they use the helpers above.
+from shadowproxy.cutover.commands import cutover  # noqa: E402
+
+cli.add_command(cutover)

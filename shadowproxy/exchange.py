@@ -36,6 +36,30 @@ class ExchangeStart:
     query: str = ""
     # The application's CONVERSATION_HEADER value, removed before forwarding.
     conversation: str | None = None
+    # Set when a cutover plan chose this request for the shadow model: the mirror then
+    # records the shadow's answer (or failure) from here instead of calling it again.
+    served: ShadowServed | None = None
+
+
+@dataclass(slots=True)
+class ShadowServed:
+    """A request chosen for the shadow model by a cutover plan: what the shadow did.
+
+    ``served_by`` is ``shadow`` (its answer reached the user; the primary was then asked
+    in the background) or ``fallback`` (it failed before its first content byte and the
+    primary answered). ``answer`` holds the shadow's reply as captured: its status and
+    its stream as Anthropic server-sent events, the same bytes whatever the platform.
+    """
+
+    served_by: str  # a ServedBy value
+    sent_at: float  # monotonic, when the shadow request was sent
+    answer: ExchangeEnd
+    # The fallback's cause, or what happened after the first byte; None when all went well.
+    reason: str | None = None
+    timed_out: bool = False  # no content within CUTOVER_TTFB_S
+    client_stream: bool = False  # whether the application asked for a stream
+    # What the translation changed to stay within the shadow model's rules.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

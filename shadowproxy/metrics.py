@@ -93,6 +93,37 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05), registry=reg,
         )
 
+    # -- cutover in steps: created on first use, by workers that route a plan ----------
+
+    @functools.cached_property
+    def _cutover_percent(self) -> Gauge:
+        # livemax: while workers catch up with a change, the most any live one routes.
+        return Gauge("shadowproxy_cutover_percent",
+                     "Percent of the tag's conversations answered by the shadow model",
+                     ["tag"], multiprocess_mode="livemax", registry=self.registry)
+
+    @functools.cached_property
+    def _cutover_served(self) -> Counter:
+        return Counter("shadowproxy_cutover_served",
+                       "Requests a plan chose for the shadow, by who answered",
+                       ["tag", "served_by"], registry=self.registry)
+
+    @functools.cached_property
+    def _cutover_fallbacks(self) -> Counter:
+        return Counter("shadowproxy_cutover_fallbacks",
+                       "Requests chosen for the shadow that it failed, by cause "
+                       "(after_first_byte: the user read part of its answer)",
+                       ["tag", "cause"], registry=self.registry)
+
+    def cutover_percent(self, tag: str, percent: int) -> None:
+        self._cutover_percent.labels(tag).set(percent)
+
+    def cutover_served(self, tag: str, served_by: str) -> None:
+        self._cutover_served.labels(tag, served_by).inc()
+
+    def cutover_fallback(self, tag: str, cause: str) -> None:
+        self._cutover_fallbacks.labels(tag, cause).inc()
+
     @functools.cached_property
     def database_up(self) -> Gauge:
         """Created on first use, which only a mirror process makes: in multiprocess mode

@@ -44,6 +44,16 @@ class ShadowOutcome(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+class ServedBy(enum.StrEnum):
+    """Which model's answer the application received (cutover in steps)."""
+
+    PRIMARY = "primary"
+    SHADOW = "shadow"
+    # Chosen for the shadow, which failed before its first content byte: the primary
+    # answered instead.
+    FALLBACK = "fallback"
+
+
 class Api(enum.StrEnum):
     ANTHROPIC_MESSAGES = "anthropic.messages"
     OPENAI_CHAT = "openai.chat"
@@ -93,6 +103,8 @@ class PairRecord:
     # Which conversation (agent session) the exchange belongs to, and its turn number.
     conversation_id: str | None = field(default=None, metadata=sql("text"))
     turn: int | None = field(default=None, metadata=sql("integer"))
+    # A ServedBy value: which answer the application got (cutover in steps).
+    served_by: str = field(default=ServedBy.PRIMARY.value, metadata=sql("text"))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -158,6 +158,16 @@ class Settings(BaseSettings):
     # Longest wait between restarts of a child that keeps dying.
     restart_backoff_max_s: float = Field(30.0, gt=0)
 
+    # -- cutover in steps (shadowproxy/cutover, proxy/cutover_serve.py) ----------------
+    # A request chosen for the shadow falls back to the primary when no content arrives
+    # from the shadow within this many seconds.
+    cutover_ttfb_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    # The guard: over this many requests chosen for the shadow (per worker and tag), a
+    # fallback rate above CUTOVER_MAX_FALLBACK_RATE rolls the tag back to 0%.
+    cutover_guard_window: int = Field(200, ge=1)
+    cutover_max_fallback_rate: float = Field(0.05, ge=0.0, le=1.0, allow_inf_nan=False)
+    # How often each worker reads the plans (a change is followed within this).
+    cutover_poll_s: float = Field(2.0, gt=0, le=5.0, allow_inf_nan=False)
     # -- admin listener and human review (review branch: issues 17 and 20) ------------
     # Proxies allowed to tell the admin listener the client's address, scheme and host
     # (X-Forwarded-For/-Proto/-Host, Forwarded): addresses or CIDR blocks, comma-separated.

@@ -14,7 +14,7 @@
 Nothing here rewrites a table: the new columns are nullable without a default.
 
 Revision ID: 0005
-Revises: 0003 (0004 belongs to another branch; the merge re-chains it)
+Revises: 0004
 Create Date: 2026-12-03
 
 """
@@ -26,7 +26,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

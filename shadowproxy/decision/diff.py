@@ -47,12 +47,23 @@ from shadowproxy.decision.verdict import Tiered, Verdict, tier
 from shadowproxy.records import ShadowOutcome
 from shadowproxy.store.urls import asyncpg_dsn
 
-__all__ = ["NOT_SAMPLED", "DiffSummary", "run_diff", "score_row"]
+__all__ = ["NOT_SAMPLED", "DiffSummary", "PairScope", "run_diff", "score_row"]
 
 # The reason of a pair left out of the judge's sample (the report's cause keyword:
 # "judge_sample").
 NOT_SAMPLED = ("not in the judge's sample (SHADOWPROXY_JUDGE_SAMPLE): the report "
                "estimates the shares from the judged sample")
+
+
+@dataclass(frozen=True, slots=True)
+class PairScope:
+    """Only a tag's pairs received at or after ``since``: ``cutover advance`` judges the
+    pairs of the current step, every one the budget allows, not the tag's sample."""
+
+    tag: str | None = None
+    since: datetime | None = None
+
+
 _SIDE_FIELDS = ("text", "tool_calls", "stop_reason", "status", "error")
 _COLUMNS = ", ".join(
     ["p.id", "p.received_at", "p.tag", "p.shadow_outcome"]
@@ -310,9 +321,12 @@ async def run_diff(url: str, *, batch_size: int = 2000, progress: bool = True,
                    judge: Judge | None = None, judge_max_usd: float = 5.0,
                    judge_concurrency: int = 8, rubrics: dict[str, str] | None = None,
                    rejudge: bool = False, jobs: int = 1,
-                   sample: SampleRule | str = "auto") -> DiffSummary:
+                   sample: SampleRule | str = "auto",
+                   scope: PairScope | None = None) -> DiffSummary:
     """Score every pair without a score, then judge the judge's sample of what the
-    tiers could not settle; safe to interrupt and to run again."""
+    tiers could not settle; safe to interrupt and to run again. With ``scope``, the
+    judge sees that scope's pairs instead of the samples (scoring is for every pair:
+    it is cheap and the same whoever asks)."""
     from shadowproxy.decision.judge_pass import judge_pass
 
     started = time.monotonic()
@@ -326,7 +340,8 @@ async def run_diff(url: str, *, batch_size: int = 2000, progress: bool = True,
     scored, agreed, in_sql = await _score_unscored(url, batch_size, progress, sampling, jobs)
     run = await judge_pass(url, judge, rule=rule, max_usd=judge_max_usd,
                            concurrency=judge_concurrency, rubrics=rubrics, rejudge=rejudge,
-                           batch_size=batch_size, progress=progress)
+                           batch_size=batch_size, progress=progress,
+                           scope=(scope.tag, scope.since) if scope is not None else None)
     conn = await _connect(url)
     try:
         summary_started = time.monotonic()

@@ -358,7 +358,11 @@ async def _extend(conn: Any, tags: list[_Tag], judging: _Judging, batch_size: in
 
 async def judge_pass(url: str, judge: Judge | None, *, rule: SampleRule, max_usd: float,
                      concurrency: int, rubrics: dict[str, str] | None, rejudge: bool,
-                     batch_size: int, progress: bool) -> JudgePassResult:
+                     batch_size: int, progress: bool,
+                     scope: tuple[str | None, datetime | None] | None = None
+                     ) -> JudgePassResult:
+    """``scope`` (tag, since): judge that tag's frame pairs received since then, in rank
+    order as far as the budget goes, instead of every tag's sample."""
     conn = await _connect(url)
     try:
         await _settle_legacy(conn, judge is not None, batch_size)
@@ -377,6 +381,9 @@ async def judge_pass(url: str, judge: Judge | None, *, rule: SampleRule, max_usd
                 bar.set_postfix_str(f"{run.calls} calls, ${run.budget.spent_usd:.4f} of "
                                     f"${run.budget.cap_usd:g}", refresh=False)
             run.on_call = show_spend
+            if scope is not None:
+                await _judge_scope(conn, judging, scope, batch, bar)
+                return JudgePassResult(run.calls, run.budget.spent_usd)
             await _sample_rounds(conn, tags, judging, rule, batch, bar)
             if rule.mode == "auto":  # "plus whatever the budget allows beyond it"
                 await _extend(conn, tags, judging, batch, bar)
@@ -412,3 +419,27 @@ async def _judge_replays(conn: Any, tags: list[_Tag], judging: _Judging, batch_s
         fetched = await conn.fetch(_PAIRS_BY_ID, ids)
         await judging.batch(conn, fetched, judge_shadow=False)
         bar.update(len(fetched))
+
+
+_SCOPE_CANDIDATES = (
+    f"SELECT s.pair_id FROM scores s JOIN pairs p ON p.id = s.pair_id "
+    f"WHERE p.tag IS NOT DISTINCT FROM $1 AND ($2::timestamptz IS NULL "
+    f"OR p.received_at >= $2) AND s.verdict = 'unjudged' "
+    f"AND NOT (s.pair_id = ANY($3::uuid[])) "
+    f"ORDER BY {JUDGE_RANK_SQL.replace('pair_id', 's.pair_id')} LIMIT $4")
+
+
+async def _judge_scope(conn: Any, judging: _Judging,
+                       scope: tuple[str | None, datetime | None], batch_size: int,
+                       bar: Any) -> None:
+    """Every unjudged frame pair of the scope, in rank order (so a budget that runs out
+    leaves a uniform sample of it judged)."""
+    tag, since = scope
+    tried: list[Any] = []
+    while not judging.run.budget.exhausted:
+        ids = [r["pair_id"] for r in await conn.fetch(_SCOPE_CANDIDATES, tag, since, tried,
+                                                       batch_size)]
+        if not ids:
+            return
+        tried += ids  # a pair the judge could not decide is not asked again in this run
+        await _judge_ids(conn, judging, ids, bar)

@@ -27,14 +27,12 @@ _PRIMARY_FAILED = "(primary_error IS NOT NULL OR coalesce(primary_status, 0) >= 
 # For each retired primary model: its pairs received since its retirement day, and how
 # many of them the provider failed.
 _SINCE_QUERY = (
-    "SELECT r.model, count(c.primary_model) AS pairs, "
-    f"count(c.primary_model) FILTER (WHERE {_PRIMARY_FAILED}) AS errors "
+    "SELECT r.model, c.pairs, c.errors "
     "FROM unnest(:lifecycle_models::text[], :lifecycle_dates::timestamptz[]) "
     "AS r(model, retired_from) "
-    "LEFT JOIN (SELECT primary_model, received_at, primary_error, primary_status "
-    "FROM comparisons WHERE {where}) AS c "
-    "ON c.primary_model = r.model AND c.received_at >= r.retired_from "
-    "GROUP BY r.model"
+    "CROSS JOIN LATERAL (SELECT count(*) AS pairs, "
+    f"count(*) FILTER (WHERE {_PRIMARY_FAILED}) AS errors FROM pairs "
+    "WHERE primary_model = r.model AND received_at >= r.retired_from AND {where}) AS c"
 )
 
 

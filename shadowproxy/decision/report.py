@@ -21,6 +21,7 @@ connection and the :class:`Window` that returns a value for ``Report.sections``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -31,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from shadowproxy.cutover.report_section import cutover_section
 from shadowproxy.decision import report_human
 from shadowproxy.decision.calibration import VERDICTS
 from shadowproxy.decision.histogram import (
@@ -403,9 +405,11 @@ async def build_report(
         notices = (await fetch_lifecycle_notices(fetch, where, _named_models(tags),
                                                  lifecycle)
                    if lifecycle is not None else ())
+        cutover = await cutover_section(conn, tag=tag, since=since)
     report = assemble_report(tags, worst_rows, exact=exact, since=since, tag=tag,
                              now=window.now, sections=sections, lifecycle=notices)
-    return report_human.attach_human(report, _judge_frames(tags), human)
+    report = report_human.attach_human(report, _judge_frames(tags), human)
+    return dataclasses.replace(report, cutover=cutover)
 
 
 def _named_models(tags: Sequence[TagFacts]) -> dict[str, list[str]]:

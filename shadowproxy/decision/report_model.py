@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowproxy.cutover.section import CutoverSection
 from shadowproxy.decision.human_review import HumanReview
 from shadowproxy.decision.lifecycle_notices import LifecycleNotice
 from shadowproxy.decision.sampling import Estimate, Stratum, difference, stratified
@@ -635,6 +636,8 @@ class Report:
     # One notice per model the pairs name (primary, shadow, judge) that is deprecated or
     # retired on the report's day; a retired primary's with its errors since then.
     lifecycle: tuple[LifecycleNotice, ...] = ()
+    # Cutover in steps: each tag's plan, events and pairs per step (shadowproxy/cutover).
+    cutover: CutoverSection = field(default_factory=CutoverSection)
 
     # Sections other modules add (shadowproxy.decision.report.SECTIONS), by name.
     sections: Mapping[str, Any] = field(default_factory=dict)
@@ -664,5 +667,6 @@ class Report:
             "lifecycle_warnings": list(self.lifecycle_warnings),
             **{name: value.to_json() if hasattr(value, "to_json") else value
                for name, value in sorted(self.sections.items())},
+            "cutover": self.cutover.to_json(),
             "lifecycle": [n.to_json() for n in self.lifecycle],
         }

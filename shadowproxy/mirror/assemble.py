@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart
+from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart, ShadowServed
 from shadowproxy.mirror.content_coding import decompressor_for
 from shadowproxy.pricing import PriceTable
-from shadowproxy.records import Api, PairRecord, Side
+from shadowproxy.records import Api, PairRecord, ServedBy, Side
 from shadowproxy.redact import Redactor
 from shadowproxy.storable import cut_depth
 from shadowproxy.wire import StreamNormalizer
@@ -116,21 +116,39 @@ def primary_side(
     start: ExchangeStart, end: ExchangeEnd, prices: PriceTable | None = None
 ) -> Side:
     """The primary's answer as the user received it, normalised and timed."""
-    latency = (end.ended_at - start.sent_at) * 1000 if end.ended_at else None
+    return answer_side(start.api, start.sent_at, end, prices)
+
+
+def served_side(served: ShadowServed, prices: PriceTable | None = None) -> Side:
+    """The shadow's answer when a cutover plan had it serve the user (or try to): its
+    stream as captured, timed from its own request; time to first token only when the
+    application streamed, as for every pair."""
+    side = answer_side(Api.ANTHROPIC_MESSAGES, served.sent_at, served.answer, prices)
+    if not served.client_stream:
+        side.ttft_ms = None
+    return side
+
+
+def answer_side(
+    api: str, sent_at: float, end: ExchangeEnd, prices: PriceTable | None = None
+) -> Side:
+    """An answer in ``api``'s wire format as captured, normalised and timed from
+    ``sent_at``."""
+    latency = (end.ended_at - sent_at) * 1000 if end.ended_at else None
     if end.status is None:
         return Side(status=None, latency_ms=latency, error=end.error or "no answer")
     decoder = _Decoder(end.headers.get("content-encoding"))
     ttft: float | None = None
     if "text/event-stream" in end.headers.get("content-type", ""):
-        stream = new_stream_normalizer(start.api)
+        stream = new_stream_normalizer(api)
         for at, chunk in end.chunks:
             stream.feed(decoder.feed(chunk))
             if ttft is None and stream.content_seen:
-                ttft = (at - start.sent_at) * 1000
+                ttft = (at - sent_at) * 1000
         norm = stream.finish(end.headers)
     else:
         body = b"".join(decoder.feed(chunk) for _, chunk in end.chunks)
-        norm = _body_normalizer(start.api)(end.status, body, end.headers)
+        norm = _body_normalizer(api)(end.status, body, end.headers)
     side = side_from_normalized(norm, status=end.status, prices=prices)
     side.latency_ms = latency
     side.ttft_ms = ttft
@@ -204,6 +222,7 @@ def build_record(
     replay: Side | None = None,
     conversation_id: str | None = None,
     turn: int | None = None,
+    served_by: str = ServedBy.PRIMARY.value,
 ) -> PairRecord:
     # ``request`` is within MAX_JSON_DEPTH already (the engine checks it on arrival and
     # cuts a deeper one), so slim_request's recursion is bounded.
@@ -237,4 +256,5 @@ def build_record(
         replay=replay,
         conversation_id=conversation_id,
         turn=turn,
+        served_by=served_by,
     )

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowproxy.conversations import conversation_of
-from shadowproxy.exchange import ExchangeEnd, ExchangeStart
+from shadowproxy.exchange import ExchangeEnd, ExchangeStart, ShadowServed
 from shadowproxy.lifecycle import ModelWatch
-from shadowproxy.mirror.assemble import build_record, primary_side
+from shadowproxy.mirror.assemble import build_record, primary_side, served_side
 from shadowproxy.mirror.conversations import ResponseHistory
 from shadowproxy.mirror.replay import Replayer
 from shadowproxy.mirror.shadow import ShadowCaller, ShadowResult
@@ -32,7 +32,7 @@ from shadowproxy.mirror.translate import (
 )
 from shadowproxy.mirror.translate_responses import responses_input_items, responses_to_messages
 from shadowproxy.pricing import PriceTable
-from shadowproxy.records import Api, PairRecord, ShadowOutcome, Side
+from shadowproxy.records import Api, PairRecord, ServedBy, ShadowOutcome, Side
 from shadowproxy.redact import Redactor
 from shadowproxy.storable import (
     MAX_JSON_DEPTH,
@@ -65,6 +65,7 @@ class _Pending:
     adjustments: list[str] = field(default_factory=list)
     conversation_id: str | None = None
     turn: int | None = None
+    served_by: str = ServedBy.PRIMARY.value
 
 
 @dataclass(slots=True)
@@ -164,6 +165,13 @@ class MirrorEngine:
         pending.stream = isinstance(request, dict) and request.get("stream") is True
         pending.conversation_id, pending.turn = conversation_of(
             start.api, request, start.conversation)
+        if start.served is not None:
+            # A cutover plan had the shadow serve (or try to): it is not asked again.
+            pending.served_by = start.served.served_by
+            pending.adjustments.extend(start.served.notes)
+            pending.shadow = self._served(start.served)
+            self._maybe_emit(pending)
+            return
         if start.api == Api.OPENAI_RESPONSES and self.responses.started(
             start.exchange_id, request
         ):
@@ -220,6 +228,15 @@ class MirrorEngine:
             self._maybe_emit(pending)
             raise
         self._submit(pending)
+
+    def _served(self, served: ShadowServed) -> ShadowResult:
+        side = served_side(served, self._prices)
+        if served.served_by == ServedBy.FALLBACK:
+            outcome = ShadowOutcome.TIMEOUT if served.timed_out else ShadowOutcome.ERROR
+            side.error = side.error or served.reason
+        else:
+            outcome = ShadowOutcome.ERROR if side.error else ShadowOutcome.OK
+        return ShadowResult(side, outcome, served.reason)
 
     def on_end(self, end: ExchangeEnd) -> None:
         pending = self._pending.get(end.exchange_id)
@@ -352,12 +369,14 @@ class MirrorEngine:
             shadow=shadow,
             outcome=outcome,
             reason=reason or bounded("; ".join(pending.adjustments)) or None,
-            client_disconnected=end.client_disconnected,
+            client_disconnected=end.client_disconnected or bool(
+                pending.start.served and pending.start.served.answer.client_disconnected),
             redactor=self._redactor,
             prices=self._prices,
             replay=pending.replay,
             conversation_id=pending.conversation_id or start_conversation(pending.start),
             turn=pending.turn,
+            served_by=pending.served_by,
         )
 
     def _build_bare(self, pending: _Pending, end: ExchangeEnd, outcome: str,
@@ -373,7 +392,7 @@ class MirrorEngine:
             outcome=outcome, reason=reason, client_disconnected=end.client_disconnected,
             redactor=self._redactor, prices=self._prices, replay=None,
             conversation_id=pending.conversation_id or start_conversation(pending.start),
-            turn=pending.turn,
+            turn=pending.turn, served_by=pending.served_by,
         )
 
     def _check_primary_model(self, model: str | None) -> None:

@@ -12,15 +12,20 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import aiohttp
 from aiohttp import web
 
 from shadowproxy.proxy.handler import MirrorLink, Proxy
+from shadowproxy.proxy.sockets import LISTEN_BACKLOG, start_listening
+
+if TYPE_CHECKING:
+    from shadowproxy.proxy.cutover_serve import Cutover
 
 log = logging.getLogger("shadowproxy.proxy.app")
 
@@ -61,6 +66,8 @@ def make_proxy_app(
     capture_budget_bytes: int = 256 << 20,
     conversation_header: str = "x-shadow-conversation",
     body_timeout_s: float = 60.0,
+    cutover: Cutover | None = None,
+    grace_left: Callable[[], float] = lambda: 30.0,
 ) -> web.Application:
     """The proxy application. Every method and path goes to the proxy, including the
     ones no router would match (absolute-form targets, CONNECT), so it can refuse them."""
@@ -82,11 +89,16 @@ def make_proxy_app(
             capture_budget_bytes=capture_budget_bytes,
             conversation_header=conversation_header,
             body_timeout_s=body_timeout_s,
+            cutover=cutover,
         )
         yield
+        # The primaries asked after the shadow served (cutover) finish, for their pairs.
+        await app[PROXY].drain_background(grace_left())
         await session.close()
 
     app = web.Application(client_max_size=max_body_bytes, middlewares=[everything_to_proxy])
+    if cutover is not None:
+        app.cleanup_ctx.append(cutover.lifecycle)
     app.cleanup_ctx.append(upstream)
     return app
 
@@ -172,12 +184,18 @@ class _Guarded(asyncio.Protocol):
         self._inner.resume_writing()
 
 
+# Raised (PEP 578) just before a listener makes its port accept: tools and tests can
+# watch, or hold, the moment a port opens. Arguments: the socket's address.
+LISTEN_AUDIT_EVENT = "shadowproxy.listen"
+
+
 class GuardedSockSite(web.SockSite):
-    """A site on an inherited, already bound socket, with :class:`ListenerLimits`."""
+    """A site on an inherited, bound socket, with :class:`ListenerLimits`. The socket
+    listens only here, once this process is ready to accept (:mod:`.sockets`)."""
 
     def __init__(self, runner: web.BaseRunner, sock: socket.socket,
                  limits: ListenerLimits) -> None:
-        super().__init__(runner, sock)
+        super().__init__(runner, sock, backlog=LISTEN_BACKLOG)
         self.limits = limits
         self.open_connections = 0
         self.refused = 0
@@ -187,6 +205,10 @@ class GuardedSockSite(web.SockSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
+        sys.audit(LISTEN_AUDIT_EVENT, self._sock.getsockname())
+        start_listening(self._sock, self._backlog)
+        # Accepting starts in the same step of the loop as listening: no handshake
+        # completes while nothing here would take the connection.
         self._server = await asyncio.get_running_loop().create_server(
             lambda: _Guarded(server(), self), sock=self._sock, backlog=self._backlog)
 
@@ -216,6 +238,13 @@ class Listener:
 async def wait_for_stop_signal() -> str:
     """The first SIGTERM/SIGINT starts the graceful stop; later ones are logged and
     ignored so a second signal cannot cut the grace period short."""
+    return await stop_signals()
+
+
+def stop_signals() -> asyncio.Future[str]:
+    """From now on SIGTERM/SIGINT resolve the returned future with the signal's name
+    (see :func:`wait_for_stop_signal`): for a process that must stop gracefully while
+    it is still starting."""
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
 
@@ -227,7 +256,7 @@ async def wait_for_stop_signal() -> str:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    return await stopped
+    return stopped
 
 
 class Deadline:

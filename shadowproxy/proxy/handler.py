@@ -15,14 +15,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart
+from shadowproxy.exchange import CAPTURE_LIMIT, ExchangeEnd, ExchangeStart, ShadowServed
 from shadowproxy.proxy.routing import (
     CREDENTIAL_HEADERS,
     HOP_BY_HOP,
@@ -30,6 +30,11 @@ from shadowproxy.proxy.routing import (
     mirrored_api,
     speaks_anthropic,
 )
+from shadowproxy.records import Api
+from shadowproxy.tasks import spawn
+
+if TYPE_CHECKING:
+    from shadowproxy.proxy.cutover_serve import Cutover
 
 log = logging.getLogger("shadowproxy.proxy.handler")
 
@@ -66,6 +71,7 @@ class Proxy:
         capture_budget_bytes: int = 256 << 20,
         conversation_header: str = "x-shadow-conversation",
         body_timeout_s: float = 60.0,
+        cutover: Cutover | None = None,
     ) -> None:
         base = URL(primary_url)
         self._origin = str(base.origin())
@@ -85,6 +91,9 @@ class Proxy:
         self._capture_budget = capture_budget_bytes
         self.captured_bytes = 0
         self._body_timeout_s = body_timeout_s
+        self._cutover = cutover
+        # The primary asked after the shadow served (cutover), for the pair.
+        self._background: set[asyncio.Task[None]] = set()
 
     def upstream_url(self, raw_path: str) -> URL:
         return URL(self._origin + self._base_path + raw_path, encoded=True)
@@ -145,6 +154,21 @@ class Proxy:
 
         headers, tag, conversation = self._forward_headers(request)
         api = mirrored_api(request.method, raw_path)
+        served: ShadowServed | None = None
+        cutover = self._cutover
+        if cutover is not None and tag is not None and tag in cutover.routed \
+                and api is not None:
+            chosen = cutover.choose(tag, api.value, body, conversation)
+            if chosen is not None:
+                outcome = await cutover.serve(
+                    request, chosen, self._shadow_headers(request, api),
+                    then=self._compare_later(request, raw_path, headers, body, api, tag,
+                                             conversation))
+                if outcome.response is not None:
+                    self._observe_served(api, outcome.response.status, received,
+                                         outcome.info)
+                    return outcome.response
+                served = outcome.info  # the shadow failed first: the primary answers
         exchange_id: str | None = None
         started = time.monotonic()
         if api is not None and self._mirror is not None and (
@@ -163,6 +187,7 @@ class Proxy:
                 received_at=time.time(),
                 sent_at=started,
                 conversation=conversation,
+                served=served,
             )
             if self._replay_rate > 0 and random.random() < self._replay_rate:
                 start.replay_headers = dict(headers)
@@ -192,6 +217,96 @@ class Proxy:
             self._observe(api.value if api else "other", response.status,
                           done - received, max(0.0, done - received - upstream))
         return response
+
+    # -- cutover: the shadow served; the primary is asked for the pair ------------------
+
+    @staticmethod
+    def _shadow_headers(request: web.Request, api: Api) -> dict[str, str]:
+        """What the shadow may see of the application's headers: never credentials."""
+        names = _SHADOW_HEADERS if api == Api.ANTHROPIC_MESSAGES else ("anthropic-beta",)
+        return {h: request.headers[h] for h in names if h in request.headers}
+
+    def _observe_served(self, api: Api, status: int, received: float,
+                        info: ShadowServed) -> None:
+        if self._observe is not None:
+            done = time.monotonic()
+            upstream = (info.answer.ended_at - info.sent_at) if info.answer.ended_at else 0.0
+            self._observe(api.value, status, done - received,
+                          max(0.0, done - received - upstream))
+
+    def _compare_later(self, request: web.Request, raw_path: str, headers: CIMultiDict[str],
+                       body: bytes, api: Api, tag: str, conversation: str | None,
+                       ) -> Callable[[ShadowServed], None]:
+        """Once the shadow's answer reached the user: ask the primary in the background
+        (sampled like any mirrored exchange) and hand both to the mirror as one pair."""
+        received_at = time.time()
+        forward = {h: request.headers[h] for h in _SHADOW_HEADERS if h in request.headers}
+
+        def then(info: ShadowServed) -> None:
+            if self._mirror is None or not (
+                self._sample_rate >= 1.0 or random.random() < self._sample_rate
+            ):
+                return
+            start = ExchangeStart(
+                exchange_id=uuid.uuid4().hex, api=api.value, path=request.path, tag=tag,
+                body=body, forward_headers=forward, received_at=received_at,
+                sent_at=time.monotonic(), conversation=conversation, served=info,
+            )
+            task = spawn(self._primary_for_pair(raw_path, headers, start),
+                         name=f"primary-for-{start.exchange_id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        return then
+
+    async def _primary_for_pair(self, raw_path: str, headers: CIMultiDict[str],
+                                start: ExchangeStart) -> None:
+        assert self._mirror is not None
+        held = len(start.body) + sum(len(c) for _, c in start.served.answer.chunks) \
+            if start.served else len(start.body)
+        if self.captured_bytes + held > self._capture_budget:
+            self._lost("capture_budget")
+            return
+        start.sent_at = time.monotonic()
+        if not self._mirror.start(start):
+            if self._on_refused is not None:
+                self._on_refused()
+            self._lost("refused")
+            return
+        end = ExchangeEnd(start.exchange_id, status=None, headers={})
+        self.captured_bytes += held
+        try:
+            async with self._session.request(
+                "POST", self.upstream_url(raw_path), headers=headers, data=start.body,
+                allow_redirects=False, skip_auto_headers=_SKIP_AUTO,
+            ) as upstream:
+                end.status = upstream.status
+                end.headers = {k.lower(): v for k, v in upstream.headers.items()
+                               if k.lower() not in CREDENTIAL_HEADERS}
+                captured = 0
+                async for chunk in upstream.content.iter_any():
+                    if not end.truncated and self._capture(end, chunk, captured):
+                        captured += len(chunk)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            end.error = f"upstream failed (asked after the shadow served): {type(exc).__name__}"
+        except asyncio.CancelledError:
+            end.error = "the proxy stopped before the primary answered (GRACE_S)"
+            raise
+        finally:
+            end.ended_at = time.monotonic()
+            self.captured_bytes -= held + sum(len(chunk) for _, chunk in end.chunks)
+            self._mirror.end(end)
+
+    async def drain_background(self, timeout_s: float) -> None:
+        """At shutdown: let the primaries asked for pairs finish, then cut them short."""
+        tasks = [t for t in self._background if not t.done()]
+        if not tasks:
+            return
+        _done, late = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _lost(self, reason: str) -> None:
         if self._on_lost is not None:

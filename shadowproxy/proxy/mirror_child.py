@@ -4,10 +4,11 @@
 :class:`MirrorProcess` is one child: started with :func:`shadowproxy.children.start_child`
 (settings on stdin, a JSON ready message on the status pipe), then connected with a
 :class:`SocketMirrorLink`. :class:`SupervisedMirror` is what the proxy holds: the link
-that outlives any one child. It restarts a mirror that died or stopped beating, with
+that outlives any one child. It starts the first mirror in the background (the proxy
+serves before its mirror is up), restarts a mirror that died or stopped beating, with
 backoff, counts each restart and the pairs lost with it, and holds the exchanges that
-arrive while no mirror is there (up to ``HOLD_BYTES``) for the next one; past that they
-are counted lost. Users are served all the same.
+arrive while no mirror is there, at start or during a restart (up to ``HOLD_BYTES``), for
+the next one; past that they are refused and counted. Users are served all the same.
 """
 
 from __future__ import annotations
@@ -103,9 +104,7 @@ class MirrorProcess:
         if self.link is not None:
             self.link.abort()
         await cancel_and_wait(self.watching)
-        if self.child is None:
-            return None
-        code = await self.child.stop(signal.SIGKILL, 5.0)
+        code = await self.child.stop(signal.SIGKILL, 5.0) if self.child is not None else None
         self.forget()
         return code
 
@@ -133,9 +132,14 @@ def _size(item: ExchangeStart | ExchangeEnd) -> int:
 
 
 class MirrorState(StrEnum):
+    STARTING = "starting"  # the first mirror is on its way; the proxy already serves
     UP = "up"
     RESTARTING = "restarting"
     STOPPED = "stopped"
+
+
+# While no mirror is there, exchanges are held for the next one.
+_WAITING = (MirrorState.STARTING, MirrorState.RESTARTING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +162,12 @@ class SupervisedMirror:
     """The proxy's :class:`~shadowproxy.proxy.MirrorLink`, kept alive across mirror deaths.
 
     ``on_restart()`` is called for each restart, ``on_lost(n)`` with the pairs a death or
-    a restart gap cost, ``on_refused()`` for an exchange a live but busy mirror refused,
-    and ``on_change(state)`` whenever the state changes (readiness, the supervisor).
+    a restart gap cost, ``on_lost_at_start(n)`` with the exchanges held for a first
+    mirror that never came (a stop or a failure before it was up), ``on_refused()`` for an
+    exchange a live but busy mirror refused, and ``on_change(state)`` whenever the state
+    changes (readiness, the supervisor).
+
+    Entering it returns at once; :meth:`started` is the first mirror's start.
     """
 
     def __init__(
@@ -169,6 +177,7 @@ class SupervisedMirror:
         *,
         on_restart: Callable[[], None] = lambda: None,
         on_lost: Callable[[int], None] = lambda n: None,
+        on_lost_at_start: Callable[[int], None] = lambda n: None,
         on_refused: Callable[[], None] = lambda: None,
         on_change: Callable[[MirrorState], None] = lambda state: None,
         stall_s: float = 15.0,
@@ -178,6 +187,7 @@ class SupervisedMirror:
         self._worker = worker
         self._on_restart = on_restart
         self._on_lost = on_lost
+        self._on_lost_at_start = on_lost_at_start
         self._on_refused = on_refused
         self._on_change = on_change
         self._stall_s = stall_s
@@ -190,6 +200,7 @@ class SupervisedMirror:
         self._held_ids: set[str] = set()
         self._held_bytes = 0
         self._task: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
         self._stopping = False
         self.state = MirrorState.STOPPED
         self.restarts = 0
@@ -217,7 +228,8 @@ class SupervisedMirror:
             self._held_ids.discard(end.exchange_id)
 
     def _hold(self, item: ExchangeStart | ExchangeEnd) -> bool:
-        if self.state != MirrorState.RESTARTING or self._held_bytes + _size(item) > HOLD_BYTES:
+        if self.state not in _WAITING or self._held_bytes + _size(item) > HOLD_BYTES:
+            # Refused: the proxy counts a refused start; a restart also counts its gap.
             if self.state == MirrorState.RESTARTING:
                 self._on_lost(1)
             return False
@@ -253,18 +265,43 @@ class SupervisedMirror:
         return out
 
     async def __aenter__(self) -> SupervisedMirror:
-        await self._launch()
-        self._task = spawn(self._supervise(), name=f"mirror-supervisor-{self._worker}")
+        """Start the first mirror in the background and return at once: its start (a
+        Python process importing the SDK) is not on the proxy's way to serving."""
+        self._first = asyncio.get_running_loop().create_future()
+        self._set(MirrorState.STARTING)
+        self._task = spawn(self._run(self._first), name=f"mirror-supervisor-{self._worker}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop(self._settings.grace_s)
 
+    def started(self) -> asyncio.Future[None]:
+        """Done once the first mirror is up; its exception if it could not start
+        (:class:`ChildFailed`). Later deaths are restarts, not failures."""
+        assert self._first is not None, "enter the mirror first"
+        return self._first
+
+    async def _run(self, first: asyncio.Future[None]) -> None:
+        try:
+            await self._launch()
+        except Exception as exc:
+            first.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            first.cancel()
+            raise
+        first.set_result(None)
+        await self._supervise()
+
     async def stop(self, grace_s: float) -> int | None:
         self._stopping = True
         await cancel_and_wait(self._task)
+        if self._first is not None and self._first.done() and not self._first.cancelled():
+            self._first.exception()  # a failed start nobody waited for is no news at stop
         if held := sum(isinstance(i, ExchangeStart) for i in self._held):
-            self._on_lost(held)  # stopped before a mirror came back for them
+            # Stopped before a mirror came for them: at start, or during a restart.
+            lost = self._on_lost_at_start if self.state == MirrorState.STARTING else self._on_lost
+            lost(held)
         self._held, self._held_ids, self._held_bytes = [], set(), 0
         self._link = None
         self._set(MirrorState.STOPPED)
@@ -283,7 +320,8 @@ class SupervisedMirror:
         try:
             link = await process.start()
         except BaseException:
-            process.forget()
+            # A stop during the start must not leave a half-started mirror behind.
+            await process.kill()
             raise
         self._process, self._link = process, link
         self._open = set()

@@ -21,7 +21,7 @@ from shadowproxy.proxy.sockets import ListenError, bind_listener, raise_open_fil
 from shadowproxy.proxy.supervisor import supervise
 from shadowproxy.proxy.worker import Announce, Listening, not_watched, print_line, run_worker
 from shadowproxy.settings import Settings
-from shadowproxy.store.provision import MigrationFailed, database, migrate_in_child
+from shadowproxy.store.provision import MigrationFailed, database, migrate_if_behind
 
 __all__ = ["MigrationFailed", "run_serve"]
 
@@ -46,7 +46,7 @@ async def run_serve(settings: Settings, *, migrate: bool = True,
         resolved = await stack.enter_async_context(database(settings))
         assert resolved.database_url is not None
         if migrate:
-            await migrate_in_child(resolved.database_url.get_secret_value())
+            await migrate_if_behind(resolved.database_url.get_secret_value())
         if resolved.workers is None:
             resolved = resolved.model_copy(update={"workers": os.cpu_count() or 1})
         if resolved.workers == 1:

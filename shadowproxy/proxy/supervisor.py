@@ -1,6 +1,12 @@
 """``serve --workers N``: N worker processes that inherit the one proxy socket, restarted
 with backoff when they die; this process serves the admin listener and adds up the
-workers' state for ``/readyz``."""
+workers' state for ``/readyz``.
+
+The port listens while a worker serves it, and only then. A worker makes it listen when
+it starts accepting (:mod:`.sockets`) and says ``{"serving": true}``; when the last
+serving worker dies, this process stops the port listening (connections are refused,
+not queued for nobody) until a restarted worker serves again; on SIGTERM it stops it
+first, before the workers finish what they hold."""
 
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shadowproxy.children import Child, ChildFailed, start_child
 from shadowproxy.proxy.banner import banner
 from shadowproxy.proxy.mirror_child import Backoff, describe_exit, settings_payload
-from shadowproxy.proxy.sockets import bound_port
+from shadowproxy.proxy.sockets import bound_port, start_listening, stop_listening
 from shadowproxy.proxy.worker import (
     Announce,
     Listening,
@@ -42,7 +48,9 @@ class WorkerSlot:
 
     index: int
     child: Child | None = None
-    mirror: str = "restarting"
+    serving: bool = False  # its current process accepts on the port
+    serving_now: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    mirror: str = "starting"
     mirror_pid: int | None = None
     writer: str = "unknown"
     restarts: int = 0
@@ -58,39 +66,65 @@ class Supervisor:
     gunicorn's arbiter keeps its worker count: a watcher per worker instead of a
     SIGCHLD loop, since asyncio already reaps the children."""
 
-    def __init__(self, settings: Settings, proxy_sock: socket.socket, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, proxy_sock: socket.socket) -> None:
         self._settings = settings
         self._sock = proxy_sock
-        self._metrics = metrics
+        self._metrics: Metrics | None = None  # once the workers run (:meth:`count_with`)
         self._backoff = Backoff(max_s=settings.restart_backoff_max_s)
         self.slots = [WorkerSlot(i) for i in range(settings.workers or 1)]
         self.stopping = False
 
     async def _spawn(self, slot: WorkerSlot) -> None:
-        child = await start_child(
-            f"worker {slot.index}", "shadowproxy.proxy.worker",
-            {"settings": settings_payload(self._settings), "worker": slot.index,
-             "proxy_fd": self._sock.fileno()},
-            pass_fds=(self._sock.fileno(),),
-        )
+        def before_ready(message: dict[str, Any]) -> None:
+            if message.get("serving") is True:
+                slot.serving = True
+                slot.serving_now.set()
+                # It listened already; this undoes a stop that raced with it (the last
+                # other worker died just as it started accepting).
+                start_listening(self._sock)
+            self._update(slot, message)
+
+        try:
+            child = await start_child(
+                f"worker {slot.index}", "shadowproxy.proxy.worker",
+                {"settings": settings_payload(self._settings), "worker": slot.index,
+                 "proxy_fd": self._sock.fileno()},
+                pass_fds=(self._sock.fileno(),), on_status=before_ready,
+            )
+        except BaseException:
+            self._gone(slot)  # it may have served before it failed
+            raise
         slot.child = child
         self._update(slot, child.ready)
         slot.watcher = spawn(self._watch(slot, child), name=f"worker-{slot.index}-watch")
 
     async def start(self) -> None:
-        results = await asyncio.gather(*(self._spawn(slot) for slot in self.slots),
+        """All workers, up with their mirrors. The first starts alone and the others
+        once it serves: N interpreters starting at once share the cores, and the port
+        would wait for the slowest of them."""
+        first, rest = self.slots[0], self.slots[1:]
+        starting = spawn(self._spawn(first), name="worker-0-start")
+        await serving_or_done(first.serving_now, starting)
+        if starting.done():  # it failed (or came up whole) before saying it served
+            rest = [] if starting.exception() is not None else rest
+        results = await asyncio.gather(starting, *(self._spawn(slot) for slot in rest),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 await self.stop()
                 raise result
 
+    def count_with(self, metrics: Metrics) -> None:
+        """Count restarts in ``metrics`` from now on, and those that came before."""
+        metrics.restarts.labels("worker").inc(sum(s.restarts for s in self.slots))
+        self._metrics = metrics
+
     def status(self) -> dict[str, Any]:
         alive = [s for s in self.slots if s.alive]
         mirrors = [s.mirror if s.alive else "restarting" for s in self.slots]
         return {
-            # Users are served while any worker holds the port.
-            "ready": bool(alive),
+            # Users are served while any worker serves the port.
+            "ready": any(s.serving for s in self.slots),
             "workers": len(alive), "workers_expected": len(self.slots),
             "worker_restarts": sum(s.restarts for s in self.slots),
             "worker_pids": [s.child.pid if s.alive and s.child else None for s in self.slots],
@@ -111,12 +145,24 @@ class Supervisor:
             self._update(slot, message)
         code = await child.proc.wait()
         child.close_pipe()
+        self._gone(slot)
         if self.stopping:
             return
         self._forget(child.pid)
         log.error("worker %d (pid %d) died: %s; restarting", slot.index, child.pid,
                   describe_exit(code))
         await self._restart(slot)
+
+    def _gone(self, slot: WorkerSlot) -> None:
+        """The slot's process no longer serves; if no other does, the port stops
+        listening until one does."""
+        slot.serving = False
+        slot.serving_now.clear()
+        if self.stopping or any(s.serving for s in self.slots):
+            return
+        if stop_listening(self._sock):
+            log.error("no worker serves the proxy port: it refuses connections until one "
+                      "is back")
 
     def _forget(self, pid: int) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -153,13 +199,16 @@ class Supervisor:
                 log.error("worker %d: restart failed: %s", slot.index, exc)
                 continue
             slot.restarts += 1
-            self._metrics.restarts.labels("worker").inc()
+            if self._metrics is not None:
+                self._metrics.restarts.labels("worker").inc()
             log.warning("worker %d restarted (pid %s)", slot.index,
                         slot.child.pid if slot.child else None)
             return
 
     async def stop(self) -> None:
         self.stopping = True
+        # New connections are refused from now on; the workers finish what they accepted.
+        stop_listening(self._sock)
         for slot in self.slots:
             if slot.child is not None and slot.child.alive:
                 with contextlib.suppress(ProcessLookupError):
@@ -168,6 +217,15 @@ class Supervisor:
             if slot.child is not None:
                 await slot.child.stop(signal.SIGTERM, self._settings.grace_s + 45)
             await cancel_and_wait(slot.watcher)
+
+async def serving_or_done(serving: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    """Until ``serving`` is set or ``task`` ended, whichever comes first."""
+    waiting = spawn(serving.wait(), name="until-serving")
+    try:
+        await asyncio.wait([waiting, task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(waiting)
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -186,23 +244,30 @@ async def supervise(
     announce: Announce = print_line,
     listening: Listening = not_watched,
 ) -> int:
-    from shadowproxy.metrics import Metrics
-    from shadowproxy.proxy.app import wait_for_stop_signal
-
     assert settings.database_url is not None
-    metrics = Metrics()
-    metrics.restarts.labels("worker")
-    supervisor = Supervisor(settings, proxy_sock, metrics)
+    supervisor = Supervisor(settings, proxy_sock)
     async with AsyncExitStack() as stack:
+        stack.push_async_callback(supervisor.stop)
+        starting = spawn(supervisor.start(), name="workers-start")
+        stack.push_async_callback(cancel_and_wait, starting)
+        # The admin listener (/readyz) once the first worker serves: this process's own
+        # imports (prometheus_client, aiohttp) would only take CPU from that worker's.
+        await serving_or_done(supervisor.slots[0].serving_now, starting)
+        if not (starting.done() and starting.exception() is not None):
+            from shadowproxy.metrics import Metrics
+
+            metrics = Metrics()
+            supervisor.count_with(metrics)
+            admin = admin_listener_for(settings, metrics, supervisor.status)
+            admin_port = await admin.start(admin_sock)
+            stack.push_async_callback(admin.stop)
         try:
-            await supervisor.start()
+            await starting
         except ChildFailed as exc:
             print(f"shadowproxy: error: {exc}", file=sys.stderr, flush=True)
             return 1
-        stack.push_async_callback(supervisor.stop)
-        admin = admin_listener_for(settings, metrics, supervisor.status)
-        admin_port = await admin.start(admin_sock)
-        stack.push_async_callback(admin.stop)
+        from shadowproxy.proxy.app import wait_for_stop_signal
+
         announce(banner(settings, port=bound_port(proxy_sock), admin_port=admin_port,
                         workers=len(supervisor.slots)))
         listening(bound_port(proxy_sock), admin_port)

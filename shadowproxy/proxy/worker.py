@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from shadowproxy.children import ChildFailed, StatusPipe
+from shadowproxy.children import StatusPipe
 from shadowproxy.proxy.banner import banner
 from shadowproxy.proxy.mirror_child import Backoff
 from shadowproxy.settings import Settings
@@ -82,9 +82,15 @@ async def run_worker(
     listening: Listening = not_watched,
     status: StatusPipe | None = None,
 ) -> int:
-    """One proxy worker and its supervised mirror process, until SIGTERM/SIGINT."""
+    """One proxy worker and its supervised mirror process, until SIGTERM/SIGINT.
+
+    The proxy port listens as soon as this worker accepts; its mirror starts after, in
+    the background, and what users send meanwhile is held for it. The banner, the
+    ``listening`` call and the ready message to a supervisor come once the mirror is up
+    too; a status message ``{"serving": true}`` says the port is served before that.
+    """
     from shadowproxy.metrics import Metrics
-    from shadowproxy.proxy.app import Deadline, Listener, make_proxy_app, wait_for_stop_signal
+    from shadowproxy.proxy.app import Deadline, Listener, make_proxy_app, stop_signals
     from shadowproxy.proxy.mirror_child import MirrorState, SupervisedMirror
 
     primary_url = settings.require_primary_url()
@@ -94,6 +100,7 @@ async def run_worker(
     # Zero from the start, so an alert on their increase has a series to watch.
     metrics.restarts.labels("mirror")
     metrics.pairs_lost.labels("restart_gap")
+    metrics.pairs_lost.labels("start_gap")
 
     def mirror_changed(state: MirrorState) -> None:
         metrics.mirror_up.set(1 if state == MirrorState.UP else 0)
@@ -104,12 +111,17 @@ async def run_worker(
         settings, worker,
         on_restart=metrics.restarts.labels("mirror").inc,
         on_lost=metrics.pairs_lost.labels("restart_gap").inc,
+        on_lost_at_start=metrics.pairs_lost.labels("start_gap").inc,
         on_refused=metrics.mirror_refused.inc,
         on_change=mirror_changed,
         stall_s=settings.mirror_stall_s,
         backoff=Backoff(max_s=settings.restart_backoff_max_s),
     )
+    from shadowproxy.proxy.cutover_serve import cutover_for
+
     app = make_proxy_app(
+        cutover=cutover_for(settings, metrics),
+        grace_left=lambda: deadline.left() if deadline else settings.grace_s,
         primary_url=primary_url, mirror=mirror, tag_header=settings.tag_header,
         max_body_bytes=settings.max_body_bytes, sample_rate=settings.sample_rate,
         replay_rate=settings.replay_rate,
@@ -121,34 +133,41 @@ async def run_worker(
     )
 
     async def mirror_lifecycle(_: object) -> AsyncIterator[None]:
-        # Started before the listener accepts; stopped after in-flight requests ended,
-        # with what is left of the grace period.
+        # Entered before the listener accepts (it only launches the start); stopped
+        # after in-flight requests ended, with what is left of the grace period.
         async with mirror:
             yield
             await mirror.stop(deadline.left() if deadline else settings.grace_s)
 
     app.cleanup_ctx.insert(0, mirror_lifecycle)
     proxy = Listener(app, grace_s=settings.grace_s, limits=proxy_limits(settings))
-    admin_listener = admin_listener_for(
-        settings, metrics, lambda: {"ready": True, "workers": 1, **mirror.status()},
-    ) if admin_sock is not None else None
+    # A stop signal while the mirror starts is a graceful stop too: users are served.
+    stopped = stop_signals()
     async with AsyncExitStack() as stack:
-        try:
-            port = await proxy.start(proxy_sock)
-        except ChildFailed as exc:
-            print(f"shadowproxy: error: {exc}", file=sys.stderr, flush=True)
-            return 1
+        port = await proxy.start(proxy_sock)
         stack.push_async_callback(proxy.stop)
-        if admin_listener is not None and admin_sock is not None:
+        if status is not None:
+            status.send(serving=True, port=port)
+        admin_port = None
+        if admin_sock is not None:  # its imports (dashboard, readiness) come after
+            admin_listener = admin_listener_for(
+                settings, metrics, lambda: {"ready": True, "workers": 1, **mirror.status()})
             admin_port = await admin_listener.start(admin_sock)
             stack.push_async_callback(admin_listener.stop)
-            announce(banner(settings, port=port, admin_port=admin_port, worker=worker))
-            listening(port, admin_port)
-        if status is not None:
-            status.ready(port=port, **mirror.status())
-            stack.push_async_callback(cancel_and_wait, spawn(
-                _report_changes(status, mirror.status), name=f"worker-{worker}-status"))
-        signame = await wait_for_stop_signal()
+        first_mirror: asyncio.Future[Any] = mirror.started()
+        await asyncio.wait([stopped, first_mirror], return_when=asyncio.FIRST_COMPLETED)
+        if not stopped.done():
+            if (failed := first_mirror.exception()) is not None:
+                print(f"shadowproxy: error: {failed}", file=sys.stderr, flush=True)
+                return 1
+            if admin_port is not None:
+                announce(banner(settings, port=port, admin_port=admin_port, worker=worker))
+                listening(port, admin_port)
+            if status is not None:
+                status.ready(port=port, **mirror.status())
+                stack.push_async_callback(cancel_and_wait, spawn(
+                    _report_changes(status, mirror.status), name=f"worker-{worker}-status"))
+        signame = await stopped
         log.info("%s: stopping; in-flight requests have %.0fs", signame, settings.grace_s)
         deadline = Deadline(settings.grace_s)
     return 0

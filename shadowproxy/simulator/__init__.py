@@ -16,6 +16,7 @@ Scripting, per request:
 ``#error=529``                 claude-haiku* models answer with that error status
 ``#slow=2000``                 claude-haiku* models wait that many ms first
 ``#midstream-error``           claude-haiku* streams fail after a few deltas
+``#refusal``                   claude-haiku* stop part way with ``stop_reason: refusal``
 ``x-sim-delay-ms: N``          wait N ms before answering
 ``x-sim-chunk-ms: N``          N ms between stream events
 ``x-sim-chunks: N``            text split into N deltas

@@ -235,6 +235,11 @@ def compose_answer(
     thought = f"The user wrote {len(prompt.text)} characters." if thinking else None
     thought_tokens = _tokens(len(thought)) if thought else 0
     input_tokens = _tokens(prompt.chars)
+    if is_shadow_model(model) and "#refusal" in prompt.text:
+        # Claude's safety classifiers stopping an answer part way: stop_reason "refusal".
+        cut = "I can't help with"
+        return Answer(cut, None, thought, "refusal", input_tokens,
+                      _tokens(len(cut)) + thought_tokens)
     if tool_names and tool_mode != "none" and not disagree and (forced or asked_for_tool):
         arguments: dict[str, Any] = (
             {"answer": sentence} if wants_json and not asked_for_tool else {"query": prompt.text}

@@ -10,6 +10,9 @@
     EmbeddedPostgres: pgserver cluster in DATA_DIR/pg when no DATABASE_URL is set
 
 The schema lives in :mod:`.models` and in the static Alembic revisions shipped as
-``shadowproxy._migrations``; :mod:`.migrate` applies them from inside an event loop.
+``shadowproxy._migrations``; :mod:`.migrate` applies them from inside an event loop;
+:mod:`.scripts` finds them and their head without Alembic (read by
+:mod:`.migration_heads`, pure), and :mod:`.provision` skips the migration child at
+``serve``'s start when the database is already there.
 :mod:`.urls` is the one place that turns a user's PostgreSQL URL into each driver's form.
 """

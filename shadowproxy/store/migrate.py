@@ -3,15 +3,12 @@
 Alembic's commands are synchronous and its async ``env.py`` would start a loop of its
 own, which cannot nest inside ``serve``'s. So we open the async connection here and
 run the command on it via ``run_sync``; ``env.py`` picks the connection up from
-``config.attributes``. The script directory ships as ``shadowproxy._migrations`` in an
-installed package and is the top-level ``migrations/`` directory in a source checkout.
+``config.attributes``. Where the scripts are is :mod:`.scripts`.
 """
 
 from __future__ import annotations
 
-import importlib.resources
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -22,23 +19,10 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import shadowproxy
+from shadowproxy.store.scripts import script_location
 from shadowproxy.store.urls import sqlalchemy_url
 
-
-@contextmanager
-def script_location() -> Iterator[Path]:
-    """The Alembic script directory, installed or in a source checkout."""
-    try:
-        resource = importlib.resources.files("shadowproxy._migrations")
-    except ModuleNotFoundError:
-        checkout = Path(shadowproxy.__file__).resolve().parent.parent / "migrations"
-        if not (checkout / "env.py").is_file():
-            raise
-        yield checkout
-        return
-    with importlib.resources.as_file(resource) as path:
-        yield path
+__all__ = ["current", "downgrade", "head", "script_location", "upgrade"]
 
 
 def _config(location: Path, url: str, connection: Connection | None = None) -> Config:

@@ -74,6 +74,8 @@ class Pair(Base):
     # first pair" and "its first worse answer" one conversation at a time.
     conversation_id: Mapped[str | None] = mapped_column(Text)
     turn: Mapped[int | None] = mapped_column(Integer)
+    # primary | shadow | fallback: whose answer the application got (cutover in steps).
+    served_by: Mapped[str] = mapped_column(Text, server_default="primary")
     stored_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -319,6 +321,48 @@ class AdminLoginFailure(Base):
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
     __table_args__ = (Index(None, "client", "failed_at"),)
+
+
+class CutoverPlan(Base):
+    """One tag's cutover: its steps (percent of conversations on the shadow model), where
+    it stands, and whether it is paused. Every worker and replica routes by this row."""
+
+    __tablename__ = "cutover_plans"
+
+    tag: Mapped[str] = mapped_column(Text, primary_key=True)
+    steps: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    step: Mapped[int] = mapped_column(Integer)  # index into steps
+    percent: Mapped[int] = mapped_column(Integer)  # steps[step], or 0 once rolled back
+    paused: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # Bumped by every change: an advance applies only to the plan it judged.
+    revision: Mapped[int] = mapped_column(BigInteger, server_default="1")
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    step_started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CutoverEvent(Base):
+    """Every change to a plan: who moved which tag from what percent to what, and why."""
+
+    __tablename__ = "cutover_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tag: Mapped[str] = mapped_column(Text)
+    # start | advance | complete | rollback | guard | pause | resume
+    action: Mapped[str] = mapped_column(Text)
+    from_percent: Mapped[int] = mapped_column(Integer)
+    to_percent: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index(None, "tag", "at"),)
 
 
 _TYPES: dict[str, Any] = {

@@ -35,6 +35,45 @@ async def database(settings: Settings) -> AsyncIterator[Settings]:
     finally:
         await asyncio.to_thread(embedded.stop)
 
+# How long serve waits for the database to say its revision before it leaves the
+# question to the migration child (which then reports what is wrong, if anything).
+_AT_HEAD_TIMEOUT_S = 5.0
+
+
+async def at_shipped_head(database_url: str) -> bool:
+    """Whether the database is already at the head of the shipped scripts, asked with one
+    asyncpg query (no Alembic, no SQLAlchemy, no child). False whenever that is not
+    plainly so: unreachable, never migrated, behind, ahead, scripts not understood."""
+    from shadowproxy.store.scripts import shipped_head
+
+    head = shipped_head()
+    if head is None:
+        return False
+    import asyncpg
+
+    from shadowproxy.store.urls import asyncpg_dsn
+
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(asyncpg_dsn(database_url)),
+                                      _AT_HEAD_TIMEOUT_S)
+        try:
+            rows = await conn.fetch("SELECT version_num FROM alembic_version")
+        finally:
+            await conn.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    return [row[0] for row in rows] == [head]
+
+
+async def migrate_if_behind(database_url: str) -> None:
+    """Bring the database to the shipped head: nothing to do (the usual start) costs one
+    query; anything else runs the migration child."""
+    if await at_shipped_head(database_url):
+        log.debug("database already at the migrations' head")
+        return
+    await migrate_in_child(database_url)
+
+
 async def migrate_in_child(database_url: str) -> None:
     """Apply migrations in a short-lived child: Alembic and SQLAlchemy then never load
     into the long-running proxy process (tens of MB it would keep for nothing)."""
