@@ -169,7 +169,7 @@ class Corpus:
         return (
             uuid.uuid4(), received, "openai.chat", "/v1/chat/completions", tag, False,
             t.request, hashlib.sha256(t.request.encode()).hexdigest(), t.outcome, None,
-            False, conversation, turn,
+            False, conversation, turn, "primary",
             # primary
             "gpt-4o", t.primary[3], p_latency, p_latency / 4, 900, 220, None, None,
             0.003, t.primary[0], t.primary[1], t.primary[2], t.primary[4],
