@@ -106,11 +106,16 @@ _BASELINE_TYPES = (
 
 
 async def _baseline_diff(url: str, batch_size: int = 500) -> int:
-    from shadowproxy.decision.diff import _COLUMNS, _UNSCORED
-
-    next_batch = text(f"SELECT {_COLUMNS} FROM pairs p WHERE {_UNSCORED} AND p.id > :after "
-                      "ORDER BY p.id LIMIT :limit")
     from shadowproxy.decision.scoring import SideView, score_pair
+
+    # The scoring-only diff's own query (before verdicts), kept here with its baseline.
+    columns = ", ".join(["p.id", "p.received_at", "p.shadow_outcome"] + [
+        f"p.{side}_{f}" for side in ("primary", "shadow", "replay")
+        for f in ("text", "tool_calls", "stop_reason", "status", "error")])
+    next_batch = text(
+        f"SELECT {columns} FROM pairs p WHERE NOT EXISTS (SELECT 1 FROM scores s "
+        "WHERE s.pair_id = p.id AND s.received_at = p.received_at) AND p.id > :after "
+        "ORDER BY p.id LIMIT :limit")
 
     insert = text(
         f"INSERT INTO scores ({', '.join(n for n, _ in _BASELINE_TYPES)}) "

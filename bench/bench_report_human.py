@@ -11,13 +11,12 @@ of them twice). Each round, in alternating order, times:
    labels: its three frame counts left out of the one pass over the pairs, no review
    queries) and **with it**: the ratio of the two is the figure (goal: at most +10%,
    median of the rounds' ratios);
-2. the report's pass over the pairs (its ``GROUP BY tag`` query) without and with the
-   three frame counts the human section adds to it;
-3. the three review queries alone (they start from ``reviews`` and reach pairs by
-   primary key).
+2. the three review queries alone (they start from ``reviews`` and reach pairs by
+   primary key): the whole of what the section adds, since the frame counts the
+   calibration needs come from the report's rollups.
 
-Under load the whole-report figures move by several seconds from run to run; 2 and 3
-show where the added cost is, measured beside each other.
+The first report builds the rollups (untimed); the rounds time reports as a user runs
+them afterwards.
 
 Without ``--url`` (or ``SHADOWPROXY_TEST_DATABASE_URL``) it starts an embedded PostgreSQL
 in a temporary directory.
@@ -58,7 +57,7 @@ BATCH = 20_000
 _SCORE_COLUMNS = ("pair_id", "exact_match", "text_similarity", "tool_call_match",
                   "stop_reason_match", "refusal", "agree", "verdict", "verdict_method",
                   "judge_model", "judge_reason", "judge_cost_usd", "judge_calls",
-                  "position_inconsistent", "judged_at")
+                  "position_inconsistent", "judged_at", "received_at")
 
 
 def _pair(i: int) -> tuple[Any, tuple[Any, ...]]:
@@ -85,7 +84,8 @@ def _pair(i: int) -> tuple[Any, tuple[Any, ...]]:
     score = (pair_id, not judged, 1.0 if not judged else 0.7, True, True, False, not worse,
              verdict, "judge" if judged else "exact", "sonnet" if judged else None,
              "The shadow misses the date." if worse else "Same answer.",
-             0.004 if judged else None, 2 if judged else None, False, START)
+             0.004 if judged else None, 2 if judged else None, False, START,
+             record.received_at)
     return record, score
 
 
@@ -111,22 +111,18 @@ async def _load(url: str, count: int) -> None:
 
 @contextlib.contextmanager
 def _without_human_section() -> Iterator[None]:
-    """The report as before the human section: its frame counts out of the group query,
-    no review queries, nothing attached."""
-    columns = report._GROUP_COLUMNS
-    frame = ", " + ", ".join(report_human.frame_columns(report._BOTH_OK))
+    """The report as before the human section: no review queries, nothing attached (the
+    frame counts the calibration needs come from the report's rollups either way)."""
     fetch, attach = report_human.fetch_human, report_human.attach_human
 
     async def no_reviews(*_: Any) -> dict[str, list[dict[str, Any]]]:
         return {}
 
-    report._GROUP_COLUMNS = columns.replace(frame, "")
     report_human.fetch_human = no_reviews  # type: ignore[assignment]
     report_human.attach_human = lambda built, *_: built  # type: ignore[assignment]
     try:
         yield
     finally:
-        report._GROUP_COLUMNS = columns
         report_human.fetch_human, report_human.attach_human = fetch, attach
 
 
@@ -146,23 +142,11 @@ async def _timed(url: str, baseline: bool) -> float:
         await pool.close()
 
 
-async def _group_pass(conn: Any, with_frame: bool) -> float:
-    columns = report._GROUP_COLUMNS
-    if not with_frame:
-        columns = columns.replace(
-            ", " + ", ".join(report_human.frame_columns(report._BOTH_OK)), "")
-    started = time.perf_counter()
-    await conn.fetch(f"SELECT {columns} FROM comparisons WHERE TRUE GROUP BY tag")
-    return time.perf_counter() - started
-
-
 async def _review_queries(conn: Any) -> float:
-    async def fetch(sql: str, extra: Any = None) -> list[dict[str, Any]]:
-        query, args = report._positional(sql, dict(extra or {}))
-        return [dict(row) for row in await conn.fetch(query, *args)]
-
+    fetch = report._named_fetch(conn, None, None)
     started = time.perf_counter()
-    rows = await report_human.fetch_human(fetch, "TRUE", report._BOTH_OK)
+    rows = await report_human.fetch_human(fetch, report._comparisons_filter(None, None),
+                                          report._both_ok("c"))
     assert rows["cells"]
     return time.perf_counter() - started
 
@@ -186,9 +170,8 @@ async def _bench(url: str, pairs: int, labels: int, rounds: int) -> None:
     written = await label_in_queue_order(url, per_tag, _person, overlap=0.1, start=START)
     print(f"{written} labels on {per_tag} pairs per tag (a tenth labelled twice)")
     load_before = os.getloadavg()
-    await _timed(url, baseline=False)  # warm the cache once, untimed
+    await _timed(url, baseline=False)  # builds the rollups and warms the cache, untimed
     whole: dict[bool, list[float]] = {True: [], False: []}
-    passes: dict[bool, list[float]] = {True: [], False: []}
     queries: list[float] = []
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
@@ -196,8 +179,6 @@ async def _bench(url: str, pairs: int, labels: int, rounds: int) -> None:
             order = (True, False) if round_ % 2 == 0 else (False, True)
             for baseline in order:
                 whole[baseline].append(await _timed(url, baseline=baseline))
-            for with_frame in order:
-                passes[with_frame].append(await _group_pass(conn, with_frame))
             queries.extend([await _review_queries(conn) for _ in range(3)])
     finally:
         await conn.close()
@@ -209,8 +190,6 @@ async def _bench(url: str, pairs: int, labels: int, rounds: int) -> None:
     print(_line("whole report with it", whole[False]))
     print(f"  {'added, median of the rounds':44s} {statistics.median(ratios):+8.1%}     "
           f"(rounds {', '.join(f'{r:+.1%}' for r in ratios)}; goal at most +10%)")
-    print(_line("pass over the pairs without the frame counts", passes[False]))
-    print(_line("pass over the pairs with them", passes[True]))
     print(_line("the three review queries", queries, "ms"))
 
 

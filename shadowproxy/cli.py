@@ -302,14 +302,17 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 @cli.command()
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--rejudge", is_flag=True,
               help="Ask the judge again about pairs it already decided.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes scoring pairs at once (one per core is the most that helps).")
 @config_option
 @click.pass_context
 @settings_errors_exit_2
-def diff(ctx: click.Context, batch_size: int, no_progress: bool, rejudge: bool) -> None:
+def diff(ctx: click.Context, batch_size: int, no_progress: bool, rejudge: bool,
+         jobs: int) -> None:
     """Score every stored pair not yet scored and judge what needs a judge (resumable)."""
     from shadowproxy.decision.diff import run_diff
     from shadowproxy.decision.judge import load_rubrics, make_judge
@@ -324,7 +327,7 @@ def diff(ctx: click.Context, batch_size: int, no_progress: bool, rejudge: bool) 
                 url, batch_size=batch_size, progress=not no_progress, judge=judge,
                 judge_max_usd=settings.judge_max_usd,
                 judge_concurrency=settings.judge_concurrency, rubrics=rubrics,
-                rejudge=rejudge)
+                rejudge=rejudge, jobs=jobs, sample=settings.judge_sample)
         finally:
             if judge is not None:
                 await judge.close()
@@ -335,7 +338,9 @@ def diff(ctx: click.Context, batch_size: int, no_progress: bool, rejudge: bool) 
     click.echo(f"shadowproxy: scored {summary.scored} pairs "
                f"({summary.agreed} agree) in {summary.seconds:.1f}s; verdicts: {counts}, "
                f"{summary.not_judged} not judged (a side failed); judge: "
-               f"{summary.judge_calls} calls, ${summary.judge_usd:.4f}")
+               f"{summary.judge_calls} calls, ${summary.judge_usd:.4f}; "
+               f"{summary.scored_in_sql} scored in PostgreSQL; report summaries updated "
+               f"in {summary.summary_seconds:.1f}s")
     if summary.verdicts.get("unjudged") and judge is None:
         click.echo("shadowproxy: unjudged pairs need a judge: set SHADOWPROXY_JUDGE_MODEL "
                    "(see the README's judging section) and run diff again")

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     judge_rubric_file: Path | None = None
     judge_timeout_s: float = Field(60.0, gt=0)
     judge_max_retries: int = Field(2, ge=0, le=10)
+    # Which of the pairs that need the judge it sees, per tag: "auto" (enough for a
+    # ±2-point interval of the worse rate, then what the budget allows), "all", or a
+    # number per tag (issue 19; shadowproxy/decision/sampling.py).
+    judge_sample: str = "auto"
 
     # -- Containment and memory bounds (reliab-contain) ---------------------------------
     # Bytes all exchanges pending in one mirror may hold (request bodies and captured
@@ -189,6 +193,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r:.60} is not an IP address or network "
                                  "(e.g. 10.0.0.5 or 10.0.0.0/8)") from None
         return items
+
+    @field_validator("judge_sample")
+    @classmethod
+    def _sample_rule(cls, value: str) -> str:
+        from shadowproxy.decision.sampling import parse_sample_rule
+
+        return str(parse_sample_rule(value))
 
     @field_validator("primary_url", "shadow_base_url", "judge_base_url")
     @classmethod

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowproxy.decision.review_frame import labels_needed_placeholder, overlap_threshold
 from shadowproxy.review_labels import LabelError, parse_label, verdict_for
 
 
@@ -34,11 +33,3 @@ def test_a_note_is_stored_as_written_or_refused_with_a_reason(note: str) -> None
 def test_malformed_labels_are_refused(body: object) -> None:
     with pytest.raises(LabelError):
         parse_label(body)
-
-
-def test_the_placeholder_for_labels_needed() -> None:
-    assert labels_needed_placeholder(0, 0) == 0
-    assert labels_needed_placeholder(40, 3) == 40  # a small frame: all of it
-    assert labels_needed_placeholder(100_000, 5_000) == 457  # ±2 points at about 5%
-    assert labels_needed_placeholder(100_000, 50_000) == 2401  # the worst case, 50%
-    assert overlap_threshold(0.0) == 0 and overlap_threshold(1.0) == 1 << 32

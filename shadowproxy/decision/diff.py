@@ -2,19 +2,22 @@
 
 Two passes, both resumable and idempotent (keyset pagination, one transaction per batch):
 
-1. **Scoring**: each pair without a score gets one (``ON CONFLICT (pair_id,
-   received_at) DO NOTHING``, so two runs at once never clash; a score carries its
-   pair's ``received_at``, the key both tables are partitioned by): the analysts'
-   scores (text similarity, tool-call match, ...; they never decide a verdict) and the tiers of
-   :mod:`shadowproxy.decision.verdict`. Pairs the tiers settle (``exact``, ``structural``) or that
-   are not judged (a side failed: verdict NULL, the reason in ``judge_reason``) get
-   ``judged_at``; pairs that need a judge get ``unjudged``.
-2. **Judging** (:mod:`shadowproxy.decision.judging`): pairs whose verdict is ``unjudged`` — or
-   NULL without ``judged_at``, scored before verdicts existed — are considered again;
-   with ``rejudge`` also those a judge decided. A stored verdict is never asked again
-   otherwise. Without ``JUDGE_MODEL`` nothing is sent: only the NULL-without-``judged_at``
-   rows are considered (by the tiers), and pairs that need a judge stay ``unjudged`` with
-   a reason saying so.
+1. **Scoring** (this module): each pair without a score gets one (``ON CONFLICT
+   (pair_id, received_at) DO NOTHING``, so two runs at once never clash; a score carries
+   its pair's ``received_at``, the key both tables are partitioned by): the analysts' scores (text
+   similarity, tool-call match, ...; they never decide a verdict) and the tiers of
+   :mod:`shadowproxy.decision.verdict`. A batch first lets PostgreSQL score the pairs
+   its SQL tier settles exactly (:mod:`shadowproxy.decision.diff_sql`), then scores the
+   rest in Python and writes them with one binary ``COPY``. ``jobs`` processes split
+   the pairs by id range. Pairs the tiers settle (``exact``, ``structural``) or that are
+   not judged (a side failed: verdict NULL, the reason in ``judge_reason``) get
+   ``judged_at``; pairs that need a judge get ``unjudged``, with a reason saying whether
+   they wait for the judge, lack one, or fall outside the judge's sample.
+2. **Judging** (:mod:`shadowproxy.decision.judge_pass`): the judge's sample of each tag
+   (:mod:`shadowproxy.decision.sampling`), plus what the budget allows beyond it.
+
+Every batch marks the 10-minute slots it changed in ``report_stale``, in the same
+transaction, and the run ends by bringing the report's summaries up to date.
 
 When the primary was asked twice (``replay_*``) the replay is compared with the primary
 the same way, into the ``replay_*`` columns: the noise floor.
@@ -24,128 +27,62 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+import asyncpg
 from tqdm import tqdm
 
+from shadowproxy.decision.diff_sql import BATCH, SCORE_COLUMNS, UNSCORED
 from shadowproxy.decision.judge import Judge
-from shadowproxy.decision.judge_prompt import AnswerText
-from shadowproxy.decision.judging import Judged, JudgeRun, needs_judge_reason
-from shadowproxy.decision.scoring import SideView, answered, score_pair
+from shadowproxy.decision.judging import needs_judge_reason
+from shadowproxy.decision.sampling import SampleRule, judge_rank, parse_sample_rule
+from shadowproxy.decision.scoring import SideView, answered, compare, score_pair
+from shadowproxy.decision.summaries import refresh
 from shadowproxy.decision.verdict import Tiered, Verdict, tier
 from shadowproxy.records import ShadowOutcome
+from shadowproxy.store.urls import asyncpg_dsn
 
-__all__ = ["DiffSummary", "PairScope", "run_diff", "score_row"]
+__all__ = ["NOT_SAMPLED", "DiffSummary", "PairScope", "run_diff", "score_row"]
 
-_SIDE_FIELDS = ("text", "tool_calls", "stop_reason", "status", "error")
-_COLUMNS = ", ".join(
-    ["p.id", "p.received_at", "p.shadow_outcome"]
-    + [f"p.{side}_{f}" for side in ("primary", "shadow", "replay") for f in _SIDE_FIELDS]
-)
-_UNSCORED = ("NOT EXISTS (SELECT 1 FROM scores s "
-             "WHERE s.pair_id = p.id AND s.received_at = p.received_at)")
+# The reason of a pair left out of the judge's sample (the report's cause keyword:
+# "judge_sample").
+NOT_SAMPLED = ("not in the judge's sample (SHADOWPROXY_JUDGE_SAMPLE): the report "
+               "estimates the shares from the judged sample")
 
 
 @dataclass(frozen=True, slots=True)
 class PairScope:
-    """Only a tag's pairs received at or after ``since`` (``cutover advance`` judges the
-    pairs of the current step, not the whole table)."""
+    """Only a tag's pairs received at or after ``since``: ``cutover advance`` judges the
+    pairs of the current step, every one the budget allows, not the tag's sample."""
 
     tag: str | None = None
     since: datetime | None = None
 
-    def sql(self) -> tuple[str, dict[str, Any]]:
-        clause = ""
-        params: dict[str, Any] = {}
-        if self.tag is not None:
-            clause += " AND p.tag = :scope_tag"
-            params["scope_tag"] = self.tag
-        if self.since is not None:
-            clause += " AND p.received_at >= :scope_since"
-            params["scope_since"] = self.since
-        return clause, params
 
-
-_SCORE_TYPES = (
-    ("pair_id", "uuid"), ("received_at", "timestamptz"),
-    ("exact_match", "boolean"), ("text_similarity", "float8"),
-    ("tool_call_match", "boolean"), ("stop_reason_match", "boolean"),
-    ("json_match", "boolean"), ("refusal", "boolean"), ("length_ratio", "float8"),
-    ("agree", "boolean"), ("replay_agree", "boolean"),
-    ("replay_text_similarity", "float8"), ("replay_tool_call_match", "boolean"),
-    ("verdict", "text"), ("verdict_method", "text"), ("judge_reason", "text"),
-    ("judge_cost_usd", "float8"), ("judge_calls", "int4"),
-    ("json_diff_paths", "text"), ("judged_at", "timestamptz"),
-    ("replay_verdict", "text"), ("replay_verdict_method", "text"),
-    ("replay_judge_reason", "text"), ("replay_judge_cost_usd", "float8"),
-    ("replay_judge_calls", "int4"),
+_SIDE_FIELDS = ("text", "tool_calls", "stop_reason", "status", "error")
+_COLUMNS = ", ".join(
+    ["p.id", "p.received_at", "p.tag", "p.shadow_outcome"]
+    + [f"p.{side}_{f}" for side in ("primary", "shadow", "replay") for f in _SIDE_FIELDS]
 )
-_JSONB = frozenset({"json_diff_paths"})
-
-
-def _select_list(types: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(f"CAST(t.{n} AS jsonb)" if n in _JSONB else f"t.{n}" for n, _ in types)
-
-
-def _unnest(types: Sequence[tuple[str, str]]) -> str:
-    arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in types)
-    return f"unnest({arrays}) AS t({', '.join(n for n, _ in types)})"
-
-
-# unnest over one array per column: a fixed statement whatever the batch size, where a
-# multi-row VALUES would be compiled anew for every batch.
-_INSERT_SCORES = text(
-    f"INSERT INTO scores ({', '.join(n for n, _ in _SCORE_TYPES)}) "
-    f"SELECT {_select_list(_SCORE_TYPES)} FROM {_unnest(_SCORE_TYPES)} "
-    "ON CONFLICT (pair_id, received_at) DO NOTHING RETURNING agree"
-)
-
-# --- the judging pass -----------------------------------------------------------------
-
-_SHADOW_VERDICT_TYPES = (
-    ("pair_id", "uuid"), ("received_at", "timestamptz"),
-    ("verdict", "text"), ("verdict_method", "text"),
-    ("judge_model", "text"), ("judge_reason", "text"), ("judge_cost_usd", "float8"),
-    ("judge_calls", "int4"), ("position_inconsistent", "boolean"),
-    ("json_diff_paths", "text"), ("judged_at", "timestamptz"),
-)
-_REPLAY_VERDICT_TYPES = (
-    ("pair_id", "uuid"), ("received_at", "timestamptz"),
-    ("replay_verdict", "text"), ("replay_verdict_method", "text"),
-    ("judge_model", "text"), ("replay_judge_reason", "text"),
-    ("replay_judge_cost_usd", "float8"), ("replay_judge_calls", "int4"),
-    ("replay_position_inconsistent", "boolean"),
-)
-
-
-def _update(types: Sequence[tuple[str, str]]) -> Any:
-    sets = ", ".join(
-        "judge_model = COALESCE(t.judge_model, s.judge_model)" if n == "judge_model"
-        else f"{n} = CAST(t.{n} AS jsonb)" if n in _JSONB else f"{n} = t.{n}"
-        for n, _ in types if n not in ("pair_id", "received_at")
-    )
-    return text(f"UPDATE scores s SET {sets} FROM {_unnest(types)} "
-                "WHERE s.pair_id = t.pair_id AND s.received_at = t.received_at")
-
-
-_UPDATE_SHADOW = _update(_SHADOW_VERDICT_TYPES)
-_UPDATE_REPLAY = _update(_REPLAY_VERDICT_TYPES)
-_LEGACY = "(s.verdict IS NULL AND s.judged_at IS NULL)"
-_RECONSIDER = f"(s.verdict = 'unjudged' OR s.replay_verdict = 'unjudged' OR {_LEGACY})"
-_REJUDGE = "(s.verdict_method = 'judge' OR s.replay_verdict_method = 'judge')"
-_JUDGE_COLUMNS = (
-    "p.tag, p.request, s.verdict AS s_verdict, s.verdict_method AS s_verdict_method, "
-    "s.replay_verdict AS s_replay_verdict, "
-    "s.replay_verdict_method AS s_replay_verdict_method, s.judged_at AS s_judged_at"
-)
-_COUNT_VERDICTS = text("SELECT verdict, count(*) AS n FROM scores GROUP BY verdict")
+_COUNT_UNSCORED = f"SELECT count(*) FROM pairs p WHERE {UNSCORED}"
+_STAGE = "diff_scores"
+# The staging table takes the JSON paths as text: COPY's binary format has no jsonb
+# encoder once the connection decodes jsonb to Python values.
+_CREATE_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+                 "(LIKE scores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
+                 f"ALTER TABLE {_STAGE} ALTER COLUMN json_diff_paths TYPE text")
+_FROM_STAGE = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) "
+               "SELECT " + ", ".join("json_diff_paths::jsonb" if c == "json_diff_paths"
+                                     else c for c in SCORE_COLUMNS) + f" FROM {_STAGE} "
+               "ON CONFLICT (pair_id, received_at) DO NOTHING RETURNING agree")
+_THRESHOLDS = "SELECT tagged, tag, threshold FROM judge_samples"
+_MAX_ID = uuid.UUID(int=(1 << 128) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +94,8 @@ class DiffSummary:
     judge_calls: int = 0
     judge_usd: float = 0.0
     not_judged: int = 0  # pairs with a failed side (verdict NULL)
+    scored_in_sql: int = 0  # of ``scored``, settled by the SQL tier
+    summary_seconds: float = 0.0  # bringing the report's summaries up to date
 
 
 def _replayed(row: Mapping[Any, Any]) -> bool:
@@ -168,40 +107,58 @@ def _paths_json(tiered: Tiered) -> str | None:
     return json.dumps(list(tiered.diff_paths)) if tiered.diff_paths else None
 
 
-def _tiers(row: Mapping[Any, Any]) -> tuple[Tiered, Tiered | None]:
-    primary = SideView.from_row(row, "primary")
+def shadow_tier(row: Mapping[Any, Any], primary: SideView, shadow: SideView,
+                comparison: Any = None) -> Tiered:
+    """The shadow's tier, with a failed shadow's reason naming its outcome."""
     shadow_ok = row.get("shadow_outcome") == ShadowOutcome.OK
-    shadow = tier(primary, SideView.from_row(row, "shadow"), shadow_ok=shadow_ok)
+    tiered = tier(primary, shadow, shadow_ok=shadow_ok, comparison=comparison)
     outcome = row.get("shadow_outcome")
-    if not shadow_ok and shadow.reason and "shadow failed" in shadow.reason:
-        shadow = Tiered(None, None, False, (), (
+    if not shadow_ok and tiered.reason and "shadow failed" in tiered.reason:
+        tiered = Tiered(None, None, False, (), (
             "not judged: the request was not mirrored (skipped)"
             if outcome == ShadowOutcome.SKIPPED else
             f"not judged: the shadow's outcome is {outcome} (counted in shadow_error_rate)"))
-    replay = (tier(primary, SideView.from_row(row, "replay"), name="replay")
-              if _replayed(row) else None)
-    return shadow, replay
+    return tiered
 
 
-def _settled(tiered: Tiered, judge_configured: bool) -> tuple[Any, ...]:
+def settled(tiered: Tiered, waiting_reason: str) -> tuple[Any, ...]:
     """``(verdict, method, reason, cost, calls, settled)`` as the tiers leave them."""
     if tiered.needs_judge:
-        return (Verdict.UNJUDGED.value, None, needs_judge_reason(judge_configured), None,
-                None, False)
+        return Verdict.UNJUDGED.value, None, waiting_reason, None, None, False
     if tiered.verdict is None:  # a side failed: not judged
         return None, None, tiered.reason, None, None, True
     method = tiered.method.value if tiered.method else None
     return tiered.verdict.value, method, None, 0.0, 0, True
 
 
-def score_row(row: Mapping[Any, Any], *, judge_configured: bool = False,
-              now: datetime | None = None) -> dict[str, Any]:
-    """The ``scores`` row for one ``pairs`` row (columns as named in the table)."""
+@dataclass(frozen=True, slots=True)
+class _Sampling:
+    """What the scoring pass needs to know of the judge: whether there is one, and
+    each tag's sample threshold so far ((tagged, tag) -> threshold)."""
+
+    judge_configured: bool = False
+    thresholds: Mapping[tuple[bool, str], float] = field(default_factory=dict)
+
+    def reason(self, row: Mapping[Any, Any]) -> str:
+        """Why a pair the tiers left to the judge is unjudged: above its tag's sample
+        threshold it never will be (judge or not); below it, it waits for a judge."""
+        tag = row.get("tag")
+        threshold = self.thresholds.get((tag is not None, tag or ""))
+        if threshold is not None and judge_rank(row["id"]) >= threshold:
+            return NOT_SAMPLED
+        return needs_judge_reason(self.judge_configured)
+
+
+def score_record(row: Mapping[Any, Any], sampling: _Sampling, now: datetime
+                 ) -> tuple[Any, ...]:
+    """One ``scores`` row for a ``pairs`` row, in :data:`SCORE_COLUMNS` order."""
     primary = SideView.from_row(row, "primary")
-    scores = score_pair(primary, SideView.from_row(row, "shadow")).as_row()
-    if row.get("shadow_outcome") != ShadowOutcome.OK:
-        scores["agree"] = False
+    shadow = SideView.from_row(row, "shadow")
+    comparison = compare(primary, shadow)
+    s = score_pair(primary, shadow, comparison)
+    agree = s.agree and row.get("shadow_outcome") == ShadowOutcome.OK
     replay_agree = replay_similarity = replay_calls = None
+    r_verdict = r_method = r_reason = r_cost = r_calls = None
     if _replayed(row):
         replay = SideView.from_row(row, "replay")
         if answered(primary.status, primary.error) and answered(replay.status, replay.error):
@@ -209,216 +166,196 @@ def score_row(row: Mapping[Any, Any], *, judge_configured: bool = False,
             replay_agree = noise.agree
             replay_similarity = noise.text_similarity
             replay_calls = noise.tool_call_match
-    shadow_tier, replay_tier = _tiers(row)
-    verdict, method, reason, cost, calls, settled = _settled(shadow_tier, judge_configured)
-    r_verdict = r_method = r_reason = r_cost = r_calls = None
-    if replay_tier is not None:
-        r_verdict, r_method, r_reason, r_cost, r_calls, _ = _settled(
-            replay_tier, judge_configured)
-    return {
-        "pair_id": row["id"],
-        "received_at": row["received_at"],
-        **scores,
-        "replay_agree": replay_agree,
-        "replay_text_similarity": replay_similarity,
-        "replay_tool_call_match": replay_calls,
-        "verdict": verdict,
-        "verdict_method": method,
-        "judge_reason": reason,
-        "judge_cost_usd": cost,
-        "judge_calls": calls,
-        "json_diff_paths": _paths_json(shadow_tier),
-        "judged_at": (now or datetime.now(UTC)) if settled else None,
-        "replay_verdict": r_verdict,
-        "replay_verdict_method": r_method,
-        "replay_judge_reason": r_reason,
-        "replay_judge_cost_usd": r_cost,
-        "replay_judge_calls": r_calls,
-    }
+        r_verdict, r_method, r_reason, r_cost, r_calls, _ = settled(
+            tier(primary, replay, name="replay"),
+            needs_judge_reason(sampling.judge_configured))
+    tiered = shadow_tier(row, primary, shadow, comparison)
+    verdict, method, reason, cost, calls, done = settled(
+        tiered, sampling.reason(row) if tiered.needs_judge else "")
+    return (
+        row["id"], s.exact_match, s.text_similarity, s.tool_call_match, s.stop_reason_match,
+        s.json_match, s.refusal, s.length_ratio, agree, replay_agree, replay_similarity,
+        replay_calls, verdict, method, reason, cost, calls, _paths_json(tiered),
+        now if done else None, r_verdict, r_method, r_reason, r_cost, r_calls,
+        row.get("tag"), row["received_at"],
+    )
 
 
-async def _store(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    """One statement per batch; its text never changes, so it is prepared once."""
-    columns = {name: [row[name] for row in rows] for name, _ in _SCORE_TYPES}
-    written = (await conn.execute(_INSERT_SCORES, columns)).scalars().all()
-    return len(written), sum(1 for agree in written if agree)
+def score_row(row: Mapping[Any, Any], *, judge_configured: bool = False,
+              now: datetime | None = None) -> dict[str, Any]:
+    """The ``scores`` row for one ``pairs`` row (columns as named in the table)."""
+    record = score_record(row, _Sampling(judge_configured), now or datetime.now(UTC))
+    return dict(zip(SCORE_COLUMNS, record, strict=True))
 
 
-async def _score_unscored(engine: AsyncEngine, batch_size: int, progress: bool,
-                          judge_configured: bool, scope: PairScope) -> tuple[int, int]:
-    scored = agreed = 0
-    where, scoped = scope.sql()
-    next_batch = text(f"SELECT {_COLUMNS} FROM pairs p WHERE {_UNSCORED}{where} "
-                      "AND p.id > :after ORDER BY p.id LIMIT :limit")
-    async with engine.connect() as conn:
-        total = int((await conn.execute(
-            text(f"SELECT count(*) FROM pairs p WHERE {_UNSCORED}{where}"), scoped)
-        ).scalar_one())
-        await conn.commit()
-    after = uuid.UUID(int=0)
+async def _connect(url: str) -> Any:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                              schema="pg_catalog")
+    # diff is resumable: a crash may lose the last batches' commits, never their
+    # consistency, so it need not wait for each commit to reach the disk.
+    await conn.execute("SET synchronous_commit = off")
+    return conn
+
+
+async def _thresholds(conn: Any) -> dict[tuple[bool, str], float]:
+    return {(r["tagged"], r["tag"]): float(r["threshold"])
+            for r in await conn.fetch(_THRESHOLDS)}
+
+
+async def _score_batch(conn: Any, start: uuid.UUID, last: uuid.UUID, limit: int,
+                       sampling: _Sampling) -> tuple[int, int, int, uuid.UUID | None]:
+    """Score the next ``limit`` unscored pairs from ``start``: ``(written, agreeing,
+    written in SQL, id after the batch)`` (None: nothing left in the range)."""
+    async with conn.transaction():
+        batch = await conn.fetch(BATCH, start, last, limit)
+        if not batch:
+            return 0, 0, 0, None
+        in_sql = int(batch[0]["scored_in_sql"])
+        now = datetime.now(UTC)
+        records = [score_record(row, sampling, now) for row in batch if not row["in_sql"]]
+        agreeing = 0
+        written = in_sql
+        if records:
+            await conn.copy_records_to_table(_STAGE, records=records, columns=SCORE_COLUMNS)
+            stored = await conn.fetch(_FROM_STAGE)
+            written += len(stored)
+            agreeing = sum(1 for r in stored if r["agree"])
+    high = batch[-1]["id"]
+    after = None if high.int == last.int else uuid.UUID(int=high.int + 1)
+    return written, agreeing + in_sql, in_sql, after
+
+
+async def _score_range(url: str, first: uuid.UUID, last: uuid.UUID, batch_size: int,
+                       sampling: _Sampling, progress: Any = None) -> tuple[int, int, int]:
+    conn = await _connect(url)
+    try:
+        await conn.execute(_CREATE_STAGE)
+        scored = agreed = in_sql = 0
+        start: uuid.UUID | None = first
+        while start is not None:
+            written, agreeing, sql, start = await _score_batch(conn, start, last, batch_size,
+                                                               sampling)
+            scored, agreed, in_sql = scored + written, agreed + agreeing, in_sql + sql
+            if progress is not None:
+                progress(written)
+        return scored, agreed, in_sql
+    finally:
+        await conn.close()
+
+
+def _job(url: str, first: int, last: int, batch_size: int, sampling: _Sampling,
+         counter: Any, results: Any) -> None:
+    """One ``--jobs`` process: score an id range, counting progress in ``counter``."""
+    def tick(written: int) -> None:
+        with counter.get_lock():
+            counter.value += written
+
+    try:
+        results.put(("ok", asyncio.run(_score_range(
+            url, uuid.UUID(int=first), uuid.UUID(int=last), batch_size, sampling, tick))))
+    except BaseException as exc:  # reported to the parent, which raises it
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class DiffJobFailed(RuntimeError):
+    """A ``--jobs`` process failed; the message is its error."""
+
+
+async def _score_in_processes(url: str, jobs: int, batch_size: int, sampling: _Sampling,
+                              bar: tqdm[Any]) -> tuple[int, int, int]:
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("q", 0)
+    results = context.Queue()
+    step = (1 << 128) // jobs
+    bounds = [(i * step, (i + 1) * step - 1 if i < jobs - 1 else (1 << 128) - 1)
+              for i in range(jobs)]
+    workers = [context.Process(target=_job, name=f"shadowproxy-diff-{i}", args=(
+        url, low, high, batch_size, sampling, counter, results)) for i, (low, high)
+        in enumerate(bounds)]
+    for worker in workers:
+        worker.start()
+    totals = [0, 0, 0]
+    errors: list[str] = []
+    try:
+        pending = len(workers)
+        while pending:
+            await asyncio.sleep(0.2)
+            bar.n = counter.value
+            bar.refresh()
+            while not results.empty():
+                kind, value = results.get()
+                pending -= 1
+                if kind == "ok":
+                    totals = [a + b for a, b in zip(totals, value, strict=True)]
+                else:
+                    errors.append(value)
+            if pending and not any(w.is_alive() for w in workers) and results.empty():
+                errors.append("a diff job exited without a result")
+                break
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+    if errors:
+        raise DiffJobFailed(errors[0])
+    return totals[0], totals[1], totals[2]
+
+
+async def _score_unscored(url: str, batch_size: int, progress: bool, sampling: _Sampling,
+                          jobs: int) -> tuple[int, int, int]:
+    conn = await _connect(url)
+    try:
+        total = int(await conn.fetchval(_COUNT_UNSCORED))
+    finally:
+        await conn.close()
     with tqdm(total=total, unit="pair", desc="scoring", disable=not progress,
               dynamic_ncols=True) as bar:
-        while True:
-            async with engine.begin() as conn:
-                batch = (await conn.execute(
-                    next_batch, {"after": after, "limit": batch_size, **scoped})
-                ).mappings().all()
-                if not batch:
-                    break
-                now = datetime.now(UTC)
-                rows = [score_row(r, judge_configured=judge_configured, now=now)
-                        for r in batch]
-                written, agreeing = await _store(conn, rows)
-            scored += written
-            agreed += agreeing
-            after = batch[-1]["id"]
-            bar.update(len(batch))
-    return scored, agreed
+        if jobs > 1 and total > batch_size:
+            return await _score_in_processes(url, jobs, batch_size, sampling, bar)
+        return await _score_range(url, uuid.UUID(int=0), _MAX_ID, batch_size, sampling,
+                                  bar.update)
 
 
-def _answer(row: Mapping[Any, Any], prefix: str) -> AnswerText:
-    view = SideView.from_row(row, prefix)
-    return AnswerText(view.text, view.tool_calls, view.stop_reason)
-
-
-def _wants(row: Mapping[Any, Any], side: str, rejudge: bool) -> bool:
-    verdict = row[f"s_{'replay_' if side == 'replay' else ''}verdict"]
-    method = row[f"s_{'replay_' if side == 'replay' else ''}verdict_method"]
-    legacy = row["s_verdict"] is None and row["s_judged_at"] is None
-    if side == "replay" and not _replayed(row):
-        return False
-    return verdict == Verdict.UNJUDGED or legacy or (rejudge and method == "judge")
-
-
-class _Judging:
-    """The judging pass over one batch: tiers first, the judge for what is left."""
-
-    def __init__(self, run: JudgeRun | None) -> None:
-        self.run = run
-
-    async def side(self, row: Mapping[Any, Any], side: str, tiered: Tiered
-                   ) -> tuple[Any, ...]:
-        """``(verdict, method, model, reason, cost, calls, inconsistent, settled)``."""
-        if not tiered.needs_judge or self.run is None:
-            verdict, method, reason, cost, calls, settled = _settled(
-                tiered, self.run is not None)
-            return verdict, method, None, reason, cost, calls, None, settled
-        judged: Judged = await self.run.judge_pair(
-            row["request"], row["tag"], _answer(row, "primary"), _answer(row, side))
-        settled = judged.verdict != Verdict.UNJUDGED
-        return (judged.verdict.value, judged.method.value if judged.method else None,
-                self.run.judge.model if judged.calls else None, judged.reason,
-                judged.cost_usd, judged.calls, judged.position_inconsistent, settled)
-
-    async def batch(self, conn: AsyncConnection, batch: Sequence[Mapping[Any, Any]],
-                    rejudge: bool) -> None:
-        shadow_rows: list[dict[str, Any]] = []
-        replay_rows: list[dict[str, Any]] = []
-
-        def keeps(row: Mapping[Any, Any], prefix: str, verdict: Any) -> bool:
-            """--rejudge that could not get a new verdict keeps the stored one."""
-            return bool(verdict == Verdict.UNJUDGED
-                        and row[f"s_{prefix}verdict_method"] == "judge")
-
-        async def one(row: Mapping[Any, Any]) -> None:
-            shadow_tier, replay_tier = _tiers(row)
-            if _wants(row, "shadow", rejudge):
-                v, m, model, reason, cost, calls, inconsistent, settled = await self.side(
-                    row, "shadow", shadow_tier)
-                if not keeps(row, "", v):
-                    shadow_rows.append({
-                        "pair_id": row["id"], "received_at": row["received_at"],
-                        "verdict": v, "verdict_method": m,
-                        "judge_model": model, "judge_reason": reason, "judge_cost_usd": cost,
-                        "judge_calls": calls, "position_inconsistent": inconsistent,
-                        "json_diff_paths": _paths_json(shadow_tier),
-                        "judged_at": datetime.now(UTC) if settled else None,
-                    })
-            if replay_tier is not None and _wants(row, "replay", rejudge):
-                v, m, model, reason, cost, calls, inconsistent, _ = await self.side(
-                    row, "replay", replay_tier)
-                if not keeps(row, "replay_", v):
-                    replay_rows.append({
-                        "pair_id": row["id"], "received_at": row["received_at"],
-                        "replay_verdict": v, "replay_verdict_method": m,
-                        "judge_model": model, "replay_judge_reason": reason,
-                        "replay_judge_cost_usd": cost, "replay_judge_calls": calls,
-                        "replay_position_inconsistent": inconsistent,
-                    })
-
-        await asyncio.gather(*(one(row) for row in batch))
-        for statement, types, rows in ((_UPDATE_SHADOW, _SHADOW_VERDICT_TYPES, shadow_rows),
-                                       (_UPDATE_REPLAY, _REPLAY_VERDICT_TYPES, replay_rows)):
-            if rows:
-                await conn.execute(statement, {n: [r[n] for r in rows] for n, _ in types})
-
-
-async def _judge_pass(engine: AsyncEngine, run: JudgeRun | None, *, rejudge: bool,
-                      batch_size: int, progress: bool, scope: PairScope) -> None:
-    condition = _RECONSIDER if run is not None else _LEGACY
-    if rejudge and run is not None:
-        condition = f"({condition} OR {_REJUDGE})"
-    where, scoped = scope.sql()
-    source = ("FROM pairs p JOIN scores s ON s.pair_id = p.id "
-              f"AND s.received_at = p.received_at WHERE {condition}{where}")
-    count = text(f"SELECT count(*) {source}")
-    select = text(f"SELECT {_COLUMNS}, {_JUDGE_COLUMNS} {source} AND p.id > :after "
-                  "ORDER BY p.id LIMIT :limit")
-    async with engine.connect() as conn:
-        total = int((await conn.execute(count, scoped)).scalar_one())
-        await conn.commit()
-    if not total:
-        return
-    judging = _Judging(run)
-    with tqdm(total=total, unit="pair", desc="judging", disable=not progress,
-              dynamic_ncols=True) as bar:
-        if run is not None:
-            def show_spend() -> None:
-                bar.set_postfix_str(
-                    f"{run.calls} calls, ${run.budget.spent_usd:.4f} of "
-                    f"${run.budget.cap_usd:g}", refresh=False)
-            run.on_call = show_spend
-        after = uuid.UUID(int=0)
-        while True:
-            async with engine.connect() as conn:
-                batch = (await conn.execute(
-                    select, {"after": after, "limit": batch_size, **scoped})).mappings().all()
-                await conn.commit()
-            if not batch:
-                break
-            # The judge's calls happen outside any transaction; the updates in one.
-            async with engine.begin() as conn:
-                await judging.batch(conn, batch, rejudge)
-            after = batch[-1]["id"]
-            bar.update(len(batch))
-
-
-async def run_diff(url: str, *, batch_size: int = 500, progress: bool = True,
+async def run_diff(url: str, *, batch_size: int = 2000, progress: bool = True,
                    judge: Judge | None = None, judge_max_usd: float = 5.0,
                    judge_concurrency: int = 8, rubrics: dict[str, str] | None = None,
-                   rejudge: bool = False, scope: PairScope | None = None) -> DiffSummary:
-    """Score every pair without a score, then judge what the tiers could not settle;
-    safe to interrupt and to run again. With ``scope``, only those pairs."""
-    scope = scope or PairScope()
+                   rejudge: bool = False, jobs: int = 1,
+                   sample: SampleRule | str = "auto",
+                   scope: PairScope | None = None) -> DiffSummary:
+    """Score every pair without a score, then judge the judge's sample of what the
+    tiers could not settle; safe to interrupt and to run again. With ``scope``, the
+    judge sees that scope's pairs instead of the samples (scoring is for every pair:
+    it is cheap and the same whoever asks)."""
+    from shadowproxy.decision.judge_pass import judge_pass
+
     started = time.monotonic()
-    engine = create_async_engine(url)
-    run = JudgeRun(judge, max_usd=judge_max_usd, concurrency=judge_concurrency,
-                   rubrics=rubrics) if judge is not None else None
+    rule = sample if isinstance(sample, SampleRule) else parse_sample_rule(sample)
+    conn = await _connect(url)
     try:
-        scored, agreed = await _score_unscored(engine, batch_size, progress, judge is not None,
-                                               scope)
-        await _judge_pass(engine, run, rejudge=rejudge,
-                          batch_size=min(batch_size, max(judge_concurrency * 32, 64))
-                          if run is not None else batch_size, progress=progress, scope=scope)
-        async with engine.connect() as conn:
-            counts = {r.verdict: int(r.n) for r in await conn.execute(_COUNT_VERDICTS)}
+        thresholds = await _thresholds(conn)
     finally:
-        await engine.dispose()
+        await conn.close()
+    sampling = _Sampling(judge is not None, thresholds if rule.mode != "all" else {})
+    scored, agreed, in_sql = await _score_unscored(url, batch_size, progress, sampling, jobs)
+    run = await judge_pass(url, judge, rule=rule, max_usd=judge_max_usd,
+                           concurrency=judge_concurrency, rubrics=rubrics, rejudge=rejudge,
+                           batch_size=batch_size, progress=progress,
+                           scope=(scope.tag, scope.since) if scope is not None else None)
+    conn = await _connect(url)
+    try:
+        summary_started = time.monotonic()
+        await refresh(conn)
+        summary_seconds = time.monotonic() - summary_started
+        counts = {r["verdict"]: int(r["n"]) for r in await conn.fetch(
+            "SELECT verdict, count(*) AS n FROM scores GROUP BY verdict")}
+    finally:
+        await conn.close()
     not_judged = counts.pop(None, 0)
     return DiffSummary(
         scored=scored, agreed=agreed, seconds=time.monotonic() - started,
         verdicts={str(k): v for k, v in counts.items()},
-        judge_calls=run.calls if run else 0,
-        judge_usd=run.budget.spent_usd if run else 0.0,
-        not_judged=not_judged,
+        judge_calls=run.calls, judge_usd=run.spent_usd, not_judged=not_judged,
+        scored_in_sql=in_sql, summary_seconds=summary_seconds,
     )

@@ -133,6 +133,8 @@ class Basis(enum.StrEnum):
     UPPER_BOUND = "upper bound of 95% CI"
     UPPER_BOUND_DIFFERENCE = "upper bound of 95% CI of the difference"
     LABELS = "labelled pairs"
+    # Fewer than asked, but every pair the judge decided: the labels are the whole truth.
+    WHOLE_FRAME = "labelled pairs: every pair the judge decided"
     CALIBRATED_UPPER_BOUND = "upper bound of calibrated 95% CI"
     CALIBRATED_UPPER_BOUND_DIFFERENCE = "upper bound of calibrated 95% CI of the difference"
 
@@ -171,6 +173,8 @@ class Criterion:
         threshold = show_value(self.threshold, self.criterion)
         if self.basis in (Basis.COUNT, Basis.LABELS):
             return f"{observed} {self.basis.value} {sign} {threshold}"
+        if self.basis is Basis.WHOLE_FRAME:
+            return f"{observed} {self.basis.value} ({threshold} asked)"
         if self.basis is Basis.OBSERVED:
             return f"{observed} {sign} {threshold}"
         return f"{self.basis.value} {observed} {sign} {threshold}"
@@ -301,9 +305,10 @@ def _calibrated_rows(scope: str, numbers: ScopeSummary, human: HumanReview | Non
     wanted = policy.min_human_labels or 0
     labelled = human.labelled_pairs if human is not None else 0
     few = _labels_short(scope, human, wanted)
+    whole = few is None and labelled < wanted  # passes on the whole frame, not the count
     rows = [Criterion(scope, "min_human_labels", float(labelled), float(wanted),
-                      few is None, insufficient=few is not None, basis=Basis.LABELS,
-                      note=few)]
+                      few is None, insufficient=few is not None,
+                      basis=Basis.WHOLE_FRAME if whole else Basis.LABELS, note=few)]
     worse = human.worse if human is not None else None
     # Calibrated rates need MIN_LABELS per tag even when min_human_labels asks fewer.
     missing = short or few or (None if worse is not None else

@@ -41,10 +41,12 @@ class Disagreement:
     human: str
     judge_reason: str | None
     note: str | None
+    question: str = ""  # the user's last turn, as the worst pairs show it
 
     def to_json(self) -> dict[str, Any]:
         return {"pair": self.pair_id, "tag": self.tag, "judge": self.judge,
-                "human": self.human, "judge_reason": self.judge_reason, "note": self.note}
+                "human": self.human, "judge_reason": self.judge_reason, "note": self.note,
+                "question": self.question}
 
 
 def _share(hits: int, n: int) -> float | None:

@@ -2,15 +2,16 @@
 that is deprecated or retired on the report's day, and for a retired primary, how many
 of its pairs since that date failed at the provider.
 
-PostgreSQL counts (two aggregate queries through the report's ``fetch``); this module
-decides which models to ask about and words the answer. It does no I/O of its own: the
+The models come from the report's summaries; PostgreSQL counts a retired primary's
+errors (one aggregate query through the report's ``fetch``); this module decides which
+models to ask about and words the answer. It does no I/O of its own: the
 report passes its query function and a :class:`~shadowproxy.lifecycle.LifecycleView`
 (the day and the data), chosen by the caller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -22,26 +23,16 @@ __all__ = ["LifecycleNotice", "fetch_lifecycle_notices"]
 Fetch = Callable[[str, Mapping[str, Any] | None], Awaitable[list[dict[str, Any]]]]
 ROLES = ("primary", "shadow", "judge")
 
-# Every model id named on each side, whether its call succeeded or not: a retired
-# model's pairs are all errors, and its id comes from the request.
-_MODELS_QUERY = (
-    "SELECT "
-    + ", ".join(f"array_agg(DISTINCT {role}_model) FILTER (WHERE {role}_model IS NOT NULL) "
-                f"AS {role}" for role in ROLES)
-    + " FROM comparisons WHERE {where}"
-)
 _PRIMARY_FAILED = "(primary_error IS NOT NULL OR coalesce(primary_status, 0) >= 400)"
 # For each retired primary model: its pairs received since its retirement day, and how
 # many of them the provider failed.
 _SINCE_QUERY = (
-    "SELECT r.model, count(c.primary_model) AS pairs, "
-    f"count(c.primary_model) FILTER (WHERE {_PRIMARY_FAILED}) AS errors "
+    "SELECT r.model, c.pairs, c.errors "
     "FROM unnest(:lifecycle_models::text[], :lifecycle_dates::timestamptz[]) "
     "AS r(model, retired_from) "
-    "LEFT JOIN (SELECT primary_model, received_at, primary_error, primary_status "
-    "FROM comparisons WHERE {where}) AS c "
-    "ON c.primary_model = r.model AND c.received_at >= r.retired_from "
-    "GROUP BY r.model"
+    "CROSS JOIN LATERAL (SELECT count(*) AS pairs, "
+    f"count(*) FILTER (WHERE {_PRIMARY_FAILED}) AS errors FROM pairs "
+    "WHERE primary_model = r.model AND received_at >= r.retired_from AND {where}) AS c"
 )
 
 
@@ -101,11 +92,11 @@ def _notices(models: Mapping[str, Any], lifecycle: LifecycleView) -> list[Lifecy
 
 
 async def fetch_lifecycle_notices(
-    fetch: Fetch, where: str, lifecycle: LifecycleView
+    fetch: Fetch, where: str, models: Mapping[str, Sequence[str]], lifecycle: LifecycleView
 ) -> tuple[LifecycleNotice, ...]:
-    """The notices for the pairs ``where`` selects (the report's filter, with its
-    parameters already bound by ``fetch``)."""
-    (models,) = await fetch(_MODELS_QUERY.format(where=where), None)
+    """The notices for ``models`` (per role, every id the pairs ``where`` selects name,
+    from the report's summaries), with a retired primary's errors counted over those
+    pairs (``where`` is the report's filter, its parameters bound by ``fetch``)."""
     notices = _notices(models, lifecycle)
     retired = {n.model: n.date for n in notices
                if n.role == "primary" and n.state == RETIRED and n.date is not None}

@@ -1,15 +1,21 @@
-"""``shadowproxy report``: read the ``comparisons`` view into a typed
+"""``shadowproxy report``: the numbers of the ``comparisons`` view as a typed
 :class:`~shadowproxy.decision.report_model.Report` (rendered to JSON and HTML elsewhere).
 
 Which pairs count for what is documented on the model
-(:mod:`shadowproxy.decision.report_model`). In short: verdict shares are over pairs where both
-sides answered and that have a verdict other than ``unjudged``; pairs without one are
-counted per cause (awaiting ``diff``, no judge, budget spent, judge failed) so the
-report can say what to do. Untagged pairs count in ``overall`` only.
+(:mod:`shadowproxy.decision.report_model`). In short: verdict shares are over pairs where
+both sides answered and that have a verdict other than ``unjudged``; pairs without one
+are counted per cause (awaiting ``diff``, no judge, outside the judge's sample, budget
+spent, judge failed) so the report can say what to do. Untagged pairs count in
+``overall`` only.
 
-PostgreSQL does the counting (one ``GROUP BY tag`` pass over ``comparisons``) and hands
-back the latency, TTFT and cost samples as arrays; percentiles and CDFs are computed in
-Python from those, so 100k pairs take a second or two rather than a row-by-row loop.
+Everything is computed in PostgreSQL (:mod:`shadowproxy.decision.summaries`): counts,
+sums, latency histograms and conversation counts per tag come back as one row per tag;
+the pairs judged worse are a ``LIMIT``ed query; percentiles of a scope with at most
+:data:`~shadowproxy.decision.histogram.EXACT_UP_TO` values are ``percentile_cont``.
+Python holds a few hundred numbers per tag, never one value per pair.
+
+Other report sections hook in through :data:`SECTIONS`: an async function of the
+connection and the :class:`Window` that returns a value for ``Report.sections``.
 """
 
 from __future__ import annotations
@@ -19,17 +25,21 @@ import dataclasses
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from statistics import fmean
 from typing import Any
 
 import asyncpg
 
-from shadowproxy.conversations import worse_conversations_by_tag
 from shadowproxy.cutover.report_section import cutover_section
 from shadowproxy.decision import report_human
+from shadowproxy.decision.calibration import VERDICTS
+from shadowproxy.decision.histogram import (
+    EXACT_UP_TO,
+    cdf_from_buckets,
+    percentiles_from_buckets,
+)
 from shadowproxy.decision.lifecycle_notices import LifecycleNotice, fetch_lifecycle_notices
 from shadowproxy.decision.report_model import (
     PROJECTION_DAYS,
@@ -44,202 +54,252 @@ from shadowproxy.decision.report_model import (
     Report,
     ScopeSummary,
     Series,
+    Strata,
     Timing,
     Unjudged,
     UnjudgedCause,
     Verdicts,
     Window,
     WorstPair,
-    classify_unjudged,
     project,
 )
-from shadowproxy.decision.stats import cdf_points, percentiles
+from shadowproxy.decision.summaries import TagFacts, read, refresh
+from shadowproxy.decision.summary_sql import METRICS
 from shadowproxy.lifecycle import LifecycleView
 from shadowproxy.records import ShadowOutcome
 from shadowproxy.store.urls import asyncpg_dsn
 
-__all__ = ["WORST_DEFAULT", "assemble_report", "build_report", "last_user_turn"]
+__all__ = ["SECTIONS", "WORST_DEFAULT", "Distribution", "ReportWindow", "assemble_report",
+           "build_report", "last_user_turn"]
 
 WORST_DEFAULT = 20
 TOP_PATHS = 5
+_CDF_POINTS = 100
 
 
-def _tool_flag(column: str) -> str:
-    return (f"(CASE WHEN jsonb_typeof({column}) = 'array' "
-            f"THEN jsonb_array_length({column}) ELSE 0 END > 0)")
+@dataclass(frozen=True, slots=True)
+class ReportWindow:
+    """What a report covers: pairs received at or after ``since`` (all when None), with
+    ``tag`` (all when None), as of ``now`` (the database's clock)."""
+
+    since: datetime | None
+    tag: str | None
+    now: datetime
+
+    def pair_filter(self, alias: str = "p", first: int = 1) -> tuple[str, list[Any]]:
+        """SQL on ``pairs {alias}`` for this window, with its ``$first``… arguments;
+        served by ``ix_pairs_received_at`` / ``ix_pairs_tag_received_at``."""
+        clauses: list[str] = ["TRUE"]
+        args: list[Any] = []
+        if self.since is not None:
+            args.append(self.since)
+            clauses.append(f"{alias}.received_at >= ${first + len(args) - 1}")
+        if self.tag is not None:
+            args.append(self.tag)
+            clauses.append(f"{alias}.tag = ${first + len(args) - 1}")
+        return " AND ".join(clauses), args
 
 
-def _answered_sql(side: str) -> str:
-    """SQL twin of :func:`shadowproxy.decision.scoring.answered`."""
-    return f"({side}_error IS NULL AND coalesce({side}_status, 0) < 400)"
+# Extra report sections (name -> builder), each run once per report on its connection.
+SECTIONS: dict[str, Callable[[Any, ReportWindow], Awaitable[Any]]] = {}
 
 
-_PRIMARY_OK = _answered_sql("primary")
-_SHADOW_OK = f"(shadow_outcome = 'ok' AND {_answered_sql('shadow')})"
-_BOTH_OK = f"({_PRIMARY_OK} AND {_SHADOW_OK})"
-_SCORED = f"({_BOTH_OK} AND scored_at IS NOT NULL)"
-_NO_VERDICT = f"({_BOTH_OK} AND (verdict IS NULL OR verdict NOT IN "\
-              "('equivalent', 'better', 'worse')))"
-_USED_TOOLS = f"({_tool_flag('primary_tool_calls')} OR {_tool_flag('shadow_tool_calls')})"
-_ATTEMPTED_SQL = "shadow_outcome IN ('ok', 'error', 'timeout')"
-_REPLAY_JUDGED = f"({_PRIMARY_OK} AND replay_verdict IN ('equivalent', 'better', 'worse'))"
-_SAMPLED = [f"{side}_{metric}" for metric in ("latency_ms", "ttft_ms", "cost_usd")
-            for side in ("primary", "shadow")]
-_MODELS = {"primary_models": ("primary_model", _PRIMARY_OK),
-           "shadow_models": ("shadow_model", _SHADOW_OK),
-           "judge_models": ("judge_model", "verdict_method = 'judge'")}
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """A scope's exact percentiles and CDF points for one metric (small scopes)."""
 
-# One row per tag (NULL: untagged); counts and the raw samples for percentiles.
-_GROUP_COLUMNS = ", ".join([
-    "tag",
-    "count(*) AS total",
-    "count(*) FILTER (WHERE scored_at IS NULL) AS unscored",
-    *(f"count(*) FILTER (WHERE shadow_outcome = '{o.value}') AS outcome_{o.value}"
-      for o in ShadowOutcome),
-    *(f"count(*) FILTER (WHERE {_BOTH_OK} AND verdict = '{v}') AS verdict_{v}"
-      for v in ("equivalent", "better", "worse")),
-    f"count(*) FILTER (WHERE {_SCORED}) AS scored",
-    f"count(*) FILTER (WHERE {_SCORED} AND stop_reason_match) AS stop_matched",
-    f"count(*) FILTER (WHERE {_SCORED} AND {_USED_TOOLS}) AS tool_pairs",
-    f"count(*) FILTER (WHERE {_SCORED} AND {_USED_TOOLS} AND tool_call_match) AS tool_matched",
-    f"count(*) FILTER (WHERE {_PRIMARY_OK} AND {_ATTEMPTED_SQL}) AS attempted",
-    f"count(*) FILTER (WHERE {_PRIMARY_OK} AND {_ATTEMPTED_SQL} AND NOT {_SHADOW_OK}) "
-    "AS shadow_failed",
-    f"count(*) FILTER (WHERE {_REPLAY_JUDGED}) AS replays",
-    f"count(*) FILTER (WHERE {_REPLAY_JUDGED} AND replay_verdict = 'worse') AS replay_worse",
-    "coalesce(sum(coalesce(judge_calls, 0) + coalesce(replay_judge_calls, 0)), 0) "
-    "AS judge_calls",
-    "coalesce(sum(coalesce(judge_cost_usd, 0) + coalesce(replay_judge_cost_usd, 0)), 0) "
-    "AS judge_cost_usd",
-    f"count(*) FILTER (WHERE {_BOTH_OK} AND verdict_method = 'judge') AS judge_pairs",
-    f"count(*) FILTER (WHERE {_BOTH_OK} AND verdict_method = 'judge' "
-    "AND position_inconsistent) AS position_inconsistent",
-    "min(received_at) AS first",
-    "max(received_at) AS last",
-    *(f"array_agg(DISTINCT {column}) FILTER (WHERE {where}) AS {name}"
-      for name, (column, where) in _MODELS.items()),
-    *(f"array_agg({c}) FILTER (WHERE {_BOTH_OK} AND {c} IS NOT NULL) AS {c}"
-      for c in _SAMPLED),
-    *report_human.frame_columns(_BOTH_OK),
-])
-_COUNTS = ("total", "unscored", "verdict_equivalent", "verdict_better", "verdict_worse",
-           "scored", "stop_matched", "tool_pairs", "tool_matched", "attempted",
-           "shadow_failed", "replays", "replay_worse", "judge_calls", "judge_pairs",
-           "position_inconsistent")
-# Pairs without a verdict, by what they are waiting for.
-_UNJUDGED_QUERY = (
-    "SELECT tag, verdict, judge_reason, scored_at IS NOT NULL AS scored, count(*) AS pairs "
-    f"FROM comparisons WHERE {{where}} AND {_NO_VERDICT} "
-    "GROUP BY tag, verdict, judge_reason, scored_at IS NOT NULL"
-)
-_PATHS_QUERY = (
-    "SELECT tag, diff_path, count(DISTINCT id) AS pairs FROM comparisons, "
-    "jsonb_array_elements_text(CASE WHEN jsonb_typeof(json_diff_paths) = 'array' "
-    "THEN json_diff_paths ELSE '[]'::jsonb END) AS diff_path "
-    f"WHERE {{where}} AND {_BOTH_OK} GROUP BY tag, diff_path"
-)
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    cdf: tuple[tuple[float, float], ...]
+    samples: int
+
+
+def _both_ok(alias: str = "p") -> str:
+    def ok(side: str) -> str:
+        return f"({alias}.{side}_error IS NULL AND coalesce({alias}.{side}_status, 0) < 400)"
+    return f"({ok('primary')} AND {alias}.shadow_outcome = 'ok' AND {ok('shadow')})"
+
+
+_EXACT = """
+WITH samples AS (
+  {union}),
+ranked AS (
+  SELECT metric, v, row_number() OVER (PARTITION BY metric ORDER BY v) AS rn,
+         count(*) OVER (PARTITION BY metric) AS n FROM samples)
+SELECT metric, NULL::float8[] AS q, v, rn, n FROM ranked
+WHERE rn = 1 OR rn = n OR rn % greatest(1, ceil(n / {points}.0)::int) = 0
+UNION ALL
+SELECT metric, percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY v), NULL,
+       NULL, count(*) FROM samples GROUP BY metric
+"""
+
 # Pairs judged worse, spread across tags: the newest of each tag, then the next…
-_WORST_QUERY = (
-    "SELECT * FROM (SELECT id, tag, received_at, request, primary_model, shadow_model, "
-    "primary_text, shadow_text, primary_tool_calls, shadow_tool_calls, "
-    "primary_stop_reason, shadow_stop_reason, verdict_method, judge_model, judge_reason, "
-    "json_diff_paths, row_number() OVER (PARTITION BY tag ORDER BY received_at DESC, id) "
-    "AS rank FROM comparisons "
-    f"WHERE {{where}} AND {_BOTH_OK} AND verdict = 'worse') AS ranked "
-    "ORDER BY rank, tag NULLS LAST LIMIT :worst"
-)
+_WORST = """
+SELECT w.* FROM unnest($1::text[], $2::bool[]) AS t(tag, tagged)
+CROSS JOIN LATERAL (
+  SELECT p.id, p.tag, p.received_at, p.request, p.primary_model, p.shadow_model,
+    p.primary_text, p.shadow_text, p.primary_tool_calls, p.shadow_tool_calls,
+    p.primary_stop_reason, p.shadow_stop_reason, s.verdict_method, s.judge_model,
+    s.judge_reason, s.json_diff_paths,
+    row_number() OVER (ORDER BY p.received_at DESC, p.id) AS rank
+  FROM pairs p JOIN scores s ON s.pair_id = p.id AND s.received_at = p.received_at
+  WHERE (CASE WHEN t.tagged THEN p.tag = t.tag ELSE p.tag IS NULL END)
+    AND s.verdict = 'worse' AND {both_ok} AND {where}
+  ORDER BY p.received_at DESC, p.id LIMIT $3) AS w
+ORDER BY w.rank, w.tag NULLS LAST LIMIT $3
+"""
 
 
-@dataclass(slots=True)
-class _Tally:
-    """Counts and samples for one scope: one tag's group, or all groups for overall."""
+async def _exact(conn: Any, window: ReportWindow, tag: str | None, scoped: bool
+                 ) -> dict[str, Distribution]:
+    """Exact percentiles and CDF points of each metric over a small scope (the whole
+    window, or one tag's pairs in it)."""
+    where, args = window.pair_filter("p")
+    if scoped:
+        args.append(tag)
+        where += f" AND p.tag = ${len(args)}"
+    union = "\n  UNION ALL ".join(
+        f"SELECT '{m}' AS metric, p.{m} AS v FROM pairs p "
+        f"WHERE {where} AND {_both_ok()} AND p.{m} IS NOT NULL" for m in METRICS)
+    rows = await conn.fetch(_EXACT.format(union=union, points=_CDF_POINTS), *args)
+    points: dict[str, list[tuple[int, float, int]]] = {}
+    quantiles: dict[str, tuple[list[float], int]] = {}
+    for row in rows:
+        if row["q"] is not None:
+            quantiles[row["metric"]] = (list(row["q"]), int(row["n"]))
+        else:
+            points.setdefault(row["metric"], []).append(
+                (int(row["rn"]), float(row["v"]), int(row["n"])))
+    found: dict[str, Distribution] = {}
+    for metric, (q, n) in quantiles.items():
+        ranked = sorted(points.get(metric, []))
+        cdf = [(ranked[0][1], 0.0)] + [(v, rn / n) for rn, v, _ in ranked]
+        found[metric] = Distribution(q[0], q[1], q[2], tuple(cdf), n)
+    return found
 
-    counts: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    models: dict[str, set[str]] = field(default_factory=dict)
-    judge_cost: float = 0.0
-    unjudged: Counter[UnjudgedCause] = field(default_factory=Counter)
-    unjudged_example: dict[UnjudgedCause, str] = field(default_factory=dict)
-    paths: Counter[str] = field(default_factory=Counter)
 
-    def absorb(self, group: Mapping[Any, Any]) -> None:
-        for name in _COUNTS:
-            self.counts[name] += int(group[name] or 0)
-        self.judge_cost += float(group["judge_cost_usd"] or 0)
-        for outcome in ShadowOutcome:
-            if group[f"outcome_{outcome.value}"]:
-                self.outcomes[outcome.value] += int(group[f"outcome_{outcome.value}"])
-        for column in _SAMPLED:
-            self.samples.setdefault(column, []).extend(group[column] or ())
-        for name in _MODELS:
-            self.models.setdefault(name, set()).update(m for m in group[name] or () if m)
+def _facts_of(tags: Sequence[TagFacts]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for facts in tags:
+        total.update(facts.facts)
+    return total
 
-    def absorb_unjudged(self, row: Mapping[Any, Any]) -> None:
-        cause = classify_unjudged(row["verdict"], row["judge_reason"], bool(row["scored"]))
-        self.unjudged[cause] += int(row["pairs"])
-        if row["judge_reason"] and cause not in self.unjudged_example:
-            self.unjudged_example[cause] = str(row["judge_reason"])[:200]
 
-    def summary(self, hours: float | None) -> ScopeSummary:
-        c = self.counts
-        costs = Costs(self._per_1k("primary"), self._per_1k("shadow"))
-        return ScopeSummary(
-            pairs_total=c["total"],
-            pairs_unscored=c["unscored"],
-            verdicts=Verdicts(c["verdict_equivalent"], c["verdict_better"],
-                              c["verdict_worse"], sum(self.unjudged.values())),
-            unjudged=tuple(Unjudged(cause, self.unjudged[cause],
-                                    self.unjudged_example.get(cause))
-                           for cause in UnjudgedCause if self.unjudged[cause]),
-            judge=JudgeSummary(tuple(sorted(self.models.get("judge_models", ()))),
-                               c["judge_calls"], self.judge_cost, c["judge_pairs"],
-                               c["position_inconsistent"]),
-            noise_floor=NoiseFloor(c["replays"], c["replay_worse"]) if c["replays"] else None,
-            tool_call_pairs=c["tool_pairs"], tool_call_matched=c["tool_matched"],
-            stop_reason_pairs=c["scored"], stop_reason_matched=c["stop_matched"],
-            shadow_attempted=c["attempted"], shadow_failed=c["shadow_failed"],
-            mirrored=c["total"] - self.outcomes[ShadowOutcome.SKIPPED],
-            shadow_outcomes=dict(sorted(self.outcomes.items())),
-            latency_ms=self._timing("latency_ms"),
-            ttft_ms=self._timing("ttft_ms"),
-            cost_usd_per_1k=costs,
-            projection=project(costs, c["total"], hours),
-            json_diff_paths=tuple(PathCount(p, n) for p, n in sorted(
-                self.paths.items(), key=lambda item: (-item[1], item[0]))[:TOP_PATHS]),
-            models=Models(tuple(sorted(self.models.get("primary_models", ()))),
-                          tuple(sorted(self.models.get("shadow_models", ())))),
-            latency_cdf=self._series("latency_ms"),
-            ttft_cdf=self._series("ttft_ms"),
-        )
+def _prefixed(facts: Mapping[str, float], prefix: str) -> dict[str, float]:
+    return {k[len(prefix):]: v for k, v in facts.items() if k.startswith(prefix) and v}
 
-    def _timing(self, metric: str) -> Timing:
+
+def _histogram(facts: Mapping[str, float], metric: str) -> dict[int, int]:
+    return {int(k): int(v) for k, v in _prefixed(facts, f"h.{metric}.").items()}
+
+
+def _strata(tag: TagFacts) -> Strata:
+    f = tag.facts
+    return Strata(int(f.get("n.tier", 0)), int(f.get("n.frame", 0)),
+                  int(f.get("n.frame.equivalent", 0)), int(f.get("n.frame.better", 0)),
+                  int(f.get("n.frame.worse", 0)))
+
+
+def _replay_strata(tag: TagFacts) -> Strata:
+    f = tag.facts
+    judged, worse = int(f.get("n.replay_frame.judged", 0)), int(f.get("n.replay_frame.worse", 0))
+    # Only the worse share of the noise floor is reported: equivalent stands for the rest.
+    return Strata(int(f.get("n.replay_tier", 0)), int(f.get("n.replay_frame", 0)),
+                  judged - worse, 0, worse)
+
+
+def _scope(tags: Sequence[TagFacts], hours: float | None,
+           exact: Mapping[str, Distribution]) -> ScopeSummary:
+    f = _facts_of(tags)
+
+    def n(name: str) -> int:
+        return int(f.get(f"n.{name}", 0))
+
+    def per_1k(side: str) -> float | None:
+        count = f.get(f"usd.{side}.n", 0)
+        return f.get(f"usd.{side}", 0.0) / count * 1000 if count else None
+
+    def timing(metric: str) -> Timing:
         def side(name: str) -> Percentiles:
-            return Percentiles(**percentiles(self.samples.get(f"{name}_{metric}", [])))
-
+            key = f"{name}_{metric}"
+            if key in exact:
+                d = exact[key]
+                return Percentiles(d.p50, d.p95, d.p99)
+            return Percentiles(**percentiles_from_buckets(_histogram(f, key)))
         return Timing(side("primary"), side("shadow"))
 
-    def _series(self, metric: str) -> Series:
-        primary = self.samples.get(f"primary_{metric}", [])
-        shadow = self.samples.get(f"shadow_{metric}", [])
-        return Series(tuple(cdf_points(primary)), tuple(cdf_points(shadow)),
-                      max(len(primary), len(shadow)))
+    def series(metric: str) -> Series:
+        sides = []
+        for name in ("primary", "shadow"):
+            key = f"{name}_{metric}"
+            if key in exact:
+                sides.append((exact[key].cdf, exact[key].samples))
+            else:
+                buckets = _histogram(f, key)
+                sides.append((tuple(cdf_from_buckets(buckets, _CDF_POINTS)),
+                              sum(buckets.values())))
+        return Series(sides[0][0], sides[1][0], max(sides[0][1], sides[1][1]))
 
-    def _per_1k(self, side: str) -> float | None:
-        costs = self.samples.get(f"{side}_cost_usd")
-        return fmean(costs) * 1000 if costs else None
+    unjudged = {UnjudgedCause(k): int(v) for k, v in _prefixed(f, "unjudged.").items()}
+    examples: dict[str, str] = {}
+    for facts in tags:
+        for cause, reason in facts.examples.items():
+            examples[cause] = min(examples.get(cause, reason), reason)
+    models: dict[str, set[str]] = {"primary": set(), "shadow": set(), "judge": set()}
+    for facts in tags:
+        for entry in facts.models:
+            side, _, name = entry.partition(":")
+            models.setdefault(side, set()).add(name)
+    paths = sorted(_prefixed(f, "path.").items(), key=lambda item: (-item[1], item[0]))
+    outcomes = {o.value: n(f"outcome.{o.value}") for o in ShadowOutcome
+                if n(f"outcome.{o.value}")}
+    costs = Costs(per_1k("primary"), per_1k("shadow"))
+    replays = n("replays")
+    return ScopeSummary(
+        pairs_total=n("total"),
+        pairs_unscored=n("unscored"),
+        verdicts=Verdicts(n("verdict.equivalent"), n("verdict.better"), n("verdict.worse"),
+                          sum(unjudged.values())),
+        unjudged=tuple(Unjudged(cause, unjudged[cause], examples.get(cause.value))
+                       for cause in UnjudgedCause if unjudged.get(cause)),
+        judge=JudgeSummary(tuple(sorted(models["judge"])), n("judge_calls"),
+                           float(f.get("usd.judge", 0.0)), n("judge_pairs"),
+                           n("position_inconsistent")),
+        noise_floor=NoiseFloor(replays, n("replay_worse"),
+                               tuple(_replay_strata(t) for t in tags)) if replays else None,
+        tool_call_pairs=n("tool_pairs"), tool_call_matched=n("tool_matched"),
+        stop_reason_pairs=n("scored"), stop_reason_matched=n("stop_matched"),
+        shadow_attempted=n("attempted"), shadow_failed=n("shadow_failed"),
+        mirrored=n("total") - n("outcome.skipped"),
+        shadow_outcomes=dict(sorted(outcomes.items())),
+        latency_ms=timing("latency_ms"),
+        ttft_ms=timing("ttft_ms"),
+        cost_usd_per_1k=costs,
+        projection=project(costs, n("total"), hours),
+        json_diff_paths=tuple(PathCount(p, int(c)) for p, c in paths[:TOP_PATHS]),
+        models=Models(tuple(sorted(models["primary"])), tuple(sorted(models["shadow"]))),
+        latency_cdf=series("latency_ms"),
+        ttft_cdf=series("ttft_ms"),
+        strata=tuple(_strata(t) for t in tags),
+    )
 
 
-def _filters(since: datetime | None, tag: str | None) -> tuple[str, dict[str, Any]]:
-    clauses: list[str] = ["TRUE"]
-    params: dict[str, Any] = {}
-    if since is not None:
-        clauses.append("received_at >= :since")
-        params["since"] = since
-    if tag is not None:
-        clauses.append("tag = :tag")
-        params["tag"] = tag
-    return " AND ".join(clauses), params
+def _conversations(tags: Sequence[TagFacts]) -> dict[str, ConversationSummary]:
+    """Per tag, and across all traffic under "" (each tag's conversations counted; a tag
+    named "" has no scope of its own here, its key being taken)."""
+    found: dict[str, ConversationSummary] = {}
+    scopes: list[tuple[str, Sequence[TagFacts]]] = [("", tags)]
+    scopes += [(t.tag, [t]) for t in tags if t.tag]
+    for name, members in scopes:
+        f = _facts_of(members)
+        opened = int(f.get("conv.opened", 0))
+        if not opened:
+            continue
+        turns = {int(k): int(v) for k, v in _prefixed(f, "conv.turn.").items()}
+        found[name] = ConversationSummary(opened, int(f.get("conv.worse", 0)),
+                                          dict(sorted(turns.items())))
+    return found
 
 
 def _content_text(content: Any) -> str:
@@ -292,9 +352,16 @@ def _worst_entry(row: Mapping[Any, Any]) -> WorstPair:
     )
 
 
+def _small(tags: Sequence[TagFacts]) -> bool:
+    """At most EXACT_UP_TO values of every metric over these tags."""
+    return all(sum(sum(_histogram(t.facts, m).values()) for t in tags) <= EXACT_UP_TO
+               for m in METRICS)
+
+
 async def build_report(
     source: str | asyncpg.Pool, *, since: datetime | None = None, tag: str | None = None,
-    worst: int = WORST_DEFAULT, lifecycle: LifecycleView | None = None,
+    worst: int = WORST_DEFAULT, summarise: bool = True,
+    lifecycle: LifecycleView | None = None,
 ) -> Report:
     """The report for pairs received at or after ``since`` (and with ``tag``, if given).
 
@@ -304,8 +371,9 @@ async def build_report(
     ``source`` is a database URL (a connection for this call) or a pool the caller keeps,
     as the dashboard does. asyncpg rather than SQLAlchemy: the dashboard runs this inside
     the proxy process, which stays free of SQLAlchemy (an import contract checks it).
+    ``summarise=False`` skips bringing the stored summaries up to date first (they are
+    then read as they are, stale slots included).
     """
-    where, params = _filters(since, tag)
     async with contextlib.AsyncExitStack() as stack:
         conn: Any
         if isinstance(source, str):
@@ -315,95 +383,133 @@ async def build_report(
             conn = await stack.enter_async_context(source.acquire())
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
                                   schema="pg_catalog")
-
-        async def fetch(sql: str, extra: Mapping[str, Any] | None = None
-                        ) -> list[dict[str, Any]]:
-            query, args = _positional(sql, {**params, **(extra or {})})
-            return [dict(row) for row in await conn.fetch(query, *args)]
-
-        groups = await fetch(
-            f"SELECT {_GROUP_COLUMNS} FROM comparisons WHERE {where} GROUP BY tag")
-        unjudged = await fetch(_UNJUDGED_QUERY.format(where=where))
-        paths = await fetch(_PATHS_QUERY.format(where=where))
-        worst_rows = await fetch(_WORST_QUERY.format(where=where), {"worst": worst})
-        turns = await fetch(
-            "SELECT tag, conversation_id, turn, verdict FROM comparisons "
-            f"WHERE {where} AND conversation_id IS NOT NULL")
-        cutover = await cutover_section(conn, tag=tag, since=since)
-        human = await report_human.fetch_human(fetch, where, _BOTH_OK)
-        notices = (await fetch_lifecycle_notices(fetch, where, lifecycle)
+        refreshed = await refresh(conn) if summarise else None
+        window = ReportWindow(since, tag, await conn.fetchval("SELECT now()"))
+        tags = await read(conn, since=since, tag=tag, now=window.now, refreshed=refreshed)
+        # Small scopes get exact percentiles: a handful of requests reads as a handful.
+        exact: dict[str | None, dict[str, Distribution]] = {}
+        if tags and _small(tags):
+            exact[None] = await _exact(conn, window, None, scoped=False)
+        for facts in tags:
+            if facts.tag is not None and _small([facts]):
+                exact[facts.tag] = await _exact(conn, window, facts.tag, scoped=True)
+        where, args = window.pair_filter("p", first=4)
+        worst_rows = [dict(r) for r in await conn.fetch(
+            _WORST.format(both_ok=_both_ok(), where=where),
+            [t.tag or "" for t in tags], [t.tag is not None for t in tags], worst, *args)]
+        sections = {name: await section(conn, window) for name, section in SECTIONS.items()}
+        fetch = _named_fetch(conn, since, tag)
+        where = _comparisons_filter(since, tag)
+        # People's labels: small queries that start from ``reviews`` (report_human).
+        human = await report_human.fetch_human(fetch, where, _both_ok("c"))
+        notices = (await fetch_lifecycle_notices(fetch, where, _named_models(tags),
+                                                 lifecycle)
                    if lifecycle is not None else ())
-    report = assemble_report(groups, worst_rows, unjudged=unjudged, paths=paths,
-                             turns=turns, since=since, tag=tag, lifecycle=notices)
-    report = report_human.attach_human(report, groups, human)
+        cutover = await cutover_section(conn, tag=tag, since=since)
+    report = assemble_report(tags, worst_rows, exact=exact, since=since, tag=tag,
+                             now=window.now, sections=sections, lifecycle=notices)
+    report = report_human.attach_human(report, _judge_frames(tags), human)
     return dataclasses.replace(report, cutover=cutover)
+
+
+def _named_models(tags: Sequence[TagFacts]) -> dict[str, list[str]]:
+    """Every model id the pairs name per role, answered or not (a retired model's pairs
+    are all errors; its id comes from the request)."""
+    named: dict[str, set[str]] = {"primary": set(), "shadow": set(), "judge": set()}
+    for facts in tags:
+        for entry in facts.models:
+            role, _, name = entry.partition(":")
+            if role.startswith("named-"):
+                named.setdefault(role[len("named-"):], set()).add(name)
+            elif role == "judge":
+                named["judge"].add(name)
+    return {role: sorted(names) for role, names in named.items()}
+
+
+def _judge_frames(tags: Sequence[TagFacts]) -> list[dict[str, Any]]:
+    """Per tag, what the calibration needs from the summaries: the judge's verdicts
+    (``judge_frame_<v>``) and all verdicts (``verdict_<v>``). When the judge saw a
+    sample of its frame, the tiers' verdicts are scaled to the sample's share so the
+    two strata keep the weights they have among the pairs."""
+    rows: list[dict[str, Any]] = []
+    for t in tags:
+        f = t.facts
+        judged = {v: float(f.get(f"n.frame.{v}", 0)) for v in VERDICTS}
+        eligible = float(f.get("n.frame", 0))
+        share = sum(judged.values()) / eligible if eligible else 1.0
+        row: dict[str, Any] = {"tag": t.tag}
+        for v in VERDICTS:
+            row[f"judge_frame_{v}"] = int(judged[v])
+            row[f"verdict_{v}"] = judged[v] + (float(f.get(f"n.verdict.{v}", 0))
+                                               - judged[v]) * share
+        rows.append(row)
+    return rows
+
+
+def _comparisons_filter(since: datetime | None, tag: str | None) -> str:
+    """The window over ``comparisons`` with ``:since`` / ``:tag`` parameters."""
+    clauses = ["TRUE"]
+    if since is not None:
+        clauses.append("received_at >= :since")
+    if tag is not None:
+        clauses.append("tag = :tag")
+    return " AND ".join(clauses)
 
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
 
 
-def _positional(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """``:name`` parameters as asyncpg's ``$n``, each name bound once."""
-    order: list[str] = []
+def _named_fetch(conn: Any, since: datetime | None, tag: str | None
+                 ) -> report_human.Fetch:
+    """A query function taking ``:name`` parameters (the window's and the caller's),
+    bound as asyncpg's ``$n``, each name once."""
+    params: dict[str, Any] = {"since": since, "tag": tag}
 
-    def number(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in order:
-            order.append(name)
-        return f"${order.index(name) + 1}"
+    async def fetch(sql: str, extra: Mapping[str, Any] | None = None
+                    ) -> list[dict[str, Any]]:
+        bound = {**params, **(extra or {})}
+        order: list[str] = []
 
-    return _NAMED.sub(number, sql), [params[name] for name in order]
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in order:
+                order.append(name)
+            return f"${order.index(name) + 1}"
+
+        query = _NAMED.sub(number, sql)
+        return [dict(row) for row in await conn.fetch(query, *[bound[n] for n in order])]
+
+    return fetch
 
 
 def assemble_report(
-    groups: Sequence[Mapping[Any, Any]], worst_rows: Sequence[Mapping[Any, Any]], *,
-    unjudged: Sequence[Mapping[Any, Any]] = (), paths: Sequence[Mapping[Any, Any]] = (),
-    turns: Sequence[Mapping[Any, Any]] = (),
+    tags: Sequence[TagFacts], worst_rows: Sequence[Mapping[Any, Any]], *,
+    exact: Mapping[str | None, Mapping[str, Distribution]] | None = None,
     since: datetime | None = None, tag: str | None = None,
+    now: datetime | None = None, sections: Mapping[str, Any] | None = None,
     lifecycle: Sequence[LifecycleNotice] = (),
 ) -> Report:
-    """The report from the fetched rows: per-tag groups, unjudged causes, JSON paths
-    that differ, and the pairs judged worse."""
-    overall = _Tally()
-    by_tag: dict[str, _Tally] = {}
-
-    def tallies(row_tag: str | None) -> list[_Tally]:
-        if row_tag is None:
-            return [overall]
-        return [overall, by_tag.setdefault(row_tag, _Tally())]
-
-    for group in groups:
-        for tally in tallies(group["tag"]):
-            tally.absorb(group)
-    for row in unjudged:
-        for tally in tallies(row["tag"]):
-            tally.absorb_unjudged(row)
-    for row in paths:
-        for tally in tallies(row["tag"]):
-            tally.paths[str(row["diff_path"])] += int(row["pairs"])
-    firsts = [g["first"] for g in groups if g["first"] is not None]
-    lasts = [g["last"] for g in groups if g["last"] is not None]
+    """The report from each tag's summed facts (``tag`` None: untagged), the pairs
+    judged worse, and exact distributions of small scopes (key None: overall)."""
+    exact = exact or {}
+    firsts = [t.first_at for t in tags if t.first_at is not None]
+    lasts = [t.last_at for t in tags if t.last_at is not None]
     window = Window(since, min(firsts) if firsts else None, max(lasts) if lasts else None)
     hours = window.hours
-    summary = overall.summary(hours)
-    now = datetime.now(UTC)
+    overall = _scope(tags, hours, exact.get(None, {}))
+    by_tag = {t.tag: _scope([t], hours, exact.get(t.tag, {}))
+              for t in sorted(tags, key=lambda t: t.tag or "") if t.tag is not None}
+    generated = now or datetime.now(UTC)
     return Report(
-        generated_at=now,
+        generated_at=generated,
         window=window,
         tag_filter=tag,
-        overall=summary,
-        by_tag={name: tally.summary(hours) for name, tally in sorted(by_tag.items())},
+        overall=overall,
+        by_tag=by_tag,
         worst=tuple(_worst_entry(r) for r in worst_rows),
         projection_days=PROJECTION_DAYS,
-        conversations=_conversations(turns),
+        conversations=_conversations(tags),
         lifecycle=tuple(lifecycle),
+        sections=dict(sections or {}),
     )
 
-
-def _conversations(rows: Sequence[Mapping[Any, Any]]) -> dict[str, ConversationSummary]:
-    """Per tag, and across all traffic under "" (a conversation counted once there)."""
-    every = [{**row, "tag": ""} for row in rows]
-    found = worse_conversations_by_tag([*rows, *every])
-    return {tag: ConversationSummary(c.conversations, c.with_worse,
-                                     dict(c.first_worse_turns))
-            for tag, c in found.items() if tag is not None}

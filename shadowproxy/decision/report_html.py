@@ -174,6 +174,26 @@ def _cdf_chart(title: str, series: Series) -> Markup | None:
 
 
 @dataclass(frozen=True, slots=True)
+class _Sample:
+    share: float | None
+    words: str
+
+
+def _sample(scope: ScopeSummary) -> _Sample | None:
+    """Which of the pairs needing a judge it saw, when it did not see them all."""
+    sample = scope.sample_json()
+    frame, judged = sample["frame"], sample["judged"]
+    if not frame or judged == frame:
+        return None
+    words = (f"the judge saw {judged:,} of the {frame:,} pairs that needed it (a uniform "
+             "random sample per tag, JUDGE_SAMPLE); ")
+    words += ("worse, equivalent and better are estimated from it, with intervals that "
+              "include the sampling" if scope.sampled else
+              "no share can be estimated until it has judged some")
+    return _Sample(sample["share"], words)
+
+
+@dataclass(frozen=True, slots=True)
 class _ScopeView:
     key: str  # "overall" or "tag:<name>"
     title: str
@@ -181,6 +201,7 @@ class _ScopeView:
     mark: str | None  # the gate's result for this scope, when a gate was given
     charts: list[Markup]
     conversation: str | None = None  # conversations with a worse shadow, in words
+    sample: _Sample | None = None  # the judge's sample, when it saw only part
 
 
 def _conversation_words(c: ConversationSummary | None) -> str | None:
@@ -212,7 +233,7 @@ def _scope(key: str, title: str, scope: ScopeSummary, gate: GateResult | None,
     charts = [_cdf_chart("Latency", scope.latency_cdf),
               _cdf_chart("Time to first token, streamed only", scope.ttft_cdf)]
     return _ScopeView(key, title, scope, _scope_mark(gate, key), [c for c in charts if c],
-                      _conversation_words(conversation))
+                      _conversation_words(conversation), _sample(scope))
 
 
 def _ttft_note(scope: ScopeSummary) -> str:
@@ -235,10 +256,12 @@ def _headline(report: Report) -> list[str]:
         worse, better = _pct(s.worse_rate), _pct(s.better_rate)
         caveat = (" These are only the pairs decided without a judge (identical answers "
                   "or equal tool calls), so they flatter the shadow.") if no_judge else ""
+        sampled = (" (estimated from the judge's uniform random sample of the pairs that "
+                   "needed it: the intervals include the sampling)") if s.sampled else ""
         lines.append(
             f"Of {s.pairs:,} pairs with a verdict, the shadow's answer was worse in "
             f"{worse} (95% CI {_interval(s.worse_rate_ci95)}), equivalent in "
-            f"{_pct(s.agreement)} and better in {better}.{caveat}")
+            f"{_pct(s.agreement)} and better in {better}{sampled}.{caveat}")
         lines += _people_line(s)
         floor = s.noise_floor
         if floor is not None and floor.worse_rate is not None:

@@ -76,7 +76,7 @@ GROUP BY GROUPING SETS ((c.tag), ())"""
 _DISAGREEMENTS_QUERY = f"""WITH {_FIRSTS}
 SELECT * FROM (
     SELECT c.id, c.tag, c.verdict AS judge, f.labels_in_order[1] AS human,
-           c.judge_reason, f.first_note,
+           c.judge_reason, f.first_note, c.request,
            row_number() OVER (PARTITION BY c.tag ORDER BY f.first_at DESC, c.id) AS rank
     FROM firsts AS f JOIN comparisons AS c ON c.id = f.pair_id
     WHERE {{where}} AND {{frame}} AND f.labels_in_order[1] <> c.verdict) AS ranked
@@ -140,8 +140,11 @@ def attach_human(report: Report, groups: Sequence[Mapping[str, Any]],
     strata = _strata(groups, rows["cells"])
     reviewers = {(bool(r["every_tag"]), r["tag"]): int(r["reviewers"])
                  for r in rows["reviewers"]}
+    from shadowproxy.decision.report import last_user_turn  # report imports this module
+
     found = tuple(Disagreement(str(r["id"]), r["tag"], str(r["judge"]), str(r["human"]),
-                               r["judge_reason"], r["first_note"])
+                               r["judge_reason"], r["first_note"],
+                               last_user_turn(r["request"]))
                   for r in rows["disagreements"])
     everything = list(strata)
     overall = _review(everything, strata, rows["cells"],

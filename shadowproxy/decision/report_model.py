@@ -15,6 +15,12 @@ Denominators (each share says what it is a share of):
 * ``noise_floor``: replay pairs (the primary asked twice) with a replay verdict.
 * ``judge.position_inconsistent``: of pairs the judge decided (method ``judge``), the
   share where the two orders disagreed.
+
+When the judge saw only part of a tag's frame (the pairs the tiers could not settle:
+``JUDGE_SAMPLE``, or a spent budget), the verdict shares are estimated per stratum
+(:class:`Strata`; :func:`shadowproxy.decision.sampling.stratified`) instead of divided
+as counts: the tier-settled pairs are known, the frame's shares come from the judged
+sample, and the interval widens with the sample. ``sample`` in the JSON says how many.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from typing import Any
 from shadowproxy.cutover.section import CutoverSection
 from shadowproxy.decision.human_review import HumanReview
 from shadowproxy.decision.lifecycle_notices import LifecycleNotice
-from shadowproxy.decision.stats import newcombe_difference, wilson_interval
+from shadowproxy.decision.sampling import Estimate, Stratum, difference, stratified
+from shadowproxy.decision.stats import wilson_interval
 
 __all__ = [
     "PROJECTION_DAYS", "PROJECTION_MIN_HOURS", "Answer", "Costs", "Interval",
     "JudgeSummary", "Models", "NoiseFloor", "PathCount", "Percentiles", "Projection",
-    "Report", "ScopeSummary", "Series", "Timing", "Unjudged", "UnjudgedCause", "Verdicts",
+    "Report", "ScopeSummary", "Series", "Strata", "Timing", "Unjudged", "UnjudgedCause",
+    "Verdicts",
     "Window", "WorstPair", "classify_unjudged", "ratio",
 ]
 
@@ -64,6 +72,10 @@ class Interval:
     def wilson(cls, hits: int, n: int) -> Interval | None:
         return cls(*wilson_interval(hits, n)) if n else None
 
+    @classmethod
+    def of(cls, estimate: Estimate | None) -> Interval | None:
+        return cls(estimate.low, estimate.high) if estimate is not None else None
+
     def to_json(self) -> list[float]:
         return [self.low, self.high]
 
@@ -90,6 +102,7 @@ class UnjudgedCause(enum.StrEnum):
     AWAITING_DIFF = "awaiting diff"
     NO_VERDICT = "scored without a verdict"
     NO_JUDGE = "no judge configured"
+    NOT_SAMPLED = "not in the judge's sample"
     BUDGET = "judge budget spent"
     JUDGE_FAILED = "judge failed"
 
@@ -101,15 +114,18 @@ def classify_unjudged(verdict: str | None, reason: str | None,
     ``diff`` writes the reason in words; the keywords below are the contract with it: a
     reason naming the budget or ``JUDGE_MAX_USD`` is a spent budget, one saying no judge
     is configured (or naming ``JUDGE_MODEL``) is a missing judge, anything else a failed
-    call. An ``unjudged`` verdict without a reason is a missing judge; no verdict at all
-    means ``diff`` has not seen the pair yet, or (``scored``) scored it before verdicts
-    existed.
+    call; one naming ``JUDGE_SAMPLE`` is a pair left out of the judge's sample. An
+    ``unjudged`` verdict without a reason is a missing judge; no verdict at all means
+    ``diff`` has not seen the pair yet, or (``scored``) scored it before verdicts
+    existed. ``shadowproxy.decision.summary_sql.cause_sql`` is its SQL twin.
     """
     if verdict is None:
         return UnjudgedCause.NO_VERDICT if scored else UnjudgedCause.AWAITING_DIFF
     words = (reason or "").lower()
     if not words:
         return UnjudgedCause.NO_JUDGE
+    if "judge_sample" in words:
+        return UnjudgedCause.NOT_SAMPLED
     if "budget" in words or "max_usd" in words:
         return UnjudgedCause.BUDGET
     if "no judge" in words or "judge_model" in words or "not configured" in words:
@@ -136,6 +152,10 @@ class Unjudged:
         if self.cause is UnjudgedCause.NO_JUDGE:
             return (f"{n} unjudged: no judge configured. Set SHADOWPROXY_JUDGE_MODEL "
                     "(see the README's \"Choosing a judge\"), then run `shadowproxy diff`")
+        if self.cause is UnjudgedCause.NOT_SAMPLED:
+            return (f"{n} left out of the judge's sample (SHADOWPROXY_JUDGE_SAMPLE): the "
+                    "shares are estimated from the judged sample, and their intervals "
+                    "include the sampling")
         if self.cause is UnjudgedCause.BUDGET:
             return (f"{n} unjudged: the judge's budget (SHADOWPROXY_JUDGE_MAX_USD) was "
                     "spent. Run `shadowproxy diff` again to judge them")
@@ -148,18 +168,63 @@ class Unjudged:
 
 
 @dataclass(frozen=True, slots=True)
+class Strata:
+    """One tag's pairs with a verdict, split by where the verdict came from: ``tier``
+    pairs the tiers settled (all ``equivalent``), and the judge's ``frame`` (pairs the
+    tiers could not settle), of which the judge decided ``judged_*``."""
+
+    tier: int = 0
+    frame: int = 0
+    judged_equivalent: int = 0
+    judged_better: int = 0
+    judged_worse: int = 0
+
+    @property
+    def judged(self) -> int:
+        return self.judged_equivalent + self.judged_better + self.judged_worse
+
+    @property
+    def sampled(self) -> bool:
+        """The judge decided part of the frame, not all of it nor none."""
+        return 0 < self.judged < self.frame
+
+
+def _estimate(strata: tuple[Strata, ...], verdict: str) -> Estimate | None:
+    """``verdict``'s share over strata that were sampled; None when nothing was (the
+    plain share is then exact) or a frame has no judged pair to estimate from."""
+    if not any(s.sampled for s in strata):
+        return None
+    parts: list[Stratum] = []
+    for s in strata:
+        known = s.tier if verdict == "equivalent" else 0
+        parts.append(Stratum(s.tier, s.tier, known, exact=True))
+        parts.append(Stratum(s.frame, s.judged, getattr(s, f"judged_{verdict}")))
+    return stratified(parts)
+
+
+@dataclass(frozen=True, slots=True)
 class NoiseFloor:
     """The current model judged against itself: how often a replay is "worse"."""
 
     pairs: int
     worse: int
+    strata: tuple[Strata, ...] = ()
+
+    @property
+    def estimate(self) -> Estimate | None:
+        """The sampled estimate (None: the counts are the whole truth)."""
+        return _estimate(self.strata, "worse")
 
     @property
     def worse_rate(self) -> float | None:
-        return _share(self.worse, self.pairs)
+        estimate = self.estimate
+        return estimate.share if estimate is not None else _share(self.worse, self.pairs)
 
     @property
     def worse_rate_ci95(self) -> Interval | None:
+        estimate = self.estimate
+        if estimate is not None:
+            return Interval.of(estimate)
         return Interval.wilson(self.worse, self.pairs)
 
     def to_json(self) -> dict[str, Any]:
@@ -354,6 +419,8 @@ class ScopeSummary:
     models: Models
     latency_cdf: Series = Series()
     ttft_cdf: Series = Series()
+    # Per tag in the scope: where the verdicts came from (the judge's sample).
+    strata: tuple[Strata, ...] = ()
     # People's labels and the rates they calibrate (decision.report_human fills it).
     human: HumanReview | None = None
 
@@ -363,28 +430,45 @@ class ScopeSummary:
         return self.verdicts.judged
 
     @property
+    def sampled(self) -> bool:
+        """The shares are estimated from the judge's sample of some tag's frame."""
+        return any(s.sampled for s in self.strata)
+
+    def _share_of(self, verdict: str) -> float | None:
+        estimate = _estimate(self.strata, verdict)
+        if estimate is not None:
+            return estimate.share
+        return _share(getattr(self.verdicts, verdict), self.pairs)
+
+    def _interval_of(self, verdict: str) -> Interval | None:
+        estimate = _estimate(self.strata, verdict)
+        if estimate is not None:
+            return Interval.of(estimate)
+        return Interval.wilson(getattr(self.verdicts, verdict), self.pairs)
+
+    @property
     def worse_rate(self) -> float | None:
-        return _share(self.verdicts.worse, self.pairs)
+        return self._share_of("worse")
 
     @property
     def worse_rate_ci95(self) -> Interval | None:
-        return Interval.wilson(self.verdicts.worse, self.pairs)
+        return self._interval_of("worse")
 
     @property
     def better_rate(self) -> float | None:
-        return _share(self.verdicts.better, self.pairs)
+        return self._share_of("better")
 
     @property
     def better_rate_ci95(self) -> Interval | None:
-        return Interval.wilson(self.verdicts.better, self.pairs)
+        return self._interval_of("better")
 
     @property
     def agreement(self) -> float | None:
-        return _share(self.verdicts.equivalent, self.pairs)
+        return self._share_of("equivalent")
 
     @property
     def agreement_ci95(self) -> Interval | None:
-        return Interval.wilson(self.verdicts.equivalent, self.pairs)
+        return self._interval_of("equivalent")
 
     @property
     def worse_over_noise(self) -> float | None:
@@ -398,8 +482,20 @@ class ScopeSummary:
         floor = self.noise_floor
         if floor is None or not floor.pairs or not self.pairs:
             return None
-        return Interval(*newcombe_difference(self.verdicts.worse, self.pairs,
-                                             floor.worse, floor.pairs))
+        ours, theirs = self.worse_rate_ci95, floor.worse_rate_ci95
+        if ours is None or theirs is None or self.worse_rate is None \
+                or floor.worse_rate is None:
+            return None
+        return Interval(*difference(Estimate(self.worse_rate, ours.low, ours.high),
+                                    Estimate(floor.worse_rate, theirs.low, theirs.high)))
+
+    def sample_json(self) -> dict[str, Any]:
+        """How many pairs the judge saw of those that needed it, per the whole scope."""
+        frame = sum(s.frame for s in self.strata)
+        judged = sum(s.judged for s in self.strata)
+        return {"frame": frame, "judged": judged,
+                "not_sampled": self.unjudged_for(UnjudgedCause.NOT_SAMPLED),
+                "share": _share(judged, frame), "estimated": self.sampled}
 
     @property
     def tool_call_match(self) -> float | None:
@@ -438,6 +534,7 @@ class ScopeSummary:
             "worse_rate": self.worse_rate, "worse_rate_ci95": ci(self.worse_rate_ci95),
             "better_rate": self.better_rate, "better_rate_ci95": ci(self.better_rate_ci95),
             "agreement": self.agreement, "agreement_ci95": ci(self.agreement_ci95),
+            "sample": self.sample_json(),
             "unjudged": [u.to_json() for u in self.unjudged],
             "noise_floor": self.noise_floor.to_json() if self.noise_floor else None,
             "worse_rate_over_noise": self.worse_over_noise,
@@ -542,6 +639,9 @@ class Report:
     # Cutover in steps: each tag's plan, events and pairs per step (shadowproxy/cutover).
     cutover: CutoverSection = field(default_factory=CutoverSection)
 
+    # Sections other modules add (shadowproxy.decision.report.SECTIONS), by name.
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
     @property
     def lifecycle_warnings(self) -> tuple[str, ...]:
         """The notices as sentences, e.g. "claude-sonnet-4-5 retired on 2026-11-30: its
@@ -565,6 +665,8 @@ class Report:
             "conversations": {tag or "overall": c.to_json()
                               for tag, c in sorted(self.conversations.items())},
             "lifecycle_warnings": list(self.lifecycle_warnings),
+            **{name: value.to_json() if hasattr(value, "to_json") else value
+               for name, value in sorted(self.sections.items())},
             "cutover": self.cutover.to_json(),
             "lifecycle": [n.to_json() for n in self.lifecycle],
         }

@@ -30,7 +30,6 @@ __all__ = [
     "OVERLAP_KEY",
     "OVERLAP_SPACE",
     "RANK",
-    "labels_needed_placeholder",
     "overlap_threshold",
     "rank_of",
 ]
@@ -55,18 +54,3 @@ def rank_of(alias: str) -> str:
 def overlap_threshold(overlap: float) -> int:
     """Pairs whose overlap key is below this get a second reviewer."""
     return min(OVERLAP_SPACE, max(0, math.floor(overlap * OVERLAP_SPACE)))
-
-
-def labels_needed_placeholder(frame: int, judge_worse: int, half_width: float = 0.02) -> int:
-    """Labels for a 95% interval of ±``half_width`` on a tag's worse rate, from people's
-    labels alone, at the judge's worse share in the frame (Laplace-smoothed so an empty
-    or all-equal frame still asks for some); never more than the frame holds.
-
-    A placeholder until the calibration module computes the PPI++ figure (which needs
-    fewer when the judge agrees with people); the review page only shows it.
-    """
-    if frame <= 0:
-        return 0
-    share = (judge_worse + 1) / (frame + 2)
-    needed = math.ceil(1.959964 ** 2 * share * (1 - share) / half_width ** 2)
-    return min(frame, needed)

@@ -23,6 +23,7 @@ the agreement share entirely: there is no reference answer to agree with.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -34,12 +35,16 @@ from typing import Any
 from rapidfuzz import fuzz
 
 __all__ = [
+    "REFUSAL_PATTERN",
     "TEXT_SIMILARITY_THRESHOLD",
+    "Comparison",
     "Scores",
     "SideView",
     "answered",
+    "compare",
     "decision",
     "is_refusal",
+    "json_document",
     "normalize_text",
     "score_pair",
     "text_similarity",
@@ -52,7 +57,7 @@ TEXT_SIMILARITY_THRESHOLD = 0.85
 _FINISHED = "finished"
 _DECISIONS = {"end_turn": _FINISHED, "stop_sequence": _FINISHED, "stop": _FINISHED}
 
-_REFUSAL = re.compile(
+REFUSAL_PATTERN = re.compile(
     r"^\W*(?:i'?m sorry|i apologi[sz]e|sorry|unfortunately)?[,.!\s-]*(?:but\s+)?"
     r"(?:i|we)\s+(?:can ?not|can't|won't|will not|am unable to|'m unable to|"
     r"am not able to|'m not able to|must decline to|must refuse to)\s+"
@@ -108,13 +113,43 @@ def answered(status: int | None, error: str | None) -> bool:
     return error is None and (status is None or status < 400)
 
 
+# ASCII: letters lower-cased, digits kept, everything else (punctuation, symbols,
+# spaces, controls: categories P, S, Z and C) a space. NFKC leaves ASCII alone and
+# casefold() is lower() there, so this table is the whole normalisation for ASCII.
+_ASCII_FOLD = bytes(
+    (c + 32 if 65 <= c <= 90 else c) if chr(c).isalnum() and c < 128 else 32
+    for c in range(256)
+)
+
+
+# The same table over UTF-8: bytes 128-255 (parts of other characters) stay as they are.
+_UTF8_FOLD = _ASCII_FOLD[:128] + bytes(range(128, 256))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _dropped(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "PSZC"
+
+
 def normalize_text(text: str) -> str:
-    """Case-fold, drop punctuation and symbols, collapse whitespace."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    kept = "".join(
-        " " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in folded
-    )
-    return " ".join(kept.split())
+    """Case-fold, drop punctuation and symbols, collapse whitespace.
+
+    Same result as NFKC, ``casefold()``, every character of category P, S, Z or C turned
+    into a space, then whitespace collapsed (tests hold it to that definition). The
+    ASCII characters go through a byte table and each distinct other character is
+    looked up once: a per-character loop is what made ``diff`` spend 300 µs on a
+    900-character answer.
+    """
+    if text.isascii():
+        return b" ".join(text.encode("ascii").translate(_ASCII_FOLD).split()).decode("ascii")
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    folded = text.casefold().encode("utf-8", "surrogatepass").translate(_UTF8_FOLD).decode(
+        "utf-8", "surrogatepass")
+    for ch in set(folded):
+        if ch > "\x7f" and _dropped(ch):
+            folded = folded.replace(ch, " ")
+    return " ".join(folded.split())
 
 
 def text_similarity(a: str, b: str) -> float:
@@ -150,7 +185,7 @@ def _arguments(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -165,52 +200,80 @@ def tool_calls_match(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, An
     )
 
 
-def _as_json_document(text: str) -> Any | None:
-    """The parsed object or array when the whole text is one; None otherwise."""
+def json_document(text: str) -> tuple[bool, Any]:
+    """``(True, value)`` when the whole text is one JSON object or array."""
     stripped = text.strip()
     if not stripped.startswith(("{", "[")):
-        return None
+        return False, None
     try:
-        return json.loads(stripped)
-    except ValueError:
-        return None
+        return True, json.loads(stripped)
+    except (ValueError, RecursionError):
+        return False, None
 
 
 def is_refusal(side: SideView) -> bool:
     if side.stop_reason == "refusal":
         return True
     opening = side.text[:300].replace("\u2019", "'").strip()
-    return bool(_REFUSAL.match(opening))
+    return bool(REFUSAL_PATTERN.match(opening))
 
 
-def score_pair(primary: SideView, shadow: SideView) -> Scores:
-    """Compare the shadow's answer with the primary's; see the module docstring."""
-    primary_norm = normalize_text(primary.text)
-    shadow_norm = normalize_text(shadow.text)
-    exact = primary_norm == shadow_norm
-    similarity = float(fuzz.ratio(primary_norm, shadow_norm)) / 100.0
-    calls_match = tool_calls_match(primary.tool_calls, shadow.tool_calls)
-    stop_match = decision(primary) == decision(shadow)
-    json_match = (
-        None if _as_json_document(primary.text) is None
-        else _as_json_document(shadow.text) is not None
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """What scoring and the verdict tiers both need from a pair, computed once:
+    normalising a long answer and parsing JSON are the expensive parts of ``diff``."""
+
+    primary_norm: str
+    shadow_norm: str
+    calls_match: bool
+    same_decision: bool
+    primary_json: tuple[bool, Any]
+    shadow_json: tuple[bool, Any]
+
+    @property
+    def exact_text(self) -> bool:
+        return self.primary_norm == self.shadow_norm
+
+
+def compare(primary: SideView, shadow: SideView) -> Comparison:
+    return Comparison(
+        primary_norm=normalize_text(primary.text),
+        shadow_norm=normalize_text(shadow.text),
+        calls_match=tool_calls_match(primary.tool_calls, shadow.tool_calls),
+        same_decision=decision(primary) == decision(shadow),
+        primary_json=json_document(primary.text),
+        shadow_json=json_document(shadow.text),
     )
+
+
+def score_pair(primary: SideView, shadow: SideView,
+               comparison: Comparison | None = None) -> Scores:
+    """Compare the shadow's answer with the primary's; see the module docstring.
+
+    ``comparison`` is :func:`compare`'s result for the same two sides, when the caller
+    already has it (``diff`` shares it with the verdict tiers).
+    """
+    c = comparison or compare(primary, shadow)
+    exact = c.exact_text
+    # Equal strings are 100 by definition: skip the O(n*m/64) Indel computation.
+    similarity = 1.0 if exact else float(fuzz.ratio(c.primary_norm, c.shadow_norm)) / 100.0
+    json_match = None if not c.primary_json[0] else c.shadow_json[0]
     texts_equivalent = (
         bool(primary.tool_calls) or exact or similarity >= TEXT_SIMILARITY_THRESHOLD
     )
     agree = (
         answered(primary.status, primary.error)
         and answered(shadow.status, shadow.error)
-        and stop_match
-        and calls_match
+        and c.same_decision
+        and c.calls_match
         and texts_equivalent
         and json_match is not False
     )
     return Scores(
         exact_match=exact,
         text_similarity=similarity,
-        tool_call_match=calls_match,
-        stop_reason_match=stop_match,
+        tool_call_match=c.calls_match,
+        stop_reason_match=c.same_decision,
         json_match=json_match,
         refusal=is_refusal(primary) or is_refusal(shadow),
         length_ratio=len(shadow.text) / len(primary.text) if primary.text else None,

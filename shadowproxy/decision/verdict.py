@@ -32,11 +32,11 @@ from enum import StrEnum
 from typing import Any
 
 from shadowproxy.decision.scoring import (
+    Comparison,
     SideView,
     answered,
-    decision,
-    normalize_text,
-    tool_calls_match,
+    compare,
+    json_document,
 )
 
 __all__ = [
@@ -79,17 +79,6 @@ class Tiered:
     needs_judge: bool
     diff_paths: tuple[str, ...] = ()
     reason: str | None = None
-
-
-def json_document(text: str) -> tuple[bool, Any]:
-    """``(True, value)`` when the whole text is one JSON object or array."""
-    stripped = text.strip()
-    if not stripped.startswith(("{", "[")):
-        return False, None
-    try:
-        return True, json.loads(stripped)
-    except (ValueError, RecursionError):
-        return False, None
 
 
 def _key_path(path: str, key: str) -> str:
@@ -168,25 +157,23 @@ def _failure(primary: SideView, other: SideView, other_ok: bool, other_name: str
 
 
 def tier(primary: SideView, shadow: SideView, *, shadow_ok: bool = True,
-         name: str = "shadow") -> Tiered:
+         name: str = "shadow", comparison: Comparison | None = None) -> Tiered:
     """Settle the pair without a judge when the tiers can; see the module docstring.
 
     ``shadow_ok`` is false when the shadow's outcome was not ``ok`` (timeout, dropped,
     skipped, error) even if its side columns look like an answer. ``name`` names the
     compared side in the reason a failed pair is not judged (``replay`` for the noise
-    floor).
+    floor). ``comparison`` is :func:`~shadowproxy.decision.scoring.compare`'s result for
+    the same sides, when the caller already has it.
     """
     failed = _failure(primary, shadow, shadow_ok, name)
     if failed is not None:
         return Tiered(None, None, needs_judge=False, reason=failed)
-    same_decision = decision(primary) == decision(shadow)
-    same_calls = tool_calls_match(primary.tool_calls, shadow.tool_calls)
-    if same_decision and same_calls and normalize_text(primary.text) == normalize_text(
-        shadow.text
-    ):
+    c = comparison or compare(primary, shadow)
+    if c.same_decision and c.calls_match and c.exact_text:
         return Tiered(Verdict.EQUIVALENT, Method.EXACT, needs_judge=False)
     if primary.tool_calls and shadow.tool_calls:
-        if same_calls:
+        if c.calls_match:
             return Tiered(Verdict.EQUIVALENT, Method.STRUCTURAL, needs_judge=False)
         paths = json_diff_paths(
             _calls_as_json(primary.tool_calls), _calls_as_json(shadow.tool_calls),
@@ -194,11 +181,11 @@ def tier(primary: SideView, shadow: SideView, *, shadow_ok: bool = True,
         )
         return Tiered(None, None, needs_judge=True, diff_paths=tuple(paths))
     if not primary.tool_calls and not shadow.tool_calls:
-        primary_is_json, primary_value = json_document(primary.text)
-        shadow_is_json, shadow_value = json_document(shadow.text)
+        primary_is_json, primary_value = c.primary_json
+        shadow_is_json, shadow_value = c.shadow_json
         if primary_is_json and shadow_is_json:
             paths = json_diff_paths(primary_value, shadow_value)
-            if not paths and same_decision:
+            if not paths and c.same_decision:
                 return Tiered(Verdict.EQUIVALENT, Method.STRUCTURAL, needs_judge=False)
             return Tiered(None, None, needs_judge=True, diff_paths=tuple(paths))
     return Tiered(None, None, needs_judge=True)

@@ -3,13 +3,17 @@ loopback only without one): the same report ``shadowproxy report`` writes, live.
 
 The report code is imported on the first request, not when the proxy starts, so a proxy
 nobody looks at does not carry it; it reads with asyncpg, never SQLAlchemy, which the
-proxy process does not load (an import contract checks it).
+proxy process does not load (an import contract checks it). Each filter's report is
+computed at most once per refresh period, whatever the number of viewers
+(:mod:`shadowproxy.proxy.report_cache`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +22,7 @@ from aiohttp import web
 
 from shadowproxy.decision.since import parse_since
 from shadowproxy.proxy.admin_guard import csrf_token_of
+from shadowproxy.proxy.report_cache import ReportCache
 from shadowproxy.store.urls import asyncpg_dsn
 
 # Connections the dashboard may hold: a page is two or three queries, one at a time.
@@ -45,13 +50,16 @@ class Dashboard:
     """
 
     def __init__(self, database_url: str, *,
+                 clock: Callable[[], float] = time.monotonic,
                  lifecycle: Callable[[], LifecycleView] | None = None) -> None:
-        """``lifecycle`` gives the day and the end-of-life data at each request (serve
+        """``lifecycle`` gives the day and the end-of-life data at each report (serve
         passes the real clock and the installed data); without it, no notices."""
         self._url = database_url
         self._lifecycle = lifecycle
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._reports: ReportCache[Report] = ReportCache(REFRESH_S, clock=clock)
+        self._pages: ReportCache[str] = ReportCache(REFRESH_S, clock=clock)
 
     async def _source(self) -> asyncpg.Pool:
         async with self._opening:
@@ -62,6 +70,8 @@ class Dashboard:
 
     async def cleanup(self, _: web.Application) -> AsyncIterator[None]:
         yield
+        await self._pages.close()
+        await self._reports.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -71,8 +81,6 @@ class Dashboard:
                 web.get("/api/report", self.report_json)]
 
     async def build(self, request: web.Request) -> Report:
-        from shadowproxy.decision.report import build_report
-
         try:
             since = parse_since(request.query.get("since"))
         except ValueError as exc:
@@ -81,14 +89,25 @@ class Dashboard:
         if tag is not None and ("\x00" in tag or len(tag) > 1000):
             # PostgreSQL text cannot hold NUL; no stored tag can match it.
             raise web.HTTPBadRequest(text="tag: must not contain NUL or exceed 1000 chars\n")
+        # --since given as an age moves with the clock: the cache keys on the text.
+        return await self._reports.get((request.query.get("since"), tag),
+                                        lambda: self._report(since, tag))
+
+    async def _report(self, since: datetime | None, tag: str | None) -> Report:
+        from shadowproxy.decision.report import build_report
+
         lifecycle = self._lifecycle() if self._lifecycle is not None else None
         return await build_report(await self._source(), since=since, tag=tag,
                                   lifecycle=lifecycle)
 
-    async def dashboard(self, request: web.Request) -> web.Response:
+    async def _page(self, request: web.Request) -> str:
         from shadowproxy.decision.report_html import render_html
 
-        html = render_html(await self.build(request))
+        return render_html(await self.build(request))
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        html = await self._pages.get((request.query.get("since"), request.query.get("tag")),
+                                     lambda: self._page(request))
         csrf = csrf_token_of(request)  # a signed-in browser's: sign-out needs it
         bar = _BAR.format(sign_out=_SIGN_OUT.format(csrf=escape(csrf)) if csrf else "")
         html = html.replace("<body>", "<body>" + bar, 1)

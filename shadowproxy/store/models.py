@@ -41,6 +41,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shadowproxy.day_partitions import parse_partition_name
+from shadowproxy.decision.sampling import JUDGE_FRAME_SQL, JUDGE_RANK_SQL
 from shadowproxy.store.columns import HEAD_COLUMNS, PAIR_COLUMNS, SQL_TYPES
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -77,7 +78,9 @@ class Pair(Base):
     shadow_reason: Mapped[str | None] = mapped_column(Text)
     client_disconnected: Mapped[bool] = mapped_column(Boolean)
     # An agent's pairs belong together: x-shadow-conversation, else a hash of the opening.
-    conversation_id: Mapped[str | None] = mapped_column(Text, index=True)
+    # Indexed with received_at (migration 0005): the report asks "the conversation's
+    # first pair" and "its first worse answer" one conversation at a time.
+    conversation_id: Mapped[str | None] = mapped_column(Text)
     turn: Mapped[int | None] = mapped_column(Integer)
     # primary | shadow | fallback: whose answer the application got (cutover in steps).
     served_by: Mapped[str] = mapped_column(Text, server_default="primary")
@@ -91,6 +94,10 @@ class Pair(Base):
         Index(None, "received_at"),
         Index(None, "tag", "received_at"),
         Index(None, "shadow_outcome"),
+        Index(None, "conversation_id", "received_at", "id", postgresql_include=["tag"]),
+        # The report's summaries find pairs stored since they were last built (a spool
+        # replay writes pairs for past hours).
+        Index(None, "stored_at"),
         # The review queue walks a tag's pairs in rank order (decision/review_frame.py).
         Index("ix_pairs_review_rank", "tag",
               text("(('x' || left(md5(id::text), 15))::bit(60)::bigint)"),
@@ -141,13 +148,79 @@ class Score(Base):
     replay_judge_cost_usd: Mapped[float | None] = mapped_column(Double)
     replay_judge_calls: Mapped[int | None] = mapped_column(Integer)
     replay_position_inconsistent: Mapped[bool | None] = mapped_column(Boolean)
+    # The pair's tag (pairs rows never change), so judging by sample reads one table.
+    tag: Mapped[str | None] = mapped_column(Text)
 
-    # The review frame (decision/review_frame.py): a pair's membership, probed from the index.
-    __table_args__ = (Index("ix_scores_review_frame", "pair_id",
-                            postgresql_where=text("verdict_method = 'judge'")),
-                      Index("ix_scores_review_judged_at", "judged_at",
-                            postgresql_where=text("verdict_method = 'judge'")),
-                      {"postgresql_partition_by": "RANGE (received_at)"})
+    __table_args__ = (
+        # The judge's frame (pairs the tiers could not settle) by tag, in sample order
+        # (the rank is shadowproxy.decision.sampling.judge_rank, computed from the id).
+        Index("ix_scores_judge_frame", "tag", text(JUDGE_RANK_SQL),
+              postgresql_where=text(JUDGE_FRAME_SQL)),
+        # The review frame (decision/review_frame.py): a pair's membership, probed from
+        # the index.
+        Index("ix_scores_review_frame", "pair_id",
+              postgresql_where=text("verdict_method = 'judge'")),
+        Index("ix_scores_review_judged_at", "judged_at",
+              postgresql_where=text("verdict_method = 'judge'")),
+        {"postgresql_partition_by": "RANGE (received_at)"},
+    )
+
+
+class JudgeSample(Base):
+    """Per tag, the rank below which a pair needing the judge is in its sample.
+
+    Only ever raised: a pair's chance of being judged does not depend on when it
+    arrived, so the judged pairs of any time window are a uniform sample of it.
+    """
+
+    __tablename__ = "judge_samples"
+
+    tagged: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    tag: Mapped[str] = mapped_column(Text, primary_key=True)  # "" when untagged
+    threshold: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ReportRollup(Base):
+    """The report's numbers for one tag over one 10-minute slot or one day, so a report
+    reads a few hundred rows instead of every pair (shadowproxy.decision.summaries)."""
+
+    __tablename__ = "report_rollups"
+
+    grain: Mapped[str] = mapped_column(Text, primary_key=True)  # "slot" | "day"
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    tagged: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    tag: Mapped[str] = mapped_column(Text, primary_key=True)  # "" when untagged
+    built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    layout: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # name -> number, summed when rows are merged: counts, sums, histogram buckets.
+    facts: Mapped[Any] = mapped_column(JSONB)
+    # "primary:gpt-4o", "shadow:…", "judge:…": the models seen.
+    models: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # unjudged cause -> one judge_reason, merged by taking the smallest.
+    examples: Mapped[Any] = mapped_column(JSONB)
+
+
+class ReportStale(Base):
+    """A 10-minute slot whose summaries ``diff`` made stale by writing verdicts."""
+
+    __tablename__ = "report_stale"
+
+    slot: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+
+
+class ReportState(Base):
+    """Small named timestamps of the summaries (``stored_watermark``: pairs stored
+    after it may belong to a slot already summarised)."""
+
+    __tablename__ = "report_state"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Reviewer(Base):

@@ -38,11 +38,11 @@ from typing import Any
 
 import asyncpg
 
+from shadowproxy.decision.calibration import VERDICTS, Stratum, labels_needed
 from shadowproxy.decision.review_frame import (
     FRAME_FROM,
     OVERLAP_KEY,
     RANK,
-    labels_needed_placeholder,
     overlap_threshold,
 )
 from shadowproxy.review_labels import Label, verdict_for
@@ -193,8 +193,17 @@ _OFFER = f"""
     ) {_FLOOR}"""
 
 
-_FRAMES = (f"SELECT p.tag, count(*) AS frame, count(*) FILTER (WHERE s.verdict = 'worse') "
-           f"AS judge_worse FROM {FRAME_FROM} GROUP BY p.tag")
+_FRAMES = ("SELECT p.tag, count(*) AS frame, "
+           + ", ".join(f"count(*) FILTER (WHERE s.verdict = '{v}') AS judge_{v}"
+                       for v in VERDICTS)
+           + f" FROM {FRAME_FROM} GROUP BY p.tag")
+# Each labelled frame pair: the judge's verdict and the first person's (as the report
+# counts them), per tag.
+_CONFUSION = (f"SELECT p.tag, s.verdict AS judge, f.verdict AS human, count(*) AS pairs "
+              "FROM (SELECT DISTINCT ON (pair_id) pair_id, verdict FROM reviews "
+              "WHERE verdict IS NOT NULL ORDER BY pair_id, created_at, reviewer) AS f "
+              f"JOIN {FRAME_FROM} ON p.id = f.pair_id "
+              f"WHERE s.verdict IN {tuple(VERDICTS)!r} GROUP BY p.tag, s.verdict, f.verdict")
 _LABELS = (f"SELECT p.tag, count(*) FILTER (WHERE r.verdict IS NOT NULL) AS labels, "
            f"count(DISTINCT r.pair_id) FILTER (WHERE r.verdict IS NOT NULL) AS labelled_pairs, "
            f"count(*) FILTER (WHERE r.verdict IS NULL) AS skips, "
@@ -340,12 +349,21 @@ class ReviewQueue:
             self._frames = await pool.fetch(_FRAMES)
             self._frames_at = time.monotonic()
         labels = {r["tag"]: r for r in await pool.fetch(_LABELS, reviewer)}
+        confusion: dict[str | None, dict[tuple[str, str], int]] = {}
+        for row in await pool.fetch(_CONFUSION):
+            confusion.setdefault(row["tag"], {})[(row["judge"], row["human"])] = row["pairs"]
         out = []
         for frame in self._frames:
             done = labels.get(frame["tag"])
+            cells = confusion.get(frame["tag"], {})
+            # The calibration's own figure (PPI++, from the labels so far) for ±2 points
+            # on the worse rate among the pairs the judge decided; the report's overall
+            # interval, which adds the pairs the tiers settled, is narrower still.
+            unlabelled = {v: max(0, frame[f"judge_{v}"] - sum(
+                n for (judge, _), n in cells.items() if judge == v)) for v in VERDICTS}
             out.append(TagProgress(
                 frame["tag"], frame["frame"],
                 done["labels"] if done else 0, done["labelled_pairs"] if done else 0,
                 done["skips"] if done else 0, done["mine"] if done else 0,
-                labels_needed_placeholder(frame["frame"], frame["judge_worse"])))
+                labels_needed([Stratum(cells, unlabelled, {})])))
         return sorted(out, key=lambda p: (p.tag is None, p.tag or ""))

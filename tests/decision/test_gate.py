@@ -350,6 +350,9 @@ def test_a_wholly_labelled_frame_has_enough_labels() -> None:
                       {("worse", "worse"): 3, ("equivalent", "equivalent"): 17}, decided=480)
     result = evaluate(report_of(small), GatePolicy(min_human_labels=30, max_worse_rate=0.5))
     assert result.exit_code == 0, format_table(result)
+    # The table says why 20 labels pass a rule asking 30, not "20 ≥ 30".
+    row = next(c for c in result.criteria if c.criterion == "min_human_labels")
+    assert row.compared == "20 labelled pairs: every pair the judge decided (30 asked)"
 
 
 def test_with_labels_the_worse_rate_is_judged_on_the_calibrated_interval() -> None:

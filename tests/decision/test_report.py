@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,9 +15,17 @@ from hypothesis import strategies as st
 
 from shadowproxy.decision.diff import run_diff
 from shadowproxy.decision.gate import GateResult, evaluate, parse_policy
-from shadowproxy.decision.report import assemble_report, build_report, last_user_turn
+from shadowproxy.decision.histogram import bucket_of
+from shadowproxy.decision.report import (
+    Distribution,
+    assemble_report,
+    build_report,
+    last_user_turn,
+)
 from shadowproxy.decision.report_html import render_html, usd, word_diff
 from shadowproxy.decision.report_model import Report, UnjudgedCause
+from shadowproxy.decision.stats import cdf_points, percentiles
+from shadowproxy.decision.summaries import TagFacts
 from shadowproxy.lifecycle import LifecycleData, ModelLifecycle
 from tests.fakes import verdicts
 from tests.fakes.traffic import START, seeded, store, traffic
@@ -198,25 +207,39 @@ def test_last_user_turn_from_either_wire_format() -> None:
 
 def _group(tag: str | None, pairs: int, worse: int, *, equivalent: int | None = None,
            hours: float = 24.0, primary_cost: float = 0.002,
-           shadow_cost: float = 0.0005) -> dict[str, Any]:
-    """One group row of the summary query: ``pairs`` answered pairs, all with verdicts."""
+           shadow_cost: float = 0.0005, models: tuple[str, ...] | None = None,
+           **counts: int) -> TagFacts:
+    """One tag's summed facts: ``pairs`` answered pairs, all with verdicts from the
+    judge, latencies 900 ms and up (as the summaries' histograms)."""
     latencies = [900.0 + i for i in range(pairs)]
     same = pairs - worse if equivalent is None else equivalent
-    return {
-        "tag": tag, "total": pairs, "unscored": 0, "outcome_ok": pairs, "outcome_error": 0,
-        "outcome_timeout": 0, "outcome_dropped": 0, "outcome_skipped": 0,
-        "verdict_equivalent": same, "verdict_better": pairs - worse - same,
-        "verdict_worse": worse, "scored": pairs, "stop_matched": pairs, "tool_pairs": 0,
-        "tool_matched": 0, "attempted": pairs, "shadow_failed": 0, "replays": 0,
-        "replay_worse": 0, "judge_calls": 2 * pairs, "judge_cost_usd": 0.004 * pairs,
-        "judge_pairs": pairs, "position_inconsistent": pairs // 10,
-        "first": START, "last": START + timedelta(hours=hours),
-        "primary_models": ["gpt-4o"], "shadow_models": ["claude-haiku-4-5"],
-        "judge_models": ["gpt-4.1"],
-        "primary_latency_ms": latencies, "shadow_latency_ms": [v - 400 for v in latencies],
-        "primary_ttft_ms": [200.0] * pairs, "shadow_ttft_ms": [150.0] * pairs,
-        "primary_cost_usd": [primary_cost] * pairs, "shadow_cost_usd": [shadow_cost] * pairs,
-    }
+    facts: Counter[str] = Counter({
+        "n.total": pairs, "n.outcome.ok": pairs, "n.verdict.equivalent": same,
+        "n.verdict.better": pairs - worse - same, "n.verdict.worse": worse,
+        "n.scored": pairs, "n.stop_matched": pairs, "n.attempted": pairs,
+        "n.judge_calls": 2 * pairs, "usd.judge": 0.004 * pairs, "n.judge_pairs": pairs,
+        "n.position_inconsistent": pairs // 10, "n.frame": pairs,
+        "n.frame.equivalent": same, "n.frame.better": pairs - worse - same,
+        "n.frame.worse": worse,
+        "usd.primary": primary_cost * pairs, "usd.primary.n": pairs,
+        "usd.shadow": shadow_cost * pairs, "usd.shadow.n": pairs,
+    })
+    for metric, values in (("primary_latency_ms", latencies),
+                           ("shadow_latency_ms", [v - 400 for v in latencies]),
+                           ("primary_ttft_ms", [200.0] * pairs),
+                           ("shadow_ttft_ms", [150.0] * pairs)):
+        facts.update(f"h.{metric}.{bucket_of(v)}" for v in values)
+    facts.update({f"n.{name}": n for name, n in counts.items()})
+    facts.update({f"n.{name}": n - facts[f"n.{name}"] for name, n in counts.items()})
+    if models is None:
+        models = ("primary:gpt-4o", "shadow:claude-haiku-4-5", "judge:gpt-4.1")
+    return TagFacts(tag, START, START + timedelta(hours=hours), dict(facts), models, {})
+
+
+def _exact(values: dict[str, list[float]]) -> dict[str, Distribution]:
+    """Exact distributions, as a small scope's report gets them from SQL."""
+    return {m: Distribution(**percentiles(v), cdf=tuple(cdf_points(v)), samples=len(v))
+            for m, v in values.items()}
 
 
 EVIL = "<script>alert(1)</script>"
@@ -297,8 +320,9 @@ def test_costs_carry_enough_digits_for_the_ratio_beside_them() -> None:
 
 
 def test_nothing_judged_never_reads_as_no_worse_pairs() -> None:
-    report = assemble_report([_group("support", 20, 0, equivalent=0) | {
-        "verdict_better": 0, "scored": 0, "unscored": 20}], [])
+    group = _group("support", 20, 0, equivalent=0, scored=0, unscored=20)
+    group.facts.update({"n.verdict.better": 0, "n.frame.better": 0})  # type: ignore[attr-defined]
+    report = assemble_report([group], [])
     page = render_html(report)
     assert "No pair has a verdict yet" in page
     assert "judged worse." not in page
@@ -321,12 +345,15 @@ def test_word_diff_marks_inserted_and_deleted_words() -> None:
 
 
 def test_charts_mark_few_points_and_stay_small_for_many() -> None:
-    few = render_html(assemble_report([_group("support", 5, 1)], []))
+    five = [900.0 + i for i in range(5)]
+    few = render_html(assemble_report([_group("support", 5, 1)], [], exact={
+        "support": _exact({"primary_latency_ms": five,
+                           "shadow_latency_ms": [v - 400 for v in five]})}))
     assert few.count('class="dot') >= 10  # every request of both sides is a marker
     assert "Latency (5 requests)" in few
-    same = _group("support", 3, 0) | {"primary_latency_ms": [700.0] * 3,
-                                      "shadow_latency_ms": [700.0] * 3}
-    flat = render_html(assemble_report([same], []))
+    flat = render_html(assemble_report([_group("support", 3, 0)], [], exact={
+        "support": _exact({"primary_latency_ms": [700.0] * 3,
+                           "shadow_latency_ms": [700.0] * 3})}))
     assert "Latency (3 requests)" in flat and 'class="dot' in flat  # a width, not a line
     many = render_html(assemble_report([_group("support", 100_000, 5_000)], []))
     assert 'class="dot' not in many and "Latency (100,000 requests)" in many
@@ -334,11 +361,11 @@ def test_charts_mark_few_points_and_stay_small_for_many() -> None:
 
 
 def test_without_a_judge_the_page_says_one_is_needed_and_qualifies_the_shares() -> None:
-    unjudged = [{"tag": "support", "verdict": "unjudged", "judge_reason": NO_JUDGE,
-                 "scored": True, "pairs": 300}]
-    group = _group("support", 40, 0) | {"judge_models": [], "total": 340,
-                                         "outcome_ok": 340, "attempted": 340}
-    page = render_html(assemble_report([group], [], unjudged=unjudged))
+    group = _group("support", 40, 0, models=("primary:gpt-4o", "shadow:claude-haiku-4-5"),
+                   total=340, attempted=340, frame=340)
+    group.facts.update({"n.outcome.ok": 340,  # type: ignore[attr-defined]
+                        "unjudged.no judge configured": 300})
+    page = render_html(assemble_report([group], []))
     assert "A judge is needed: 300 of 340 pairs could not be compared" in page
     assert "so they flatter the shadow" in page
     assert "no judge: identical answers only" in page

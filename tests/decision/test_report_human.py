@@ -203,6 +203,10 @@ async def test_the_page_shows_both_rates_and_the_disagreements_escaped(
     assert f"12.0% / {calibrated}" in html  # judge alone beside calibrated, per tag
     assert "Where people and the judge disagree" in html
     assert str(human.disagreements[0].pair_id) in html
+    # Each disagreement says what the user asked, so a reader knows what it was about.
+    assert human.disagreements[0].question.startswith("When will my order arrive?")
+    assert "the user asked" in html and "When will my order arrive?" in html.split(
+        "Where people and the judge disagree")[1]
     assert "the judge missed worse answers" in html
 
 

@@ -15,14 +15,14 @@ from shadowproxy.store.urls import asyncpg_dsn
 from tests.e2e.test_serve import wait_pairs
 from tests.fakes.providers import SimulatedProvider
 from tests.fakes.serve import running_serve
-from tests.store.test_legacy_move import PAIRS, _release_0004_with_rows
+from tests.store.test_legacy_move import PAIRS, _release_before_partitioning
 
 
 async def test_serve_records_new_pairs_while_it_moves_the_old_ones(
     tmp_path: Path, simulator: SimulatedProvider, empty_database_url: str
 ) -> None:
     url = empty_database_url
-    old = await _release_0004_with_rows(url)
+    old = await _release_before_partitioning(url)
     async with running_serve(tmp_path, primary_url=simulator.url,
                              shadow_base_url=simulator.url, shadow_api_key="sk-ant-shadow",
                              database_url=url) as served:

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from shadowproxy.records import PairRecord, Side
-from shadowproxy.store.sink import asyncpg_dsn
+from shadowproxy.store.urls import asyncpg_dsn
 from tests.fakes.database import make_pair
 from tests.fakes.traffic import store
 

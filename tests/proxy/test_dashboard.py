@@ -70,14 +70,22 @@ async def test_admin_api_report_json_with_filters(
 
 
 async def test_dashboard_says_pairs_await_diff_without_claiming_no_disagreements(
-    admin: TestClient[Any, Any], database_url: str
+    database_url: str, aiohttp_client: Any
 ) -> None:
+    from shadowproxy.proxy.dashboard import REFRESH_S
+
+    now = [0.0]
+    app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
+                         database_url=database_url,
+                         **_dashboard(database_url, clock=lambda: now[0]))
+    admin: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
     await store(database_url, traffic("support", 12, 3))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     html = await (await admin.get("/dashboard", headers=auth)).text()
     assert "12 pairs not yet judged: run `shadowproxy diff`" in html
     assert "No disagreements" not in html and "judged worse." not in html
     await run_diff(database_url, progress=False)
+    now[0] += REFRESH_S  # the next refresh
     after = await (await admin.get("/api/report", headers=auth)).json()
     assert after["overall"]["pairs_unscored"] == 0
 
@@ -122,6 +130,40 @@ async def test_the_dashboard_reuses_its_connections_and_closes_them_with_the_app
         await conn.close()
 
 
+async def test_viewers_share_one_report_per_refresh_period(
+    database_url: str, aiohttp_client: Any
+) -> None:
+    """However many browsers refresh at once, each filter's report is computed once per
+    refresh period: every viewer sees the same generated_at until the period ends."""
+    from shadowproxy.proxy.dashboard import REFRESH_S
+
+    await store(database_url, traffic("support", 20, 5))
+    now = [1000.0]
+    dashboard = Dashboard(database_url, clock=lambda: now[0])
+    app = make_admin_app(ready=ready, metrics=lambda: (b"", "text/plain"), token=TOKEN,
+                         database_url=database_url, extra_routes=dashboard.routes(),
+                         extra_cleanup=[dashboard.cleanup])
+    client: TestClient[Any, Any] = await aiohttp_client(TestServer(app))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def generated(path: str = "/api/report") -> str:
+        resp = await client.get(path, headers=auth)
+        assert resp.status == 200
+        return str((await resp.json())["generated_at"])
+
+    import asyncio
+
+    first = await asyncio.gather(*(generated() for _ in range(12)))
+    assert len(set(first)) == 1
+    pages = await asyncio.gather(*(client.get("/dashboard", headers=auth) for _ in range(5)))
+    assert len({await page.text() for page in pages}) == 1
+    now[0] += REFRESH_S - 1
+    assert await generated() == first[0]
+    assert await generated("/api/report?tag=support") != first[0]  # its own report
+    now[0] += 2
+    assert await generated() != first[0]
+
+
 async def test_the_dashboard_names_a_retired_primary_and_what_ttft_covers(
     database_url: str, aiohttp_client: Any
 ) -> None:
@@ -148,8 +190,9 @@ async def test_the_dashboard_names_a_retired_primary_and_what_ttft_covers(
 
 
 def _dashboard(database_url: str,
-               lifecycle: Callable[[], LifecycleView] | None = None) -> dict[str, Any]:
-    dashboard = Dashboard(database_url, lifecycle=lifecycle)
+               lifecycle: Callable[[], LifecycleView] | None = None,
+               **options: Any) -> dict[str, Any]:
+    dashboard = Dashboard(database_url, lifecycle=lifecycle, **options)
     return {"extra_routes": dashboard.routes(), "extra_cleanup": [dashboard.cleanup]}
 
 

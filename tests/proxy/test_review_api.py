@@ -241,8 +241,9 @@ async def test_a_pair_that_arrives_later_takes_its_place_by_rank(
         "JOIN pairs p ON p.id = r.pair_id")
     # A pair judged now whose rank falls among those already labelled, and one above.
     low = next(i for i in iter(uuid.uuid4, None) if rank_in_python(i) < labelled["top"])
+    high = next(i for i in iter(uuid.uuid4, None) if rank_in_python(i) > labelled["top"])
     late = [(replace(pair("support", 500 + n), id=pair_id), Judged("worse"))
-            for n, pair_id in enumerate((low, uuid.uuid4()))]
+            for n, pair_id in enumerate((low, high))]
     await write(rig.database_url, late)
     body = await (await client.get("/api/review/next?tag=support", headers=bearer(token))).json()
     (offered,) = await fetch(rig.database_url,
@@ -264,3 +265,36 @@ async def test_untagged_pairs_are_a_stratum_of_their_own(
     assert [(t["tag"], t["frame"]) for t in progress["tags"]] == [("support", 1), (None, 2)]
     assert all(t["labels_needed"] == t["frame"] for t in progress["tags"])  # small frames
     assert (await client.get("/api/review/next?tag=%00", headers=bearer(token))).status == 400
+
+
+async def test_progress_asks_fewer_labels_of_people_who_agree_with_the_judge(
+    rig: Rig, aiohttp_client: Any
+) -> None:
+    """The bar's target is the calibration's: labels that agree with the judge make its
+    verdicts worth more, so far fewer are needed than labels that contradict it."""
+    from shadowproxy.decision.calibration import Stratum, labels_needed
+    from shadowproxy.simulator.reviewers import label_in_queue_order
+    from tests.fakes.verdicts import START
+
+    rig.rules = QueueRules(overlap=0.0, frame_cache_s=0)
+    await judged(rig.database_url, "agree", worse=600, equivalent=2400)
+    await judged(rig.database_url, "disagree", worse=600, equivalent=2400, first=10_000)
+    verdicts = {row["id"]: row["verdict"] for row in await fetch(
+        rig.database_url, "SELECT pair_id AS id, verdict FROM scores")}
+
+    def person(pair: Any, _: str) -> tuple[str, None]:
+        judge = verdicts[pair.id]
+        if pair.tag == "agree":
+            return judge, None
+        return ("equivalent" if judge == "worse" else "worse"), None
+
+    await label_in_queue_order(rig.database_url, 80, person, reviewers=("ana",),
+                               overlap=0.0, start=START)
+    token = await reviewer(rig.database_url, "alice")
+    client = await client_for(rig, aiohttp_client)
+    progress = await (await client.get("/api/review/progress", headers=bearer(token))).json()
+    needed = {t["tag"]: t["labels_needed"] for t in progress["tags"]}
+    before = labels_needed([Stratum({}, {"worse": 600, "equivalent": 2400}, {})])
+    assert needed["agree"] < needed["disagree"] <= before  # before: a coin's worst case
+    assert {t["tag"]: t["labelled_pairs"] for t in progress["tags"]} == {
+        "agree": 80, "disagree": 80}

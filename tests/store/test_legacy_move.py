@@ -1,4 +1,4 @@
-"""Upgrading a database made by the release before partitioning (revision 0004, with
+"""Upgrading a database made by the release before partitioning (revision 0005, with
 pairs served by primary, shadow and fallback, scores, reviews and review items in it): no
 row lost, none doubled, whether the move runs to the end, is killed with SIGKILL half-way
 and run again, or races the writer; every index and check kept; the review queue goes on.
@@ -37,10 +37,10 @@ async def _connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(asyncpg_dsn(url))
 
 
-async def _release_0004_with_rows(url: str) -> list[PairRecord]:
+async def _release_before_partitioning(url: str) -> list[PairRecord]:
     """The schema of the release before partitioning, holding pairs as it stored them,
     two thirds of them scored, some reviewed twice, some offered for review."""
-    await migrate.upgrade(url, "0004")
+    await migrate.upgrade(url, "0005")
     pairs = [make_pair(id=uuid.uuid4(), received_at=START + timedelta(hours=i),
                        tag=("support", "billing", None)[i % 3],
                        served_by=("primary", "shadow", "fallback")[i % 4 % 3])
@@ -105,7 +105,7 @@ async def test_upgrade_keeps_every_row_visible_then_moves_them_all(
     empty_database_url: str,
 ) -> None:
     url = empty_database_url
-    await _release_0004_with_rows(url)
+    await _release_before_partitioning(url)
     before = await _snapshot(url)
     assert len(before["view"]) == PAIRS and len(before["scores"]) == 160
     assert {r["served_by"] for r in before["view"]} == {"primary", "shadow", "fallback"}
@@ -143,7 +143,7 @@ async def test_a_pair_written_again_after_the_upgrade_is_kept_once(
 ) -> None:
     """A spooled copy of a pair stored before the upgrade, replayed after it."""
     url = empty_database_url
-    pairs = await _release_0004_with_rows(url)
+    pairs = await _release_before_partitioning(url)
     await migrate.upgrade(url)
     fresh = make_pair(received_at=START + timedelta(days=20))
     sink = PairSink(url)
@@ -188,7 +188,7 @@ async def test_a_move_killed_half_way_loses_and_doubles_nothing(
     empty_database_url: str, tmp_path: Path,
 ) -> None:
     url = empty_database_url
-    await _release_0004_with_rows(url)
+    await _release_before_partitioning(url)
     before = await _snapshot(url)
     await migrate.upgrade(url)
     await _kill_the_move_half_way(url, tmp_path)
@@ -212,7 +212,7 @@ async def test_a_move_killed_half_way_loses_and_doubles_nothing(
     assert await _snapshot(url) == before
 
 
-# What 0003 and 0004 put on the four tables besides their keys: a partitioned table that
+# What 0003 to 0005 put on the four tables besides their keys: a partitioned table that
 # lost one would serve the review queue slowly (an index) or take a label no person gave.
 _SHAPE = """
     SELECT t.relname AS table_name, 'index' AS kind, c.relname AS name
@@ -243,14 +243,14 @@ async def _shape(url: str) -> set[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize("with_rows", [True, False], ids=["with-rows", "empty"])
-async def test_the_partitioned_tables_keep_every_column_index_and_check_of_0004(
+async def test_the_partitioned_tables_keep_every_column_index_and_check_of_0005(
     empty_database_url: str, with_rows: bool,
 ) -> None:
     url = empty_database_url
     if with_rows:
-        await _release_0004_with_rows(url)
+        await _release_before_partitioning(url)
     else:
-        await migrate.upgrade(url, "0004")
+        await migrate.upgrade(url, "0005")
     before = await _shape(url)
     assert ("pairs", "index", "ix_pairs_review_rank") in before
     assert ("reviews", "check", "ck_reviews_choice") in before
@@ -272,7 +272,7 @@ async def test_the_partitioned_tables_keep_every_column_index_and_check_of_0004(
                 pair.id, pair.received_at)
     finally:
         await conn.close()
-    await migrate.downgrade(url, "0004")  # and back: the old tables' shape again
+    await migrate.downgrade(url, "0005")  # and back: the old tables' shape again
     assert await _shape(url) == before
 
 
@@ -282,7 +282,7 @@ async def test_the_review_queue_goes_on_with_the_items_and_labels_that_moved(
     """ann's open items and her labels from before the upgrade are hers after it: she
     gets her open item back, can label another, and cannot label a pair twice."""
     url = empty_database_url
-    pairs = await _release_0004_with_rows(url)
+    pairs = await _release_before_partitioning(url)
     await migrate.upgrade(url)
     await move_legacy(url, batch=50)
     queue = ReviewQueue(QueueRules(frame_cache_s=0))

@@ -13,7 +13,7 @@ from shadowproxy.store.legacy_move import legacy_left
 from shadowproxy.store.maintenance import StoreMaintenance, maintain
 from shadowproxy.store.partitions import MAINTENANCE_LOCK, attached_days, ensure_days
 from shadowproxy.store.urls import asyncpg_dsn
-from tests.store.test_legacy_move import PAIRS, _release_0004_with_rows, _snapshot
+from tests.store.test_legacy_move import PAIRS, _release_before_partitioning, _snapshot
 
 NOW = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 
@@ -72,7 +72,7 @@ async def test_the_task_runs_periodically_on_its_clock(database_url: str) -> Non
 
 async def test_serve_moves_the_old_rows_in_the_background(empty_database_url: str) -> None:
     url = empty_database_url
-    await _release_0004_with_rows(url)
+    await _release_before_partitioning(url)
     before = await _snapshot(url)
     await migrate.upgrade(url)  # what serve's start does: the schema only
     task = StoreMaintenance(url, 0, move_batch=50)

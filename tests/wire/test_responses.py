@@ -125,6 +125,8 @@ def stream_bytes(answer: Answer) -> bytes:
             emit("error", code="server_error", message="The server had an error.",
                  param=None)
             break
+    if answer.ending == "error" and not items:  # an error before any output
+        emit("error", code="server_error", message="The server had an error.", param=None)
     if answer.ending == "completed":
         emit("response.completed", response=response_obj(answer, "completed", items, True))
     elif answer.ending in ("max_output_tokens", "content_filter"):
