@@ -6,7 +6,7 @@ answered turn is kept here (redacted, bounded, expiring) so any mirror can rebui
 chain.
 
 Revision ID: 0006
-Revises: 0005 (the scale branch's report summaries; 0004 until it lands)
+Revises: 0005
 Create Date: 2026-12-05
 
 """

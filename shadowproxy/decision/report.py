@@ -406,10 +406,13 @@ async def build_report(
                                                  lifecycle)
                    if lifecycle is not None else ())
         cutover = await cutover_section(conn, tag=tag, since=since)
+        moving = (await conn.fetchval("SELECT count(*) FROM legacy_pairs")
+                  if await conn.fetchval("SELECT to_regclass('legacy_pairs') IS NOT NULL")
+                  else None)
     report = assemble_report(tags, worst_rows, exact=exact, since=since, tag=tag,
                              now=window.now, sections=sections, lifecycle=notices)
     report = report_human.attach_human(report, _judge_frames(tags), human)
-    return dataclasses.replace(report, cutover=cutover)
+    return dataclasses.replace(report, cutover=cutover, pairs_still_moving=moving)
 
 
 def _named_models(tags: Sequence[TagFacts]) -> dict[str, list[str]]:

@@ -638,6 +638,9 @@ class Report:
     lifecycle: tuple[LifecycleNotice, ...] = ()
     # Cutover in steps: each tag's plan, events and pairs per step (shadowproxy/cutover).
     cutover: CutoverSection = field(default_factory=CutoverSection)
+    # Pairs stored before partitioning (migration 0007) not yet moved into the day
+    # partitions: the report counts only moved pairs until the move ends (None: no move).
+    pairs_still_moving: int | None = None
 
     # Sections other modules add (shadowproxy.decision.report.SECTIONS), by name.
     sections: Mapping[str, Any] = field(default_factory=dict)
@@ -665,6 +668,7 @@ class Report:
             "conversations": {tag or "overall": c.to_json()
                               for tag, c in sorted(self.conversations.items())},
             "lifecycle_warnings": list(self.lifecycle_warnings),
+            "pairs_still_moving": self.pairs_still_moving,
             **{name: value.to_json() if hasattr(value, "to_json") else value
                for name, value in sorted(self.sections.items())},
             "cutover": self.cutover.to_json(),

@@ -18,11 +18,19 @@ from typing import Any
 import asyncpg
 import pytest
 
+from shadowproxy.decision.report import build_report
+from shadowproxy.decision.report_html import render_html
 from shadowproxy.records import PairRecord
 from shadowproxy.review_labels import Label
 from shadowproxy.store import migrate
 from shadowproxy.store.columns import PAIR_COLUMNS
-from shadowproxy.store.legacy_move import legacy_left, move_legacy
+from shadowproxy.store.legacy_move import (
+    MoveProgress,
+    _move_statements,
+    legacy_left,
+    move_batch,
+    move_legacy,
+)
 from shadowproxy.store.review_queue import AlreadyLabelled, QueueRules, ReviewQueue
 from shadowproxy.store.sink import PairSink, pair_row
 from shadowproxy.store.urls import asyncpg_dsn
@@ -136,6 +144,45 @@ async def test_upgrade_keeps_every_row_visible_then_moves_them_all(
     assert leftovers == []
     assert days == 11
     assert (await move_legacy(url)).moved == 0
+
+
+async def test_a_report_during_the_move_says_so_and_the_next_counts_every_pair(
+    empty_database_url: str,
+) -> None:
+    """A report between two batches counts the pairs moved so far and says how many are
+    still moving; once the move ends, the report counts every pair, even in the
+    10-minute slot the first batch split (newest first, so the split slot is always the
+    oldest one, which a report reads from the pairs instead of its summaries)."""
+    url = empty_database_url
+    await _release_before_partitioning(url)
+    # Five more pairs in the slot of pair 202 (hour 202, minutes 1 to 5): newest first, a
+    # batch of 40 takes pairs 239..203 and three of them, leaving two and pair 202.
+    split = START + timedelta(hours=202)
+    extra = [make_pair(id=uuid.uuid4(), received_at=split + timedelta(minutes=k), tag="support")
+             for k in range(1, 6)]
+    conn = await _connect(url)
+    try:
+        await conn.copy_records_to_table("pairs", records=[pair_row(p) for p in extra],
+                                         columns=PAIR_COLUMNS)
+    finally:
+        await conn.close()
+    total = PAIRS + len(extra)
+    await migrate.upgrade(url)
+    conn = await _connect(url)
+    try:
+        await move_batch(conn, 40, MoveProgress(), await _move_statements(conn))
+    finally:
+        await conn.close()
+    during = (await build_report(url)).to_json()
+    assert during["overall"]["pairs_total"] == 40
+    assert during["pairs_still_moving"] == total - 40
+    html = render_html(await build_report(url))
+    assert f"{total - 40:,} pairs stored before the upgrade are still moving" in html
+
+    await move_legacy(url)
+    after = (await build_report(url)).to_json()
+    assert after["overall"]["pairs_total"] == total
+    assert after["pairs_still_moving"] is None
 
 
 async def test_a_pair_written_again_after_the_upgrade_is_kept_once(
