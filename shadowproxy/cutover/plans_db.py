@@ -10,13 +10,14 @@ plan's complete history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from shadowproxy.cutover.plan import Action, AdvanceMove, Plan
+from shadowproxy.cutover.section import EventView
 
 __all__ = [
     "AdvanceLock",
@@ -51,19 +52,13 @@ class NoPlan(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    tag: str
-    action: str
-    from_percent: int
-    to_percent: int
-    reason: str
-    actor: str
-    at: datetime
+class Event(EventView):
+    """One event of a tag's plan, as stored (the report's view of it, and its tag)."""
+
+    tag: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"tag": self.tag, "action": self.action, "from_percent": self.from_percent,
-                "to_percent": self.to_percent, "reason": self.reason, "actor": self.actor,
-                "at": self.at.isoformat()}
+        return {"tag": self.tag, **EventView.to_json(self)}
 
 
 def _plan(row: Any) -> Plan:
@@ -74,7 +69,7 @@ def _plan(row: Any) -> Plan:
 
 
 def _event(row: Any) -> Event:
-    return Event(**{k: row[k] for k in Event.__slots__})
+    return Event(**{f.name: row[f.name] for f in fields(Event)})
 
 
 async def read_plans(conn: asyncpg.Connection) -> list[Plan]:

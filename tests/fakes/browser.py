@@ -1,7 +1,9 @@
 """Debian's chromium driven by Playwright (its own browser download is not used).
 
 ``.ci/run`` installs the ``chromium`` package; on a machine without it the browser tests
-skip, except in CI (``CI`` set), where a missing browser is a failure.
+skip, except in CI (``CI`` set), where a missing browser is a failure. With
+``SHADOWPROXY_TEST_SCREENSHOTS=DIR`` the tests save what a person would see there, to be
+looked at (they assert nothing about pixels).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +42,12 @@ async def chromium() -> AsyncIterator[object]:
             yield browser
         finally:
             await browser.close()
+
+
+async def screenshot(page: Any, name: str) -> None:
+    """The whole page as ``DIR/name.png`` when ``SHADOWPROXY_TEST_SCREENSHOTS`` names a
+    directory; nothing otherwise."""
+    folder = os.environ.get("SHADOWPROXY_TEST_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

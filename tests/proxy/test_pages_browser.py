@@ -17,7 +17,7 @@ from shadowproxy.decision.report_html import render_html
 from shadowproxy.simulator.demo import CALIBRATED_POLICY
 from shadowproxy.simulator.reviewers import label_in_queue_order
 from tests.cutover.test_report_section import seed
-from tests.fakes.browser import chromium
+from tests.fakes.browser import chromium, screenshot
 from tests.fakes.review import ADMIN_TOKEN, Rig
 from tests.fakes.verdicts import START, mix, write
 
@@ -64,6 +64,7 @@ async def test_the_dashboard_behind_its_sign_in(database_url: str) -> None:
             await page.click("button[type=submit]")
             await page.locator("[role=alert]").filter(
                 has_text="neither the admin token nor a reviewer's").wait_for()
+            await screenshot(page, "login-wrong-token")
             await page.fill("#token", ADMIN_TOKEN)
             await page.click("button[type=submit]")
             await page.wait_for_url(f"{base}/dashboard")
@@ -77,6 +78,7 @@ async def test_the_dashboard_behind_its_sign_in(database_url: str) -> None:
             assert "Wrong <b>date</b>" in text
             assert "<script>x</script>" in text
             assert await _overflow(page) == 0
+            await screenshot(page, "dashboard")
             await page.click("text=Sign out")
             await page.wait_for_url(f"{base}/login")
             await page.goto(f"{base}/dashboard")
@@ -105,6 +107,7 @@ async def test_the_report_file_reads_offline(database_url: str, tmp_path: Path) 
         assert "Tag: billing" in text and "calibrated by people" in text
         assert "Cutover in steps" in text
         assert await _overflow(page) == 0
+        await screenshot(page, "report")
         # Every chart is drawn inline: nothing is fetched, so the file works anywhere.
         assert await page.locator("svg").count() >= 2
     assert problems == [] and failed == []

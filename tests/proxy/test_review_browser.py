@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from tests.fakes.browser import chromium
+from tests.fakes.browser import chromium, screenshot
 from tests.fakes.review import Rig, fetch, judged, reviewer
 
 
@@ -32,6 +32,8 @@ async def test_label_three_pairs_with_the_keyboard(database_url: str) -> None:
             current = page.locator(".tag.current .tag-counts")
             await current.filter(has_text="0 of 6 labels").wait_for()
             ready = page.locator("#choose button[data-choice='tie']:enabled")
+            await ready.wait_for()
+            await screenshot(page, "review")
             for key, done in (("1", 1), ("t", 2), ("2", 3)):
                 # Keys are ignored while a pair loads: nobody labels what they have not seen.
                 await ready.wait_for()
@@ -39,6 +41,7 @@ async def test_label_three_pairs_with_the_keyboard(database_url: str) -> None:
                 await current.filter(has_text=f"{done} of 6 labels").wait_for()
                 await page.locator("#status").filter(has_text="Saved").wait_for()
             assert await page.locator(".tag.current .meter").get_attribute("aria-valuenow") == "3"
+            await screenshot(page, "review-after-three")
             # The note field takes text without labelling; Esc hands the keys back.
             await ready.wait_for()
             await page.click("#note")
