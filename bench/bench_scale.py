@@ -5,9 +5,10 @@ same run (issue 19's table).
     .venv/bin/python bench/bench_scale.py --pairs 200000 --base-pairs 50000 --diff-pairs 20000
 
 **Today's code** is the ``--base`` commit (default: where this branch left ``main``),
-checked out by the bench into a temporary ``git worktree`` and run with this venv, on
-the very same database. Each measured command is a fresh child process
-(``python -m shadowproxy report|diff``, as a user runs it); its wall time and peak RSS
+checked out by the bench into a temporary ``git worktree`` and run with this venv, on a
+copy of the very same rows in a database made by its own ``migrate`` (its schema). Each
+measured command is a fresh child process (``python -m shadowproxy report|diff``, as a
+user runs it); its wall time and peak RSS
 come from ``wait4``, and PostgreSQL's CPU from its processes' counters.
 
 **Report**: ``--base-pairs`` realistic pairs (about 900-character answers, tool calls,
@@ -293,7 +294,9 @@ def bench_report(cluster: Cluster, base: Path, tmp: Path, pairs: int, base_pairs
         print(f"generating {base_pairs:,} pairs", flush=True)
         asyncio.run(add_pairs(url, corpus, base_pairs, 0, scores=True))
         size = asyncio.run(table_size(url))
-        runs = report_runs("today's code", url, base, cluster, tmp, cold=False, extra=True)
+        base_url = base_copy(cluster, base, url, tmp, "report_base", ("pairs", "scores"))
+        runs = report_runs("today's code", base_url, base, cluster, tmp, cold=False,
+                           extra=True)
         today = json.loads((tmp / "report.json").read_text())
         runs += report_runs("new", url, None, cluster, tmp, cold=True, extra=True)
         new = json.loads((tmp / "report.json").read_text())
@@ -307,8 +310,10 @@ def bench_report(cluster: Cluster, base: Path, tmp: Path, pairs: int, base_pairs
             size = asyncio.run(table_size(url))
             runs = report_runs("new", url, None, cluster, tmp, cold=True, extra=True)
             if base_at_full:
-                runs += report_runs("today's code", url, base, cluster, tmp, cold=False,
-                                    extra=False)
+                base_url = base_copy(cluster, base, url, tmp, "report_base",
+                                     ("pairs", "scores"))
+                runs += report_runs("today's code", base_url, base, cluster, tmp,
+                                    cold=False, extra=False)
             print_runs(f"report at {pairs:,} pairs ({size})", runs)
         if tail_rate:
             minutes = 12
@@ -321,7 +326,8 @@ def bench_report(cluster: Cluster, base: Path, tmp: Path, pairs: int, base_pairs
         print("\nplans of the pairs a report reads itself:")
         print(asyncio.run(plans(url)))
     finally:
-        asyncio.run(_admin(cluster, "DROP DATABASE IF EXISTS report_bench WITH (FORCE)"))
+        for name in ("report_bench", "report_base"):
+            asyncio.run(_admin(cluster, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 async def _rescore(url: str) -> float:
@@ -341,34 +347,37 @@ async def _rescore(url: str) -> float:
     return time.perf_counter() - started
 
 
-def base_copy(cluster: Cluster, base: Path, url: str, tmp: Path) -> str:
-    """A database made by today's code's own ``migrate`` holding the very pairs of ``url``
-    (the columns both schemas have): today's ``diff`` writes scores as its schema wants
-    (since partitioning, a score carries its pair's received_at)."""
-    asyncio.run(_admin(cluster, "DROP DATABASE IF EXISTS diff_base WITH (FORCE)"))
-    asyncio.run(_admin(cluster, "CREATE DATABASE diff_base"))
-    target = cluster.database("diff_base")
+def base_copy(cluster: Cluster, base: Path, url: str, tmp: Path, name: str,
+              tables: tuple[str, ...] = ("pairs",)) -> str:
+    """A database made by today's code's own ``migrate`` holding the very rows of
+    ``tables`` in ``url`` (the columns both schemas have): today's code reads and writes
+    them as its own schema has them (since partitioning, a score carries its pair's
+    received_at, which older code neither writes nor joins on)."""
+    asyncio.run(_admin(cluster, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(_admin(cluster, f"CREATE DATABASE {name}"))
+    target = cluster.database(name)
     subprocess.run(shadowproxy(base, "migrate"), env=env_for(target, tmp), check=True,
                    capture_output=True)
-    asyncio.run(_copy_pairs(url, target, tmp))
+    asyncio.run(_copy_rows(url, target, tmp, tables))
     return target
 
 
-async def _copy_pairs(url: str, target: str, tmp: Path) -> None:
+async def _copy_rows(url: str, target: str, tmp: Path, tables: tuple[str, ...]) -> None:
     src = await asyncpg.connect(asyncpg_dsn(url))
     dst = await asyncpg.connect(asyncpg_dsn(target))
     try:
         query = ("SELECT column_name FROM information_schema.columns "
-                 "WHERE table_schema = 'public' AND table_name = 'pairs'")
-        theirs = {r[0] for r in await dst.fetch(query)}
-        columns = [r[0] for r in await src.fetch(query + " ORDER BY ordinal_position")
-                   if r[0] in theirs]
-        dump = tmp / "pairs.copy"
-        await src.copy_from_query(f"SELECT {', '.join(columns)} FROM pairs", output=dump,
-                                  format="binary")
-        await dst.copy_to_table("pairs", source=dump, columns=columns, format="binary")
-        dump.unlink()
-        await dst.execute("VACUUM ANALYZE pairs")
+                 "WHERE table_schema = 'public' AND table_name = $1")
+        for table in tables:
+            theirs = {r[0] for r in await dst.fetch(query, table)}
+            columns = [r[0] for r in await src.fetch(query + " ORDER BY ordinal_position",
+                                                     table) if r[0] in theirs]
+            dump = tmp / f"{table}.copy"
+            await src.copy_from_query(f"SELECT {', '.join(columns)} FROM {table}",
+                                      output=dump, format="binary")
+            await dst.copy_to_table(table, source=dump, columns=columns, format="binary")
+            dump.unlink()
+            await dst.execute(f"VACUUM ANALYZE {table}")
     finally:
         await src.close()
         await dst.close()
@@ -382,7 +391,7 @@ def bench_diff(cluster: Cluster, base: Path, tmp: Path, pairs: int) -> None:
         # pairs would leave each 10-minute slot a handful, all cost and no pairs).
         asyncio.run(add_pairs(url, Corpus(seed=7), pairs, 0, scores=False,
                               span=timedelta(hours=12)))
-        base_url = base_copy(cluster, base, url, tmp)
+        base_url = base_copy(cluster, base, url, tmp, "diff_base")
         runs = []
         for label, checkout, target, extra in (
                 ("today's code", base, base_url, []),
