@@ -198,8 +198,9 @@ async def table_size(url: str) -> str:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         return str(await conn.fetchval(
-            "SELECT pg_size_pretty(pg_total_relation_size('pairs') "
-            "+ pg_total_relation_size('scores'))"))
+            "SELECT pg_size_pretty(sum(pg_total_relation_size(relid))) FROM ("
+            "SELECT relid FROM pg_partition_tree('pairs') UNION ALL "
+            "SELECT relid FROM pg_partition_tree('scores')) AS t"))
     finally:
         await conn.close()
 
