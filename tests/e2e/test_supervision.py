@@ -58,7 +58,8 @@ class Load:
     def __init__(self, served: ServeProcess, http: aiohttp.ClientSession) -> None:
         self.served = served
         self.http = http
-        self.user: list[int | str] = []
+        self.user: list[int | str] = []  # in the order sent, filled when the load ends
+        self.sent = 0  # requests sent so far
         self.probes: list[tuple[int, dict[str, Any]]] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -71,6 +72,7 @@ class Load:
             await asyncio.sleep(max(0.0, start + i / RATE - time.monotonic()))
             calls.append(asyncio.ensure_future(ask(client, f"load {i} {uuid.uuid4()}")))
             i += 1
+            self.sent = i
         for result in await asyncio.gather(*calls, return_exceptions=True):
             self.user.append(result if isinstance(result, int) else type(result).__name__)
 
@@ -158,7 +160,8 @@ async def test_killed_worker_is_restarted_and_readyz_stays_200(
                             and now["mirror"] == "up")
 
             await until(back, 90)
-            restarted_at = len(load.user)
+            # load.user fills only when the load ends: count what was sent until now.
+            restarted_at = load.sent
             await asyncio.sleep(1.0)
         await load.finished()
         after = [s for s in load.user[restarted_at + RATE:]]  # sent once it was back
